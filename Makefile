@@ -1,0 +1,40 @@
+# make study  - set up .venv, run the whole study (default profile), write reports/ and README's table
+# make test   - set up .venv, run the tests (including the whole DAG under the smoke profile)
+# make smoke  - the whole DAG under the smoke profile, into build/smoke/
+# make lab    - JupyterLab on the notebooks (jupytext opens the .py files as notebooks)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+CORES ?= 2
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup study smoke test lab lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+		{ echo "Python 3.11 is required (torch 2.14.1 wheels); set PYTHON=python3.11"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+study: setup
+	snakemake --cores $(CORES) --config profile=default
+	python -m rethink readme --findings reports/findings.md --readme README.md
+
+smoke: setup
+	snakemake --cores $(CORES) --config profile=smoke
+
+test: setup
+	python -m pytest -q
+
+lint: setup
+	snakemake --lint --config profile=smoke
+
+lab: setup
+	jupyter lab notebooks
+
+clean:
+	rm -rf build cache/smoke
