@@ -1,0 +1,515 @@
+"""A procedurally generated "visual world" of shapes, so the study downloads nothing.
+
+The four variation knobs follow Newell & Deng (2020): texture, color, viewpoint and
+lighting, each in [0, 1] (0 = factor held fixed, 1 = full variation), plus clutter
+(background texture, distractor fragments, pixel noise). Classification images hold one
+object; scenes hold several, later ones occluding earlier ones, with COCO-style labels.
+
+Everything is rendered in batches with torch on the CPU: each shape is an inside-test
+on object-local coordinates (u, v) in about [-1, 1] (v pointing up), evaluated on a 2x
+supersampled grid for all objects of that shape at once, then average-pooled, which is
+the anti-aliasing. Randomness comes only from a local ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+_TAU = 2.0 * math.pi
+
+
+# --------------------------------------------------------------------------- shapes
+def _polar(u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.hypot(u, v), torch.atan2(v, u)
+
+
+def _star(u: Tensor, v: Tensor, k: int, inner: float, offset: float = math.pi / 2) -> Tensor:
+    """k-pointed star with outer radius 1 and inner radius `inner`; a regular k-gon when
+    inner == cos(pi/k). One vertex points along `offset`."""
+    r, phi = _polar(u, v)
+    sector = _TAU / k
+    # Fold by the star's rotational and mirror symmetry into the wedge [0, pi/k]; there
+    # the boundary is the single edge from O=(1,0) to I=inner*(cos pi/k, sin pi/k).
+    a = torch.remainder(phi - offset, sector)
+    a = torch.minimum(a, sector - a)
+    x, y = r * torch.cos(a), r * torch.sin(a)
+    ix, iy = inner * math.cos(math.pi / k), inner * math.sin(math.pi / k)
+    return (ix - 1.0) * y - iy * (x - 1.0) >= 0  # origin side of the line O->I
+
+
+def _poly(k: int, offset: float = math.pi / 2) -> Callable[[Tensor, Tensor], Tensor]:
+    return lambda u, v: _star(u, v, k, math.cos(math.pi / k), offset)
+
+
+def _heart(u: Tensor, v: Tensor) -> Tensor:
+    x, y = 1.2 * u, 1.2 * v + 0.1
+    return (x * x + y * y - 1) ** 3 - x * x * y ** 3 <= 0
+
+
+def _box(u: Tensor, v: Tensor, x0: float, x1: float, y0: float, y1: float) -> Tensor:
+    return (u >= x0) & (u <= x1) & (v >= y0) & (v <= y1)
+
+
+# name -> (inside-test, rotational symmetry order: 0 = continuous, 1 = none, k = k-fold).
+# The first half is the upstream ("ImageNet") class set, the second half downstream;
+# each half mixes polygons, stars, curved and letter-like shapes so neither is easier.
+_SHAPE_DEFS: dict[str, tuple[Callable[[Tensor, Tensor], Tensor], int]] = {
+    # upstream
+    "circle": (lambda u, v: u * u + v * v <= 1.0, 0),
+    "triangle": (_poly(3), 3),
+    "square": (_poly(4, math.pi / 4), 4),
+    "pentagon": (_poly(5), 5),
+    "star5": (lambda u, v: _star(u, v, 5, 0.45), 5),
+    "cross": (lambda u, v: _box(u, v, -0.3, 0.3, -0.9, 0.9) | _box(u, v, -0.9, 0.9, -0.3, 0.3), 4),
+    "ring": (lambda u, v: (u * u + v * v <= 1.0) & (u * u + v * v >= 0.55 ** 2), 0),
+    "heart": (_heart, 1),
+    "arrow": (lambda u, v: _box(u, v, -0.22, 0.22, -0.95, 0.1)
+              | ((v >= 0.05) & (u.abs() <= (0.95 - v) * 0.85)), 1),
+    "L": (lambda u, v: _box(u, v, -0.7, -0.2, -0.9, 0.9) | _box(u, v, -0.7, 0.7, -0.9, -0.4), 1),
+    # downstream
+    "ellipse": (lambda u, v: u * u + (v / 0.55) ** 2 <= 1.0, 2),
+    "diamond": (lambda u, v: u.abs() / 0.6 + v.abs() <= 1.0, 2),
+    "hexagon": (_poly(6), 6),
+    "star4": (lambda u, v: _star(u, v, 4, 0.4), 4),
+    "star6": (lambda u, v: _star(u, v, 6, 0.55), 6),
+    "T": (lambda u, v: _box(u, v, -0.85, 0.85, 0.4, 0.9) | _box(u, v, -0.25, 0.25, -0.9, 0.9), 1),
+    "crescent": (lambda u, v: (u * u + v * v <= 1.0) & ((u - 0.45) ** 2 + v * v > 0.8 ** 2), 1),
+    "semicircle": (lambda u, v: (u * u + (v + 0.4) ** 2 <= 1.0) & (v >= -0.4), 1),
+    "trapezoid": (lambda u, v: (v.abs() <= 0.6) & (u.abs() <= 0.95 - 0.375 * (v + 0.6)), 1),
+    "bowtie": (lambda u, v: (u.abs() <= 0.9) & (v.abs() <= 0.1 + 0.9 * u.abs()), 2),
+}
+
+SHAPES: tuple[str, ...] = tuple(_SHAPE_DEFS)
+UPSTREAM_CLASSES: tuple[str, ...] = SHAPES[: len(SHAPES) // 2]
+DOWNSTREAM_CLASSES: tuple[str, ...] = SHAPES[len(SHAPES) // 2:]
+SYMMETRY: dict[str, int] = {name: sym for name, (_, sym) in _SHAPE_DEFS.items()}
+
+__all__ = ["SHAPES", "UPSTREAM_CLASSES", "DOWNSTREAM_CLASSES", "SYMMETRY", "WorldSpec", "generate_classification",
+           "generate_scenes", "to_coco", "save_world", "load_world"]
+
+
+# ----------------------------------------------------------------------------- spec
+@dataclass(frozen=True)
+class WorldSpec:
+    image_size: int = 32  # pixels per side, in [16, 256]
+    texture: float = 0.5  # probability and variety of textured (vs solid) objects
+    color: float = 0.5  # spread of object and background hue/saturation/value
+    viewpoint: float = 0.5  # spread of rotation, scale, tilt and position
+    lighting: float = 0.5  # brightness, directional gradient, shadow, contrast
+    clutter: float = 0.5  # background texture, distractor fragments, pixel noise
+    noise_std: float = 0.08  # pixel noise std at clutter=1, in [0,1] intensity units
+    scale_range: tuple[float, float] = (0.3, 0.9)  # object diameter / image side at viewpoint=1 (classification)
+    scene_scale_range: tuple[float, float] = (0.15, 0.5)  # same, for scenes
+    max_tilt: float = 0.6  # vertical squash of a fully tilted object (0.6 -> 40% height)
+    max_fragments: int = 4  # distractor fragments per image at clutter=1 (each kept with p=0.75)
+    min_visible_px: int = 12  # scene objects with fewer visible pixels are dropped
+
+    def __post_init__(self) -> None:
+        for name in ("texture", "color", "viewpoint", "lighting", "clutter"):
+            val = getattr(self, name)
+            if not (isinstance(val, (int, float)) and 0.0 <= val <= 1.0):
+                raise ValueError(f"WorldSpec.{name} must be in [0, 1], got {val!r}")
+        if not (isinstance(self.image_size, int) and 16 <= self.image_size <= 256):
+            raise ValueError(f"WorldSpec.image_size must be an int in [16, 256], got {self.image_size!r}")
+        for name in ("scale_range", "scene_scale_range"):
+            lo, hi = getattr(self, name)
+            if not 0.0 < lo <= hi <= 1.5:
+                raise ValueError(f"WorldSpec.{name} must satisfy 0 < lo <= hi <= 1.5, got {(lo, hi)!r}")
+        if not 0.0 <= self.max_tilt < 1.0:
+            raise ValueError(f"WorldSpec.max_tilt must be in [0, 1), got {self.max_tilt!r}")
+        if self.noise_std < 0 or self.max_fragments < 0 or self.min_visible_px < 0:
+            raise ValueError("WorldSpec.noise_std, max_fragments and min_visible_px must be >= 0")
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# -------------------------------------------------------------------------- helpers
+def _rand(g: torch.Generator, *shape: int, lo: float = 0.0, hi: float = 1.0) -> Tensor:
+    return lo + (hi - lo) * torch.rand(shape, generator=g)
+
+
+def _hsv2rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    """[...] hsv in [0,1] -> [..., 3] rgb."""
+    n = torch.tensor([5.0, 3.0, 1.0])
+    k = torch.remainder(n + 6.0 * h.unsqueeze(-1), 6.0)
+    return v.unsqueeze(-1) - (v * s).unsqueeze(-1) * (torch.minimum(k, 4.0 - k).clamp(0.0, 1.0))
+
+
+def _smooth_noise(g: torch.Generator, b: int, c: int, res: int, size: int) -> Tensor:
+    """Band-limited noise in [0,1]: a coarse random grid upsampled bicubically."""
+    coarse = torch.rand((b, c, res, res), generator=g)
+    return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+
+
+def _grid(size: int) -> Tensor:
+    return (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres in [0,1]
+
+
+def _check_classes(classes: Sequence[str]) -> list[str]:
+    classes = list(classes)
+    unknown = [c for c in classes if c not in _SHAPE_DEFS]
+    if not classes or unknown:
+        raise ValueError(f"classes must be a non-empty subset of SHAPES; unknown: {unknown}")
+    if len(set(classes)) != len(classes):
+        raise ValueError("classes must not repeat")
+    if len(classes) > 254:
+        raise ValueError("at most 254 classes fit the uint8 semantic map")
+    return classes
+
+
+# ------------------------------------------------------------------------ rendering
+def _sample_objects(g: torch.Generator, b: int, m: int, spec: WorldSpec, scene: bool) -> dict[str, Tensor]:
+    """Per-object parameters for b images x m slots."""
+    vp, col, tex = spec.viewpoint, spec.color, spec.texture
+    lo, hi = spec.scene_scale_range if scene else spec.scale_range
+    mid = 0.5 * (lo + hi)
+    size = _rand(g, b, m, lo=mid + vp * (lo - mid), hi=mid + vp * (hi - mid))
+    if scene:
+        # A scene's layout is not a viewpoint property: objects must spread out even at
+        # viewpoint=0, and may be cut by the border a little, as in real photos.
+        cx, cy = (_rand(g, b, m, lo=0.0, hi=1.0) * (1.0 - 0.6 * size) + 0.3 * size for _ in range(2))
+    else:
+        cx, cy = (0.5 + vp * _rand(g, b, m, lo=-1, hi=1) * (1.0 - size) / 2 for _ in range(2))
+    o = {
+        "size": size, "cx": cx, "cy": cy,
+        "angle": vp * math.pi * _rand(g, b, m, lo=-1, hi=1),
+        "tilt": vp * _rand(g, b, m),
+    }
+    # Fixed orange at color=0; the knob widens hue to the full circle and lets value and
+    # saturation approach the background's, so colour alone cannot find the object.
+    h = 0.05 + col * _rand(g, b, m, lo=-0.5, hi=0.5)
+    s = (0.75 + col * _rand(g, b, m, lo=-0.55, hi=0.25)).clamp(0, 1)
+    v = (0.85 + col * _rand(g, b, m, lo=-0.5, hi=0.15)).clamp(0, 1)
+    o["rgb"] = _hsv2rgb(torch.remainder(h, 1.0), s, v)
+    # Texture: kind 0 = solid; the knob raises the chance of a pattern and unlocks more
+    # kinds (stripes, checker, dots, noise), finer frequencies and stronger contrast.
+    n_kinds = 1 + round(3 * tex)
+    textured = torch.rand((b, m), generator=g) < tex
+    o["tex_kind"] = torch.where(textured, 1 + (torch.rand((b, m), generator=g) * n_kinds).long(), 0)
+    o["tex_freq"] = _rand(g, b, m, lo=0.6, hi=0.6 + 1.4 * tex)  # cycles per local unit
+    o["tex_angle"] = _rand(g, b, m, lo=0.0, hi=math.pi)
+    o["tex_phase"] = _rand(g, b, m, lo=0.0, hi=_TAU)
+    other = torch.rand((b, m, 3), generator=g)
+    o["rgb2"] = o["rgb"] + _rand(g, b, m, 1, lo=0.35, hi=0.9) * (other - o["rgb"])
+    return o
+
+
+def _local_coords(o: dict[str, Tensor], idx: Tensor, grid: Tensor, max_tilt: float) -> tuple[Tensor, Tensor]:
+    """Object-local (u, v) on the grid for the objects picked by flat index `idx`."""
+    half = (o["size"].flatten()[idx] / 2).view(-1, 1, 1)
+    dx = (grid.view(1, 1, -1) - o["cx"].flatten()[idx].view(-1, 1, 1)) / half
+    # Tilt = the object plane leaning back: image height shrinks; v points up.
+    squash = (1.0 - max_tilt * o["tilt"].flatten()[idx]).view(-1, 1, 1)
+    dy = -(grid.view(1, -1, 1) - o["cy"].flatten()[idx].view(-1, 1, 1)) / (half * squash)
+    ang = o["angle"].flatten()[idx].view(-1, 1, 1)
+    c, s = torch.cos(ang), torch.sin(ang)
+    return c * dx + s * dy, -s * dx + c * dy
+
+
+def _pattern(kind: int, u: Tensor, v: Tensor, freq: Tensor, angle: Tensor, phase: Tensor,
+             g: torch.Generator) -> Tensor:
+    """Texture mix weight in [0,1] (0 = primary colour) in object-local coordinates, so
+    patterns rotate and tilt with the object like a printed surface."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    a, b = c * u + s * v, -s * u + c * v
+    w = _TAU * freq
+    if kind == 1:  # stripes
+        return (torch.sin(w * a + phase) > 0).float()
+    if kind == 2:  # checker
+        return (torch.sin(w * a + phase) * torch.sin(w * b + phase) > 0).float()
+    if kind == 3:  # dots on a lattice
+        fa, fb = torch.frac(freq * a + 10.0) - 0.5, torch.frac(freq * b + 10.0) - 0.5
+        return (fa * fa + fb * fb < 0.09).float()
+    # smooth noise, sampled in local coordinates so it also moves with the object
+    n, size = u.shape[0], u.shape[-1]
+    noise = torch.rand((n, 1, 6, 6), generator=g)
+    gx, gy = (a / 1.2).clamp(-1, 1), (b / 1.2).clamp(-1, 1)
+    out = F.grid_sample(noise, torch.stack([gx, gy], -1), mode="bicubic", align_corners=False)
+    return out.view(n, size, size).clamp(0, 1)
+
+
+def _render_objects(g: torch.Generator, shape_ids: Tensor, o: dict[str, Tensor], spec: WorldSpec,
+                    size: int) -> tuple[Tensor, Tensor]:
+    """Anti-aliased coverage alpha [b,m,H,W] and premultiplied colour [b,m,3,H,W]."""
+    b, m = shape_ids.shape
+    ss = 2 * size
+    grid = _grid(ss)
+    flat = shape_ids.flatten()
+    inside = torch.zeros((b * m, ss, ss))
+    mix = torch.zeros((b * m, ss, ss))
+    for sid in torch.unique(flat[flat >= 0]).tolist():
+        idx = torch.nonzero(flat == sid).squeeze(1)
+        u, v = _local_coords(o, idx, grid, spec.max_tilt)
+        inside[idx] = _SHAPE_DEFS[SHAPES[sid]][0](u, v).float()
+        kinds = o["tex_kind"].flatten()[idx]
+        for kind in torch.unique(kinds[kinds > 0]).tolist():
+            sub = torch.nonzero(kinds == kind).squeeze(1)
+            par = [o[k].flatten()[idx[sub]].view(-1, 1, 1) for k in ("tex_freq", "tex_angle", "tex_phase")]
+            mix[idx[sub]] = _pattern(kind, u[sub], v[sub], *par, g)
+    alpha = F.avg_pool2d(inside.unsqueeze(1), 2).view(b, m, size, size)
+    mixa = F.avg_pool2d((inside * mix).unsqueeze(1), 2).view(b, m, 1, size, size)
+    rgb, rgb2 = o["rgb"].view(b, m, 3, 1, 1), o["rgb2"].view(b, m, 3, 1, 1)
+    return alpha, alpha.unsqueeze(2) * rgb + mixa * (rgb2 - rgb)
+
+
+def _render_fragments(g: torch.Generator, b: int, spec: WorldSpec, obj_rgb: Tensor,
+                      size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Distractor fragments (partial line strokes, arcs, wobbly blobs) that are no class.
+    Drawn at 1x with analytic distance-based anti-aliasing, which is cheaper than
+    supersampling. Returns alpha [b,f,H,W], rgb [b,f,3], in_front [b,f] (bool)."""
+    f = spec.max_fragments
+    px = _grid(size)
+    x, y = px.view(1, 1, 1, -1), px.view(1, 1, -1, 1)
+    active = torch.rand((b, f), generator=g) < 0.75 * spec.clutter
+    kind = (torch.rand((b, f), generator=g) * 3).long()
+    cx, cy = (_rand(g, b, f, 1, 1) for _ in range(2))
+    ang = _rand(g, b, f, 1, 1, lo=0, hi=_TAU)
+    length = _rand(g, b, f, 1, 1, lo=0.2, hi=0.6)
+    width = _rand(g, b, f, 1, 1, lo=1.2, hi=3.0) / size  # stroke width in image units
+    dx, dy = x - cx, y - cy
+    c, s = torch.cos(ang), torch.sin(ang)
+    along, across = c * dx + s * dy, -s * dx + c * dy
+    # line segment
+    t = along.clamp(-length / 2, length / 2)
+    d_line = torch.hypot(along - t, across) - width / 2
+    # arc: a partial ring (at most 3/4 turn, so it never closes into a ring class)
+    r = torch.hypot(dx, dy)
+    span = _rand(g, b, f, 1, 1, lo=0.25, hi=0.75) * _TAU
+    rad = length / 2
+    off = torch.remainder(torch.atan2(dy, dx) - ang, _TAU)
+    d_arc = torch.where(off <= span, (r - rad).abs() - width / 2, torch.full_like(r, 1e3))
+    # wobbly blob: small and irregular, unlike any convex class shape
+    wob = 1.0 + 0.35 * torch.sin(3 * torch.atan2(across, along) + _rand(g, b, f, 1, 1, lo=0, hi=_TAU))
+    d_blob = r - 0.18 * length * wob
+    d = torch.where(kind.view(b, f, 1, 1) == 0, d_line, torch.where(kind.view(b, f, 1, 1) == 1, d_arc, d_blob))
+    alpha = (0.5 - d * size).clamp(0, 1) * active.view(b, f, 1, 1)
+    # Some fragments reuse the object's colour so colour cannot separate object from clutter.
+    rgb = torch.where(torch.rand((b, f, 1), generator=g) < 0.3, obj_rgb[:, :1].expand(b, f, 3),
+                      torch.rand((b, f, 3), generator=g))
+    in_front = torch.rand((b, f), generator=g) < 0.3
+    return alpha, rgb, in_front
+
+
+def _render_batch(g: torch.Generator, shape_ids: Tensor, spec: WorldSpec, scene: bool) -> tuple[Tensor, Tensor, dict]:
+    """Render b images with m object slots (shape id -1 = empty slot).
+    Returns images [b,3,H,W] in [0,1], visible weights [b,m,H,W], object params."""
+    b, m = shape_ids.shape
+    size = spec.image_size
+    o = _sample_objects(g, b, m, spec, scene)
+    col, clut, light = spec.color, spec.clutter, spec.lighting
+
+    # Background: fixed grey-blue at color=0; clutter adds multi-scale colour mottling.
+    bg_hsv = (torch.remainder(0.6 + col * _rand(g, b, lo=-0.5, hi=0.5), 1.0),
+              (0.15 + col * _rand(g, b, lo=-0.15, hi=0.45)).clamp(0, 1),
+              (0.45 + col * _rand(g, b, lo=-0.3, hi=0.4)).clamp(0, 1))
+    img = _hsv2rgb(*bg_hsv).view(b, 3, 1, 1).expand(b, 3, size, size)
+    mottle = 0.5 * _smooth_noise(g, b, 3, 4, size) + 0.5 * _smooth_noise(g, b, 3, 8, size) - 0.5
+    img = (img * (1.0 + 0.8 * clut * mottle)).clamp(0, 1)
+
+    frag_a, frag_rgb, frag_front = _render_fragments(g, b, spec, o["rgb"], size)
+    for k in range(spec.max_fragments):
+        a = (frag_a[:, k] * ~frag_front[:, k].view(b, 1, 1)).unsqueeze(1)
+        img = img * (1 - a) + a * frag_rgb[:, k].view(b, 3, 1, 1)
+
+    alpha, premult = _render_objects(g, shape_ids, o, spec, size)
+
+    # Soft shadow: the union of objects, shifted away from the light and blurred.
+    light_dir = _rand(g, b, lo=0, hi=_TAU)
+    shift = 0.06 * light * torch.stack([-torch.cos(light_dir), -torch.sin(light_dir)], 1)  # image units
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = -2.0 * shift  # affine_grid works in [-1,1] coordinates
+    union = alpha.sum(1, keepdim=True).clamp(0, 1)
+    shadow = F.grid_sample(union, F.affine_grid(theta, (b, 1, size, size), align_corners=False), align_corners=False)
+    shadow = F.avg_pool2d(shadow, 3, stride=1, padding=1, count_include_pad=False)
+    img = img * (1.0 - light * _rand(g, b, 1, 1, 1, lo=0.2, hi=0.6) * shadow)
+
+    for j in range(m):
+        a = alpha[:, j].unsqueeze(1)
+        img = img * (1 - a) + premult[:, j]
+    for k in range(spec.max_fragments):
+        a = (frag_a[:, k] * frag_front[:, k].view(b, 1, 1)).unsqueeze(1)
+        img = img * (1 - a) + a * frag_rgb[:, k].view(b, 3, 1, 1)
+
+    # Visible weight of each object = its alpha times the transmittance of everything
+    # composited after it, so masks follow the same occlusion as the pixels.
+    trans = torch.prod(1 - frag_a * frag_front.view(b, -1, 1, 1), dim=1)
+    weights = torch.zeros_like(alpha)
+    for j in reversed(range(m)):
+        weights[:, j] = alpha[:, j] * trans
+        trans = trans * (1 - alpha[:, j])
+
+    # Lighting: global brightness, a directional gradient (lit from light_dir), contrast.
+    px = _grid(size) - 0.5
+    cos, sin = torch.cos(light_dir).view(b, 1, 1, 1), torch.sin(light_dir).view(b, 1, 1, 1)
+    ramp = cos * px.view(1, 1, 1, -1) + sin * px.view(1, 1, -1, 1)
+    brightness = torch.exp(light * _rand(g, b, 1, 1, 1, lo=-0.5, hi=0.3))
+    gain = brightness * (1 + light * _rand(g, b, 1, 1, 1, lo=0, hi=0.8) * ramp)
+    img = img * gain
+    mean = img.mean(dim=(1, 2, 3), keepdim=True)
+    img = mean + (img - mean) * (1 + light * _rand(g, b, 1, 1, 1, lo=-0.4, hi=0.3))
+    img = img + clut * spec.noise_std * torch.randn(img.shape, generator=g)
+    return img.clamp(0, 1), weights, o
+
+
+def _to_uint8(img: Tensor) -> np.ndarray:
+    return (img * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _chunk(size: int, m: int) -> int:
+    # ~4M supersampled pixels per chunk keeps tensors cache-friendly and memory small.
+    return max(1, (1 << 22) // (4 * size * size * m))
+
+
+# ---------------------------------------------------------------------- public API
+def generate_classification(n: int, classes: Sequence[str], spec: WorldSpec, seed: int) -> dict[str, np.ndarray]:
+    """One object per image (plus background clutter that is not any class).
+
+    Returns {"images": uint8 [n,H,W,3], "labels": int64 [n] (index into `classes`),
+    "masks": uint8 [n,H,W] (1 where the object is visible), "pose": float32 [n,2]
+    (in-plane angle as a fraction of the shape's symmetry period in [0,1) -- 0 for
+    circle/ring -- and viewpoint tilt in [0,1]), "classes": array of class names}.
+    Classes are balanced (n // K or n // K + 1 images each) and shuffled."""
+    classes = _check_classes(classes)
+    g = torch.Generator().manual_seed(int(seed))
+    size = spec.image_size
+    labels = (torch.arange(n) % len(classes))[torch.randperm(n, generator=g)]
+    sids = torch.tensor([SHAPES.index(c) for c in classes])[labels]
+    images = np.empty((n, size, size, 3), np.uint8)
+    masks = np.empty((n, size, size), np.uint8)
+    pose = np.empty((n, 2), np.float32)
+    periods = torch.tensor([_TAU / max(SYMMETRY[c], 1) if SYMMETRY[c] else 0.0 for c in classes])
+    step = _chunk(size, 1)
+    for i in range(0, n, step):
+        sl = slice(i, min(n, i + step))
+        img, w, o = _render_batch(g, sids[sl].view(-1, 1), spec, scene=False)
+        images[sl] = _to_uint8(img)
+        masks[sl] = (w[:, 0] >= 0.5).to(torch.uint8).numpy()
+        per = periods[labels[sl]]
+        frac = torch.where(per > 0, torch.remainder(o["angle"][:, 0], per.clamp_min(1e-9)) / per.clamp_min(1e-9), 0.0)
+        pose[sl] = torch.stack([frac.clamp(0, 1 - 1e-6), o["tilt"][:, 0]], 1).numpy()
+    return {"images": images, "labels": labels.numpy().astype(np.int64), "masks": masks, "pose": pose,
+            "classes": np.array(classes)}
+
+
+def generate_scenes(n: int, classes: Sequence[str], spec: WorldSpec, seed: int,
+                    max_objects: int = 4) -> dict[str, np.ndarray]:
+    """1..max_objects objects per image; later objects occlude earlier ones.
+
+    Returns {"images": uint8 [n,H,W,3], "semantic": uint8 [n,H,W] (0 = background, k+1 =
+    class k), "instances": uint8 [n,H,W] (0 = background, j = j-th kept object, 1-based,
+    visible pixels only), "labels": int64 [n,max_objects] (-1 = none), "boxes": float32
+    [n,max_objects,4] (x0,y0,x1,y1 of the visible mask, x1 = max_col+1; 0 for padding),
+    "classes": array of class names}. Objects with fewer than spec.min_visible_px
+    visible pixels are dropped; kept objects are compacted to the front in depth order
+    (back to front), so instance id j <-> labels[:, j-1] <-> boxes[:, j-1]."""
+    classes = _check_classes(classes)
+    if not 1 <= max_objects <= 255:
+        raise ValueError(f"max_objects must be in [1, 255], got {max_objects}")
+    g = torch.Generator().manual_seed(int(seed))
+    size, m = spec.image_size, max_objects
+    class_sid = torch.tensor([SHAPES.index(c) for c in classes])
+    out = {"images": np.empty((n, size, size, 3), np.uint8), "semantic": np.empty((n, size, size), np.uint8),
+           "instances": np.empty((n, size, size), np.uint8), "labels": np.empty((n, m), np.int64),
+           "boxes": np.empty((n, m, 4), np.float32)}
+    step = _chunk(size, m)
+    for i in range(0, n, step):
+        b = min(n, i + step) - i
+        count = torch.randint(1, m + 1, (b,), generator=g)
+        lab = torch.randint(0, len(classes), (b, m), generator=g)
+        lab = torch.where(torch.arange(m).view(1, m) < count.view(b, 1), lab, -1)
+        img, w, _ = _render_batch(g, torch.where(lab >= 0, class_sid[lab.clamp_min(0)], -1), spec, scene=True)
+        # Each pixel belongs to whichever contributes most: background/clutter or an object.
+        inst = torch.cat([1 - w.sum(1, keepdim=True), w], 1).argmax(1)  # [b,H,W], 0 = background
+        area = F.one_hot(inst, m + 1).sum((1, 2))[:, 1:]  # [b,m]
+        keep = (lab >= 0) & (area >= spec.min_visible_px)
+        new_id = torch.cumsum(keep.long(), 1) * keep  # old slot -> compacted 1-based id (0 = dropped)
+        id_table = torch.cat([torch.zeros(b, 1, dtype=torch.long), new_id], 1)
+        inst = torch.gather(id_table, 1, inst.view(b, -1)).view(b, size, size)
+        new_lab = torch.full((b, m + 1), -1, dtype=torch.long)
+        new_lab.scatter_(1, torch.where(keep, new_id - 1, m), torch.where(keep, lab, -1))  # dropped -> spare column m
+        new_lab = new_lab[:, :m]
+        sem_table = torch.cat([torch.zeros(b, 1, dtype=torch.long), new_lab + 1], 1)  # -1 + 1 = 0 for padding
+        sem = torch.gather(sem_table, 1, inst.view(b, -1)).view(b, size, size)
+        onehot = inst.unsqueeze(1) == torch.arange(1, m + 1).view(1, m, 1, 1)  # [b,m,H,W]
+        cols, rows = onehot.any(2), onehot.any(3)  # [b,m,W], [b,m,H]
+        present = cols.any(2)
+        x0, y0 = cols.float().argmax(2), rows.float().argmax(2)
+        x1, y1 = size - cols.flip(2).float().argmax(2), size - rows.flip(2).float().argmax(2)
+        boxes = torch.stack([x0, y0, x1, y1], 2).float() * present.unsqueeze(2)
+        sl = slice(i, i + b)
+        out["images"][sl] = _to_uint8(img)
+        out["semantic"][sl] = sem.to(torch.uint8).numpy()
+        out["instances"][sl] = inst.to(torch.uint8).numpy()
+        out["labels"][sl] = new_lab.numpy()
+        out["boxes"][sl] = boxes.numpy()
+    out["classes"] = np.array(classes)
+    return out
+
+
+def to_coco(scenes: dict, file_prefix: str = "") -> dict:
+    """COCO instances dict for a `generate_scenes` result (loads with pycocotools COCO)."""
+    from pycocotools import mask as mask_utils
+
+    inst, labels, classes = scenes["instances"], scenes["labels"], [str(c) for c in scenes["classes"]]
+    n, h, w = inst.shape
+    images, anns = [], []
+    for i in range(n):
+        images.append({"id": i + 1, "file_name": f"{file_prefix}{i:06d}.png", "width": int(w), "height": int(h)})
+        ids = np.nonzero(labels[i] >= 0)[0]
+        if len(ids) == 0:
+            continue
+        masks = np.asfortranarray((inst[i][..., None] == (ids + 1)).astype(np.uint8))
+        rles = mask_utils.encode(masks)
+        for j, rle in zip(ids, rles):
+            m = masks[..., list(ids).index(j)]
+            ys, xs = np.nonzero(m)
+            rle["counts"] = rle["counts"].decode("ascii")
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(labels[i, j]) + 1,
+                         "bbox": [float(xs.min()), float(ys.min()),
+                                  float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)],
+                         "area": float(m.sum()), "segmentation": rle, "iscrowd": 0})
+    return {"info": {"description": "rethink procedural shape world"}, "licenses": [], "images": images,
+            "categories": [{"id": k + 1, "name": c, "supercategory": "shape"} for k, c in enumerate(classes)],
+            "annotations": anns}
+
+
+def save_world(path, data: dict) -> None:
+    """np.savez_compressed to exactly `path` (no ".npz" appended), written atomically so
+    an interrupted Snakemake job never leaves a half-written target behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **{k: np.asarray(v) for k, v in data.items()})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_world(path) -> dict:
+    """Inverse of `save_world`: dict of numpy arrays."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"world data file {str(path)!r} does not exist; it is made by the Snakemake rule "
+            f"`world` -- run `snakemake` or `make study` to generate it")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # zipfile, pickle and format errors all mean "bad file"
+        raise ValueError(f"world data file {str(path)!r} is corrupt or not an .npz archive ({exc})") from exc
