@@ -1,0 +1,244 @@
+"""One training loop for every task: seeded, He et al.'s step LR policy with warm-up, batched
+augmentation on the training device, tqdm progress, periodic evaluation and checkpoints."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, asdict, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import detection, metrics
+from .augment import KorniaAugment, check_backend, check_level, make_augment
+from .data import TaskData
+from .models import Net, build_model
+
+CHECKPOINT_FORMAT = "rethink-checkpoint-v1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs_1x: float = 4.0     # length of the 1x schedule, in epochs over the training set
+    schedule: float = 1.0      # multiple of the 1x schedule: He et al.'s 2x, 3x, ...
+    batch_size: int = 128
+    lr: float = 0.1            # peak learning rate (SGD, Nesterov momentum 0.9)
+    weight_decay: float = 5e-4
+    warmup_steps: int = 30     # linear warm-up from lr/1000
+    aug: str = "S1"            # augmentation level S0-S4
+    aug_backend: str = "kornia"
+    evals: int = 6             # validation evaluations spread evenly over the run (for curves)
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self):
+        check_level(self.aug)
+        check_backend(self.aug_backend)
+        for key in ("epochs_1x", "schedule", "lr"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key} must be > 0; got {getattr(self, key)}")
+        if self.batch_size < 1 or self.evals < 1 or self.warmup_steps < 0:
+            raise ValueError("batch_size and evals must be >= 1 and warmup_steps >= 0")
+
+
+def resolve_device(device: str) -> str:
+    """'auto' takes CUDA when present: the same code runs on both."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
+    return device
+
+
+def step_schedule(total_steps: int, steps_1x: int) -> list[int]:
+    """He et al.: the LR drops 10x for the last 2/3 and the last 2/9 of a 1x schedule (60k and 20k of
+    90k iterations), whatever the total length."""
+    drops = [total_steps - round(steps_1x * 2 / 3), total_steps - round(steps_1x * 2 / 9)]
+    return sorted({min(max(d, 1), total_steps) for d in drops})
+
+
+def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int, steps_1x: int):
+    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=max(cfg.warmup_steps, 1))
+    steps = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=step_schedule(total_steps, steps_1x), gamma=0.1)
+    return torch.optim.lr_scheduler.ChainedScheduler([warmup, steps])
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks: what a batch's targets are, how they are augmented with the image, the loss, the metric.
+
+def batch_targets(data: TaskData, index: torch.Tensor):
+    if data.task == "classify":
+        return data.labels[index]
+    if data.task == "segment":
+        return data.semantic[index]
+    return data.boxes[index], data.labels[index]
+
+
+def make_batch_augment(data: TaskData, cfg: TrainConfig, device: str):
+    """uint8 NHWC images + targets -> float NCHW images in [0, 1] + targets, augmented together."""
+    size = data.images.shape[1]
+    if data.task == "classify":
+        augment = make_augment(cfg.aug_backend, cfg.aug, size, cfg.batch_size, device, cfg.seed)
+        return lambda images, targets: (augment(images), targets)
+    if cfg.aug_backend != "kornia":
+        raise ValueError(f"aug_backend {cfg.aug_backend!r} supports task 'classify' only; "
+                         f"use aug_backend 'kornia' for task {data.task!r}")
+    augment = KorniaAugment(cfg.aug, size, seed=cfg.seed).to(device)
+
+    def apply(images, targets):
+        x = images.permute(0, 3, 1, 2).float() / 255
+        if data.task == "segment":
+            x, _, masks = augment(x, masks=targets)
+            return x, masks.long()
+        boxes, labels = targets
+        x, boxes, _ = augment(x, boxes=boxes)
+        labels = labels.masked_fill((boxes[..., 2] - boxes[..., 0]) < 1, -1)  # boxes cropped away
+        return x, (boxes, labels)
+
+    return apply
+
+
+def task_loss(model: Net, outputs, targets, task: str) -> torch.Tensor:
+    if task == "classify":
+        return F.cross_entropy(outputs.float(), targets)
+    if task == "segment":
+        return F.cross_entropy(outputs.float(), targets.long())
+    return detection.detection_loss(outputs, *targets, stride=model.head.stride)
+
+
+@torch.no_grad()
+def evaluate(model: Net, data: TaskData, batch_size: int = 256) -> dict[str, float]:
+    """Validation metrics: loss plus accuracy (classify), mIoU (segment) or COCO AP/AP50/AP75 (detect)."""
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum, correct, confusion, results = 0.0, 0, 0, []
+    n = len(data)
+    for start in range(0, n, batch_size):
+        index = torch.arange(start, min(start + batch_size, n), device=data.images.device)
+        images = data.images[index].permute(0, 3, 1, 2).float().div(255).to(device)
+        targets = batch_targets(data, index)
+        with autocast(device):
+            outputs = model(images)
+        loss_sum += task_loss(model, outputs, targets, data.task).item() * len(index)
+        if data.task == "classify":
+            correct += (outputs.argmax(1) == targets).sum().item()
+        elif data.task == "segment":
+            confusion = confusion + metrics.confusion_matrix(outputs.argmax(1), targets, model.cfg.num_classes + 1)
+        else:
+            boxes, scores, classes = detection.decode(outputs, model.head.stride)
+            results += detection.to_coco_results(boxes, scores, classes, (index + 1).tolist(), data.images.shape[1])
+    model.train()
+    out = {"loss": loss_sum / n}
+    if data.task == "classify":
+        out["accuracy"] = correct / n
+    elif data.task == "segment":
+        out["miou"] = metrics.mean_iou(confusion)
+    else:
+        out.update(metrics.coco_box_ap(data.coco, results))
+    return out
+
+
+def autocast(device) -> torch.autocast:
+    # bf16 autocast on CUDA (the papers train with mixed precision); full fp32 on the CPU for determinism.
+    kind = torch.device(device).type
+    return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=kind == "cuda")
+
+
+def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str = "train") -> list[dict]:
+    """Train `model` in place; returns tidy history rows (step, epoch, split, metric, value)."""
+    device = resolve_device(cfg.device)
+    model.to(device).train()
+    torch.manual_seed(cfg.seed)
+    order_rng = torch.Generator().manual_seed(cfg.seed)
+    augment = make_batch_augment(train, cfg, device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
+                                weight_decay=cfg.weight_decay)
+    n = len(train)
+    batch_size = min(cfg.batch_size, n)
+    steps_per_epoch = n // batch_size  # drop the ragged last batch: BatchNorm dislikes tiny batches
+    steps_1x = max(1, round(cfg.epochs_1x * steps_per_epoch))
+    total = max(1, round(cfg.schedule * steps_1x))
+    scheduler = make_scheduler(optimizer, cfg, total, steps_1x)
+    eval_steps = sorted({max(1, round(total * (i + 1) / cfg.evals)) for i in range(cfg.evals)})
+
+    history, running, seen, step = [], 0.0, 0, 0
+    bar = tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
+    while step < total:
+        for batch in torch.randperm(n, generator=order_rng)[: steps_per_epoch * batch_size].view(-1, batch_size):
+            index = batch.to(train.images.device)
+            images, targets = augment(train.images[index], batch_targets(train, index))
+            with autocast(device):
+                loss = task_loss(model, model(images.to(device)), targets, train.task)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; lower lr (now {cfg.lr})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running, seen = running + loss.item(), seen + 1
+            bar.update(1)
+            if step in eval_steps:
+                epoch = step / steps_per_epoch
+                history.append(dict(step=step, epoch=epoch, split="train", metric="loss", value=running / seen))
+                running, seen = 0.0, 0
+                for metric, value in evaluate(model, val).items():
+                    history.append(dict(step=step, epoch=epoch, split="val", metric=metric, value=value))
+                bar.set_postfix({r["metric"]: round(r["value"], 3) for r in history if r["step"] == step})
+            if step >= total:
+                break
+    bar.close()
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+def save_checkpoint(path: str | Path, model: Net, **extra) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, "model_config": asdict(model.cfg),
+                "state_dict": model.state_dict(), **extra}, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint where a finished one is expected
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; it is made by the Snakemake rule "
+                                f"'pretrain' (run `make study` or `snakemake`)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"checkpoint {path} is corrupted or unreadable ({type(error).__name__}); "
+                         f"delete it and rerun the rule that makes it") from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file; delete it and rerun the rule that makes it")
+    return checkpoint
+
+
+def init_from_checkpoint(model: Net, path: str | Path) -> Net:
+    """Copy a pre-trained backbone into `model`; the task head stays freshly initialised."""
+    checkpoint = load_checkpoint(path)
+    for key in ("arch", "width", "norm", "groups"):
+        if checkpoint["model_config"][key] != getattr(model.cfg, key):
+            raise ValueError(f"checkpoint {path} has {key}={checkpoint['model_config'][key]!r} but the model has "
+                             f"{key}={getattr(model.cfg, key)!r}; pre-train with the same {key}")
+    backbone = {k.removeprefix("backbone."): v for k, v in checkpoint["state_dict"].items() if k.startswith("backbone.")}
+    model.backbone.load_state_dict(backbone)
+    return model
+
+
+def new_model(data: TaskData, arch: str, width: int, norm: str, seed: int, init: str = "scratch",
+              checkpoint: str | Path | None = None) -> Net:
+    """A seeded model for `data`'s task; init 'pretrained' loads the backbone from `checkpoint`."""
+    if init not in ("scratch", "pretrained"):
+        raise ValueError(f"init must be 'scratch' or 'pretrained'; got {init!r}")
+    torch.manual_seed(seed)
+    model = build_model(arch=arch, width=width, norm=norm, task=data.task, num_classes=len(data.classes))
+    return init_from_checkpoint(model, checkpoint) if init == "pretrained" else model

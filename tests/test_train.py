@@ -1,0 +1,99 @@
+import dataclasses
+
+import pytest
+import torch
+
+from rethink.data import load_task_data
+from rethink.train import (TrainConfig, evaluate, fit, init_from_checkpoint, load_checkpoint, new_model,
+                           save_checkpoint, step_schedule)
+
+
+def test_step_schedule_drops_at_fixed_distances_from_the_end():
+    # He et al.: 90k-iteration 1x drops at 30k and 70k; a 2x (180k) at 120k and 160k.
+    assert step_schedule(90, 90) == [30, 70]
+    assert step_schedule(180, 90) == [120, 160]
+
+
+def test_lr_follows_warmup_and_steps(tiny_world):
+    data = load_task_data(tiny_world / "classify_train.npz", "classify")
+    model = new_model(data, "resnet9", 8, "gn", seed=0)
+    cfg = TrainConfig(epochs_1x=9, batch_size=64, warmup_steps=4, lr=0.1, evals=1, progress=False)
+    seen = []
+    # 256 images / 64 = 4 steps per epoch, 36 steps in 1x: drops after 12 and 28 steps.
+    from rethink import train as T
+    original = T.make_scheduler
+
+    def spy(optimizer, *args):
+        scheduler = original(optimizer, *args)
+        step = scheduler.step
+
+        def recording_step():
+            step()
+            seen.append(optimizer.param_groups[0]["lr"])
+        scheduler.step = recording_step
+        return scheduler
+    T.make_scheduler = spy
+    try:
+        fit(model, data, data, cfg)
+    finally:
+        T.make_scheduler = original
+    assert len(seen) == 36
+    assert seen[0] < 0.1 and seen[5] == pytest.approx(0.1)
+    assert seen[12] == pytest.approx(0.01) and seen[28] == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("task,files", [("classify", "classify"), ("segment", "scenes"), ("detect", "scenes")])
+def test_training_lowers_the_loss(tiny_world, task, files):
+    train = load_task_data(tiny_world / f"{files}_train.npz", task)
+    model = new_model(train, "resnet9", 8, "gn", seed=0)
+    before = evaluate(model, train)["loss"]
+    cfg = TrainConfig(epochs_1x=12, batch_size=32, lr=0.05, warmup_steps=5,
+                      aug="S0", evals=1, progress=False)
+    history = fit(model, train, train, cfg)
+    after = evaluate(model, train)["loss"]
+    assert after < 0.8 * before
+    assert {r["metric"] for r in history if r["split"] == "val"} >= {"loss"}
+
+
+def test_same_seed_same_numbers(tiny_world):
+    data = load_task_data(tiny_world / "classify_train.npz", "classify")
+    cfg = TrainConfig(epochs_1x=1, batch_size=64, evals=1, progress=False, aug="S1")
+    runs = [fit(new_model(data, "resnet9", 8, "gn", seed=3), data, data, cfg) for _ in range(2)]
+    assert runs[0] == runs[1]
+    other = fit(new_model(data, "resnet9", 8, "gn", seed=4), data, data, dataclasses.replace(cfg, seed=4))
+    assert other != runs[0]
+
+
+def test_checkpoint_round_trip_and_errors(tiny_world, tmp_path):
+    data = load_task_data(tiny_world / "classify_train.npz", "classify")
+    model = new_model(data, "resnet9", 8, "gn", seed=0)
+    path = tmp_path / "up.pt"
+    save_checkpoint(path, model)
+    fresh = init_from_checkpoint(new_model(data, "resnet9", 8, "gn", seed=1), path)
+    assert torch.equal(fresh.backbone.stem[0].weight, model.backbone.stem[0].weight)
+    with pytest.raises(ValueError, match="norm="):
+        init_from_checkpoint(new_model(data, "resnet9", 8, "bn", seed=1), path)
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as after a crash mid-copy
+    with pytest.raises(ValueError, match="corrupted"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="pretrain"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("fraction", [0, 2, -0.5])
+def test_bad_label_fraction_names_the_parameter(tiny_world, fraction):
+    with pytest.raises(ValueError, match="label_fraction must be in"):
+        load_task_data(tiny_world / "classify_train.npz", "classify", label_fraction=fraction)
+
+
+def test_label_fraction_keeps_a_share(tiny_world):
+    assert len(load_task_data(tiny_world / "classify_train.npz", "classify", label_fraction=0.25)) == 64
+
+
+def test_bad_train_config_names_the_parameter():
+    with pytest.raises(ValueError, match="aug"):
+        TrainConfig(aug="S9")
+    with pytest.raises(ValueError, match="aug_backend"):
+        TrainConfig(aug_backend="opencv")
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule=0)
