@@ -1,0 +1,90 @@
+"""Effects with confidence intervals, and verdicts computed against pre-registered criteria.
+
+A criterion (written in config/study.yaml before any run) is a list of conditions on named
+effects. Each condition is judged on the effect's confidence interval:
+  met       the whole interval satisfies it,
+  failed    the whole interval violates it,
+  undecided otherwise (the interval is too wide to tell).
+Verdict: any condition failed -> "not reproduced"; all met -> "reproduced"; else "inconclusive".
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, asdict
+
+import numpy as np
+from scipy import stats
+
+VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+OPS = (">", "<", "abs<=")
+
+
+@dataclass(frozen=True)
+class Effect:
+    estimate: float
+    ci_low: float
+    ci_high: float
+    n: int
+    unit: str = ""
+
+
+def mean_effect(differences, confidence: float = 0.95, unit: str = "") -> Effect:
+    """Mean of per-seed differences with a Student-t confidence interval (few seeds: t, not normal)."""
+    d = np.asarray(list(differences), dtype=float)
+    if len(d) == 0:
+        raise ValueError("an effect needs at least one seed")
+    mean = float(d.mean())
+    if len(d) == 1:  # one seed says nothing about spread
+        return Effect(mean, -math.inf, math.inf, 1, unit)
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return Effect(mean, mean - half, mean + half, len(d), unit)
+
+
+def paired_effect(a: dict, b: dict, confidence: float = 0.95, unit: str = "") -> Effect:
+    """Effect of a - b over the seeds both arms ran (arms of one seed share data order and head init)."""
+    seeds = sorted(set(a) & set(b))
+    return mean_effect([a[s] - b[s] for s in seeds], confidence, unit)
+
+
+def condition_status(effect: Effect, op: str, value: float) -> str:
+    lo, hi = effect.ci_low, effect.ci_high
+    if op == ">":
+        return "met" if lo > value else "failed" if hi <= value else "undecided"
+    if op == "<":
+        return "met" if hi < value else "failed" if lo >= value else "undecided"
+    if op == "abs<=":
+        if -value <= lo and hi <= value:
+            return "met"
+        return "failed" if hi < -value or lo > value else "undecided"
+    raise ValueError(f"criterion op must be one of {', '.join(OPS)}; got {op!r}")
+
+
+def verdict(statuses: list[str]) -> str:
+    if "failed" in statuses:
+        return "not reproduced"
+    if statuses and all(s == "met" for s in statuses):
+        return "reproduced"
+    return "inconclusive"
+
+
+def judge(finding_id: str, claim: str, criterion: dict, effects: dict[str, Effect], paper: str,
+          profile: str) -> dict:
+    """One findings.json entry: the pre-registered criterion, every effect it names, and the verdict."""
+    conditions = []
+    for cond in criterion["conditions"]:
+        if cond["effect"] not in effects:
+            raise KeyError(f"{finding_id}: criterion names effect {cond['effect']!r}, computed: {sorted(effects)}")
+        effect = effects[cond["effect"]]
+        conditions.append({**cond, **asdict(effect), "status": condition_status(effect, cond["op"], cond["value"])})
+    primary = effects[criterion.get("primary", criterion["conditions"][0]["effect"])]
+    return {
+        "id": finding_id,
+        "claim": claim,
+        "criterion": criterion,
+        "effect": {k: v for k, v in asdict(primary).items() if k != "n"},
+        "conditions": conditions,
+        "n_seeds": min(e.n for e in effects.values()),
+        "paper": paper,
+        "profile": profile,
+        "verdict": verdict([c["status"] for c in conditions]),
+    }
