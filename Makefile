@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml
 
 study: setup
 	snakemake --cores $(CORES) --config profile=default
-	python -m rethink readme --findings reports/findings.md --readme README.md
+	python -m rethink readme --findings reports/findings.md --readme README.md \
+		$(if $(wildcard build/smoke/reports/benchmarks),--smoke-benchmarks build/smoke/reports/benchmarks)
 
 smoke: setup
 	snakemake --cores $(CORES) --config profile=smoke

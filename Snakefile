@@ -1,0 +1,130 @@
+# The whole study as one DAG:  world -> pretrain -> one papermill notebook per finding group -> index.
+#   make study                                  (default profile, writes reports/)
+#   snakemake --cores 2 --config profile=smoke  (any profile; see config/study.yaml)
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+from rethink.pretrain import pretrain
+from rethink.report import write_index
+from rethink.study import TRAINING_MODULES
+from rethink.workflow import build_world, logged, run_notebook
+
+min_version("9.0")
+
+BASE = Path(workflow.basedir)
+
+
+configfile: str(BASE / "config/study.yaml")
+
+
+validate(config, str(BASE / "config/study.schema.yaml"))
+
+PROFILE_NAME = config["profile"]
+PROFILE = config["profiles"][PROFILE_NAME]
+CACHE = f"cache/{PROFILE_NAME}"
+REPORTS = PROFILE["reports_dir"]
+NOTEBOOKS = list(PROFILE["notebooks"])
+WORLD_FILES = [
+    f"{CACHE}/world/{split}.npz"
+    for split in (
+        "upstream_classify_train",
+        "upstream_classify_val",
+        "downstream_classify_train",
+        "downstream_classify_val",
+        "downstream_scenes_train",
+        "downstream_scenes_val",
+    )
+]
+CHECKPOINT = f"{CACHE}/checkpoints/upstream.pt"
+LIB_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink").glob("*.py"))
+TRAINING_SOURCES = [str(BASE / f"lib/rethink/{name}.py") for name in TRAINING_MODULES]
+
+
+def notebook_params(notebook):
+    """Papermill parameters: the notebook's profile block, its pre-registered criteria, and paths."""
+    return {
+        **PROFILE["notebooks"][notebook],
+        **config["criteria"].get(notebook, {}),
+        "profile": PROFILE_NAME,
+        "device": config["device"],
+        "aug_backend": config["aug_backend"],
+        "world_dir": f"{CACHE}/world",
+        "upstream_checkpoint": CHECKPOINT,
+        "runs_dir": f"{CACHE}/runs",
+        "out_dir": f"{REPORTS}/{notebook}",
+    }
+
+
+rule all:
+    input:
+        f"{REPORTS}/index.html",
+
+
+rule world:
+    input:
+        str(BASE / "lib/rethink/world.py"),
+    output:
+        WORLD_FILES,
+    params:
+        spec=PROFILE["world"],
+    log:
+        f"{CACHE}/logs/world.log",
+    benchmark:
+        f"{REPORTS}/benchmarks/world.tsv"
+    run:
+        logged(log[0], build_world, params.spec, out_dir=Path(output[0]).parent)
+
+
+rule pretrain:
+    input:
+        WORLD_FILES[:2],
+        TRAINING_SOURCES,
+    output:
+        CHECKPOINT,
+    params:
+        spec=PROFILE["pretrain"],
+        device=config["device"],
+        aug_backend=config["aug_backend"],
+    threads: 2
+    log:
+        f"{CACHE}/logs/pretrain.log",
+    benchmark:
+        f"{REPORTS}/benchmarks/pretrain.tsv"
+    run:
+        logged(log[0], pretrain, Path(input[0]).parent, output[0], device=params.device,
+               aug_backend=params.aug_backend, **params.spec)
+
+
+rule notebook:
+    input:
+        source=str(BASE / "notebooks/{notebook}.py"),
+        world=WORLD_FILES,
+        checkpoint=CHECKPOINT,
+        code=LIB_SOURCES,
+    output:
+        findings=f"{REPORTS}/{{notebook}}/findings.json",
+        results=f"{REPORTS}/{{notebook}}/results.csv",
+        run=f"{REPORTS}/{{notebook}}/run.json",
+        html=f"{REPORTS}/{{notebook}}/{{notebook}}.html",
+    params:
+        parameters=lambda wildcards: notebook_params(wildcards.notebook),
+    threads: 2
+    log:
+        f"{CACHE}/logs/{{notebook}}.log",
+    benchmark:
+        f"{REPORTS}/benchmarks/{{notebook}}.tsv"
+    run:
+        logged(log[0], run_notebook, input.source, Path(output.findings).parent, params.parameters)
+
+
+rule index:
+    input:
+        expand(f"{REPORTS}/{{notebook}}/findings.json", notebook=NOTEBOOKS),
+    output:
+        index=f"{REPORTS}/index.html",
+        table=f"{REPORTS}/findings.md",
+    log:
+        f"{CACHE}/logs/index.log",
+    run:
+        logged(log[0], write_index, [Path(f).parent for f in input], Path(output.index).parent)

@@ -1,0 +1,99 @@
+"""The study's front page (reports/index.html) and the README's findings table, both generated
+from the findings.json and benchmark files the workflow writes: no number here is typed."""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+from pathlib import Path
+
+VERDICT_COLOURS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "inconclusive": "#9a6700"}
+README_START, README_END = "<!-- findings:start -->", "<!-- findings:end -->"
+
+
+def load_findings(report_dirs) -> list[tuple[Path, dict, dict]]:
+    """(report folder, finding, run.json) for every finding of every report folder, in folder order."""
+    found = []
+    for folder in sorted(Path(d) for d in report_dirs):
+        run = json.loads((folder / "run.json").read_text())
+        for finding in json.loads((folder / "findings.json").read_text()):
+            found.append((folder, finding, run))
+    return found
+
+
+def effect_text(finding: dict) -> str:
+    e = finding["effect"]
+    return f"{e['estimate']:+.2f} [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}] {e['unit']}"
+
+
+def benchmark_seconds(bench_dir: Path) -> dict[str, float]:
+    """Wall seconds per rule job from Snakemake's benchmark: files."""
+    seconds = {}
+    for path in sorted(bench_dir.glob("*.tsv")):
+        with path.open() as f:
+            seconds[path.stem] = float(next(csv.DictReader(f, delimiter="\t"))["s"])
+    return seconds
+
+
+def write_index(report_dirs, out_dir: str) -> None:
+    out = Path(out_dir)
+    found = load_findings(report_dirs)
+    rows = []
+    for folder, f, run in found:
+        link = os.path.relpath(folder / f"{folder.name}.html", out)
+        figure = os.path.relpath(folder / f["figure"], out) if f.get("figure") else None
+        colour = VERDICT_COLOURS[f["verdict"]]
+        rows.append(
+            f"<tr><td><b>{html.escape(f['id'])}</b></td><td>{html.escape(f['claim'])}<br><small>paper: "
+            f"{html.escape(f['paper'])}</small><br><small>criterion: {html.escape(f['criterion']['text'])}</small></td>"
+            f"<td>{html.escape(effect_text(f))}<br><small>{f['n_seeds']} seeds</small></td>"
+            f"<td><span style='background:{colour};color:white;padding:2px 6px;border-radius:4px'>"
+            f"{html.escape(f['verdict'])}</span></td>"
+            f"<td>{f'<a href={link!r}><img src={figure!r} width=260></a>' if figure else ''}<br>"
+            f"<a href={link!r}>report</a> · commit <code>{html.escape(run['git_commit'][:12])}</code></td></tr>")
+    profiles = sorted({f["profile"] for _, f, _ in found})
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rethink: findings</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td{{vertical-align:top;padding:8px;
+border-bottom:1px solid #ddd}}th{{text-align:left}}</style></head><body>
+<h1>rethink: pre-training vs self-training vs training from scratch</h1>
+<p>Profile: {html.escape(', '.join(profiles))}. Every verdict below is computed from the runs against the criterion
+pre-registered in <code>config/study.yaml</code>; effects are means over seeds with 95% confidence intervals.</p>
+<table><tr><th>ID</th><th>finding</th><th>effect (95% CI)</th><th>verdict</th><th>report</th></tr>
+{''.join(rows)}</table></body></html>
+"""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "index.html").write_text(page)
+    (out / "findings.md").write_text(findings_markdown(found, benchmark_seconds(out / "benchmarks"), out))
+
+
+def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
+    lines = ["| ID | finding | effect (95% CI) | seeds | verdict | report |", "|---|---|---|---|---|---|"]
+    for folder, f, _ in found:
+        link = os.path.relpath(folder / f"{folder.name}.html", out.parent)
+        lines.append(f"| {f['id']} | {f['claim']} | {effect_text(f)} | {f['n_seeds']} | **{f['verdict']}** | "
+                     f"[{folder.name}]({link}) |")
+    profiles = ", ".join(sorted({f["profile"] for _, f, _ in found}))
+    lines += ["", f"Profile `{profiles}`. Measured wall time of each workflow step on the machine that made "
+                  "these reports (Snakemake `benchmark:` files under `reports/benchmarks/`):", "",
+              "| step | minutes |", "|---|---|"]
+    lines += [f"| {name} | {s / 60:.1f} |" for name, s in seconds.items()]
+    if seconds:
+        lines.append(f"| **total** | **{sum(seconds.values()) / 60:.1f}** |")
+    return "\n".join(lines) + "\n"
+
+
+def splice_readme(findings_md: str, readme: str, smoke_benchmarks: str | None = None) -> None:
+    """Replace the block between the findings markers of README.md with the generated table, and
+    add the smoke profile's measured total when its benchmark files exist."""
+    text = Path(readme).read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} lacks the markers {README_START} ... {README_END}")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    table = Path(findings_md).read_text()
+    smoke = benchmark_seconds(Path(smoke_benchmarks)) if smoke_benchmarks else {}
+    if smoke:
+        table += (f"\nThe smoke profile (`make smoke`, the DAG that `make test` runs) took "
+                  f"{sum(smoke.values()) / 60:.1f} minutes in all on the same machine.\n")
+    Path(readme).write_text(f"{head}{README_START}\n{table}{README_END}{tail}")

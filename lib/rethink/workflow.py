@@ -1,0 +1,70 @@
+"""What the Snakemake rules run: build the world, execute a notebook, render the front page."""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+
+from . import world as W
+
+# The data files every notebook may read, by name (without .npz) -> (kind, class set, split seed).
+WORLD_FILES = {
+    "upstream_classify_train": ("classify", "upstream", 1),
+    "upstream_classify_val": ("classify", "upstream", 2),
+    "downstream_classify_train": ("classify", "downstream", 3),
+    "downstream_classify_val": ("classify", "downstream", 4),
+    "downstream_scenes_train": ("scenes", "downstream", 5),
+    "downstream_scenes_val": ("scenes", "downstream", 6),
+}
+
+
+def logged(log: str, step, *args, **kwargs):
+    """Run one workflow step with its stdout and stderr (tqdm included) going to the rule's log."""
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        return step(*args, **kwargs)
+
+
+def build_world(spec: dict, out_dir: str) -> None:
+    """Generate every world file of a profile. `spec` is the profile's `world` block of config/study.yaml."""
+    spec = dict(spec)
+    sizes = {name: spec.pop(name) for name in WORLD_FILES}
+    seed = spec.pop("seed")
+    scene_size = spec.pop("scene_size")
+    max_objects = spec.pop("max_objects")
+    classify_spec = W.WorldSpec(**spec)
+    scene_spec = W.WorldSpec(**{**spec, "image_size": scene_size})
+    out = Path(out_dir)
+    for name, (kind, class_set, offset) in WORLD_FILES.items():
+        classes = W.UPSTREAM_CLASSES if class_set == "upstream" else W.DOWNSTREAM_CLASSES
+        started = time.perf_counter()
+        if kind == "classify":
+            data = W.generate_classification(sizes[name], classes, classify_spec, seed=seed * 100 + offset)
+        else:
+            data = W.generate_scenes(sizes[name], classes, scene_spec, seed=seed * 100 + offset,
+                                     max_objects=max_objects)
+        W.save_world(out / f"{name}.npz", data)
+        print(f"{name}: {sizes[name]} images in {time.perf_counter() - started:.1f} s", flush=True)
+    # The validation scenes as a COCO instances file, for readers who want to score their own detector.
+    scenes = W.load_world(out / "downstream_scenes_val.npz")
+    (out / "downstream_scenes_val_coco.json").write_text(json.dumps(W.to_coco(scenes)))
+
+
+def run_notebook(source: str, out_dir: str, parameters: dict, cwd: str = ".") -> Path:
+    """jupytext source -> papermill execution with `parameters` -> executed .ipynb and .html in out_dir."""
+    import jupytext
+    import nbconvert
+    import nbformat
+    import papermill
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = Path(source).stem
+    notebook = jupytext.read(source)
+    executed = out / f"{name}.ipynb"
+    papermill.execute_notebook(notebook, str(executed), parameters=parameters, kernel_name="python3",
+                               cwd=cwd, progress_bar=False, log_output=True)
+    html, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    (out / f"{name}.html").write_text(html)
+    return executed

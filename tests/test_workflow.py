@@ -1,0 +1,86 @@
+"""The study as a user runs it: config validation, and the whole Snakemake DAG under the smoke profile."""
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from rethink.findings import VERDICTS
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "config/study.yaml").read_text())
+SCHEMA = str(ROOT / "config/study.schema.yaml")
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), *args],
+                          cwd=cwd, env=ENV, capture_output=True, text=True)
+
+
+def test_the_committed_config_is_valid():
+    validate(copy.deepcopy(CONFIG), SCHEMA)
+
+
+@pytest.mark.parametrize("path,value,named", [
+    (("aug_backend",), "opencv", "aug_backend"),
+    (("profiles", "default", "notebooks", "01_he1_schedules", "label_fraction"), 2, "label_fraction"),
+    (("profiles", "default", "notebooks", "01_he1_schedules", "aug"), "S9", "aug"),
+    (("profiles", "smoke", "world", "texture"), 1.5, "texture"),
+    (("profiles", "smoke", "world", "colour"), 0.5, "colour"),  # unknown key
+])
+def test_a_bad_config_value_is_rejected_naming_the_key(path, value, named):
+    config = copy.deepcopy(CONFIG)
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(WorkflowError, match=named):
+        validate(config, SCHEMA)
+
+
+def test_snakemake_rejects_a_bad_profile_before_running(tmp_path):
+    result = snakemake("-n", "--cores", "1", "--config", "profile=huge", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "instance['profile']" in output and "huge" in output
+    assert not (tmp_path / "cache").exists()
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake("--lint", "--config", "profile=smoke", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_smoke_dag_end_to_end(tmp_path):
+    """The whole DAG in a temporary folder: every report renders and every finding parses."""
+    result = snakemake("--cores", "2", "--config", "profile=smoke", cwd=tmp_path)
+    logs = "\n".join(p.read_text() for p in (tmp_path / "cache/smoke/logs").glob("*.log")) if result.returncode else ""
+    assert result.returncode == 0, result.stderr[-4000:] + logs[-4000:]
+    reports = tmp_path / "build/smoke/reports"
+    assert (reports / "index.html").read_text().count("<tr>") >= 2
+    for notebook in CONFIG["profiles"]["smoke"]["notebooks"]:
+        folder = reports / notebook
+        findings = json.loads((folder / "findings.json").read_text())
+        assert findings, notebook
+        for f in findings:
+            assert {"id", "claim", "criterion", "effect", "n_seeds", "paper", "profile", "verdict"} <= set(f)
+            assert f["verdict"] in VERDICTS and f["profile"] == "smoke"
+            assert {"estimate", "ci_low", "ci_high", "unit"} <= set(f["effect"])
+        results = pd.read_csv(folder / "results.csv")
+        assert {"run_id", "arm", "seed", "step", "split", "metric", "value"} <= set(results.columns)
+        run = json.loads((folder / "run.json").read_text())
+        assert run["parameters"]["profile"] == "smoke" and run["git_commit"] and "torch" in run["packages"]
+        assert (folder / f"{notebook}.html").stat().st_size > 10_000
+        assert list(folder.glob("*.png"))
+    # Nothing is recomputed when nothing changed.
+    again = snakemake("-n", "--cores", "2", "--config", "profile=smoke", cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
