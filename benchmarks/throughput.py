@@ -1,0 +1,61 @@
+"""Training throughput and augmentation cost on this machine (not part of `make test`).
+
+    .venv/bin/python benchmarks/throughput.py   # writes benchmarks/results/throughput.json
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from rethink.augment import LEVELS, make_augment
+from rethink.models import build_model
+from rethink.train import autocast, resolve_device
+
+
+def seconds_per_call(fn, repeats: int = 5) -> float:
+    fn()  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / repeats
+
+
+def main(batch: int = 128) -> dict:
+    device = resolve_device("auto")
+    out = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+           "threads": torch.get_num_threads(), "batch": batch, "train_images_per_s": {}, "augment_ms_per_batch": {}}
+    for size in (32, 64):
+        model = build_model(num_classes=10).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        x = torch.rand(batch, 3, size, size, device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
+
+        def step():
+            with autocast(device):
+                loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        out["train_images_per_s"][f"resnet9_w16_{size}px"] = round(batch / seconds_per_call(step), 1)
+    images = torch.randint(0, 256, (batch, 32, 32, 3), dtype=torch.uint8, device=device)
+    for backend in ("kornia", "dali"):
+        for level in LEVELS:
+            augment = make_augment(backend, level, 32, batch, device, seed=0)
+            out["augment_ms_per_batch"][f"{backend}_{level}"] = round(1000 * seconds_per_call(lambda: augment(images)), 1)
+    path = Path(__file__).parent / "results" / "throughput.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))
