@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from .data import load_task_data
 from .findings import judge, paired_effect
@@ -81,14 +82,16 @@ def schedule_sweep(*, world_dir: str, upstream_checkpoint: str, runs_dir: str, t
     kind = "classify" if task == "classify" else "scenes"
     runs = [(init, schedule, seed) for schedule in schedules for seed in seeds for init in inits]
     # Build every config before the first run, so that a bad value fails before any training.
-    configs = [TrainConfig(schedule=float(schedule), seed=int(seed), **train_kwargs) for _, schedule, seed in runs]
+    configs = [TrainConfig(schedule=float(schedule), seed=int(seed), progress=False, **train_kwargs)
+               for _, schedule, seed in runs]
     rows = []
-    for i, ((init, schedule, seed), cfg) in enumerate(zip(runs, configs), 1):
+    # One bar over the runs (a notebook's output stays readable); finished runs come back from runs_dir.
+    for (init, schedule, seed), cfg in tqdm(list(zip(runs, configs)), desc="runs", file=sys.stderr):
         run_id = f"{init}-{schedule}x-seed{seed}"
         history = run_arm(train_file=str(world / f"downstream_{kind}_train.npz"),
                           val_file=str(world / f"downstream_{kind}_val.npz"), task=task, init=init,
                           checkpoint=upstream_checkpoint, runs_dir=runs_dir, arch=arch, width=width, norm=norm,
-                          label_fraction=label_fraction, train=cfg, desc=f"[{i}/{len(runs)}] {run_id}")
+                          label_fraction=label_fraction, train=cfg, desc=run_id)
         rows += [dict(run_id=run_id, arm=init, schedule=float(schedule), seed=int(seed), **r) for r in history]
     results = pd.DataFrame(rows)
     percent = results["metric"].isin(METRIC_UNITS)  # fractions -> points, the unit the papers report

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: they go to the rules' logs
 
 from . import detection, metrics
 from .augment import KorniaAugment, check_backend, check_level, make_augment
