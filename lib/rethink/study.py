@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from .data import load_task_data
@@ -55,15 +56,16 @@ def file_hash(path: str | Path) -> str:
 def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint: str | None, runs_dir: str,
             arch: str, width: int, norm: str, label_fraction: float, train: TrainConfig, desc: str) -> list[dict]:
     """One training run (cached on disk by everything that determines it) -> tidy history rows."""
+    device = resolve_device(train.device)  # the key holds the device used, not "auto": CPU and CUDA differ
     key = dict(train_file=file_hash(train_file), val_file=file_hash(val_file), task=task, init=init,
                checkpoint=file_hash(checkpoint) if init == "pretrained" else None, arch=arch, width=width,
-               norm=norm, label_fraction=label_fraction, train={k: v for k, v in asdict(train).items()
-                                                                  if k != "progress"}, code=code_hash())
+               norm=norm, label_fraction=label_fraction,
+               train={**{k: v for k, v in asdict(train).items() if k != "progress"}, "device": device},
+               code=code_hash())
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     cached = Path(runs_dir) / f"{digest}.json"
     if cached.is_file():
         return json.loads(cached.read_text())["history"]
-    device = resolve_device(train.device)
     train_data = load_task_data(train_file, task, device, label_fraction)
     val_data = load_task_data(val_file, task, device)
     model = new_model(train_data, arch, width, norm, train.seed, init, checkpoint)
@@ -173,7 +175,9 @@ def write_outputs(out_dir: str, results: pd.DataFrame, findings: list[dict], par
     (out / "findings.json").write_text(json.dumps(findings, indent=2) + "\n")
     packages = {name: metadata.version(name) for name in
                 ("torch", "torchvision", "kornia", "nvidia-dali-cuda120", "pycocotools", "papermill", "snakemake")}
+    device = resolve_device(parameters.get("device", "auto"))
     run = dict(parameters=parameters, git_commit=git_commit(), python=sys.version.split()[0],
-               platform=platform.platform(), packages=packages)
+               platform=platform.platform(), packages=packages,
+               device=torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu")
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     return run
