@@ -94,6 +94,7 @@ def splice_readme(findings_md: str, readme: str, smoke_benchmarks: str | None = 
     table = Path(findings_md).read_text()
     smoke = benchmark_seconds(Path(smoke_benchmarks)) if smoke_benchmarks else {}
     if smoke:
-        table += (f"\nThe smoke profile (`make smoke`, the DAG that `make test` runs) took "
-                  f"{sum(smoke.values()) / 60:.1f} minutes in all on the same machine.\n")
+        table += (f"\nThe smoke profile's steps (`make smoke`, the DAG that `make test` runs) took "
+                  f"{sum(smoke.values()) / 60:.1f} minutes in all on the same machine, Snakemake's own "
+                  f"start-up not counted.\n")
     Path(readme).write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
