@@ -12,10 +12,12 @@ def test_runs_are_cached_by_everything_that_decides_them(tiny_world, tmp_path, m
                   task="classify", init="scratch", checkpoint=None, runs_dir=str(tmp_path), arch="resnet9",
                   width=8, norm="gn", label_fraction=1.0, desc="test")
     first = study.run_arm(train=cfg, **kwargs)
+    assert first[-1]["metric"] == "seconds" and first[-1]["value"] > 0  # what the run cost travels with it
     calls = []
-    monkeypatch.setattr(study, "fit", lambda *a, **k: calls.append(1) or [])
+    fake = [dict(step=1, epoch=1.0, split="val", metric="accuracy", value=0.5)]
+    monkeypatch.setattr(study, "fit", lambda *a, **k: calls.append(1) or fake)
     assert study.run_arm(train=cfg, **kwargs) == first and not calls  # read back, not retrained
-    assert study.run_arm(train=dataclasses.replace(cfg, lr=0.05), **kwargs) == [] and calls  # a new run
+    assert study.run_arm(train=dataclasses.replace(cfg, lr=0.05), **kwargs)[0] == fake[0] and calls  # a new run
     assert len(list(tmp_path.glob("*.json"))) == 2
 
 

@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
+
 VERDICT_COLOURS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "inconclusive": "#9a6700"}
 README_START, README_END = "<!-- findings:start -->", "<!-- findings:end -->"
 
@@ -80,6 +82,14 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
     lines += [f"| {name} | {s / 60:.1f} |" for name, s in seconds.items()]
     if seconds:
         lines.append(f"| **total** | **{sum(seconds.values()) / 60:.1f}** |")
+    # A notebook whose runs were read back from the cache ran fast; what its runs cost is in results.csv.
+    lines += ["", "Training time of each notebook's runs, measured when each run trained (a rerun that reads "
+                  "finished runs back from `cache/` costs far less):", "", "| notebook | runs | minutes |",
+              "|---|---|---|"]
+    for folder in sorted({folder for folder, _, _ in found}):
+        results = pd.read_csv(folder / "results.csv")
+        run_seconds = results[results.metric == "seconds"].value
+        lines.append(f"| {folder.name} | {len(run_seconds)} | {run_seconds.sum() / 60:.1f} |")
     return "\n".join(lines) + "\n"
 
 
