@@ -81,6 +81,8 @@ def test_smoke_dag_end_to_end(tmp_path):
         assert run["parameters"]["profile"] == "smoke" and run["git_commit"] and "torch" in run["packages"]
         assert (folder / f"{notebook}.html").stat().st_size > 10_000
         assert list(folder.glob("*.png"))
+        executed = (folder / f"{notebook}.ipynb").read_text()
+        assert executed.count('"image/png"') >= 2  # the figures show in the rendered report, not only on disk
     # Nothing is recomputed when nothing changed.
     again = snakemake("-n", "--cores", "2", "--config", "profile=smoke", cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr

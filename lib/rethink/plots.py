@@ -1,10 +1,7 @@
 """Figures for the reports: labelled axes, error bars as 95% CIs over seeds."""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # inline in a notebook; matplotlib falls back to Agg without a display
 import numpy as np
 import pandas as pd
 from scipy import stats
