@@ -8,7 +8,7 @@ from snakemake.utils import min_version, validate
 from rethink.pretrain import pretrain
 from rethink.report import write_index
 from rethink.study import TRAINING_MODULES
-from rethink.workflow import build_world, logged, run_notebook
+from rethink.workflow import WORLD_FILES as WORLD_SPLITS, build_world, logged, run_notebook
 
 min_version("9.0")
 
@@ -25,17 +25,7 @@ PROFILE = config["profiles"][PROFILE_NAME]
 CACHE = f"cache/{PROFILE_NAME}"
 REPORTS = PROFILE["reports_dir"]
 NOTEBOOKS = list(PROFILE["notebooks"])
-WORLD_FILES = [
-    f"{CACHE}/world/{split}.npz"
-    for split in (
-        "upstream_classify_train",
-        "upstream_classify_val",
-        "downstream_classify_train",
-        "downstream_classify_val",
-        "downstream_scenes_train",
-        "downstream_scenes_val",
-    )
-]
+WORLD_FILES = [f"{CACHE}/world/{name}.npz" for name in WORLD_SPLITS]
 CHECKPOINT = f"{CACHE}/checkpoints/upstream.pt"
 LIB_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink").glob("*.py"))
 TRAINING_SOURCES = [str(BASE / f"lib/rethink/{name}.py") for name in TRAINING_MODULES]

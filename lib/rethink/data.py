@@ -6,9 +6,8 @@ from pathlib import Path
 
 import torch
 
+from .models import TASKS
 from .world import load_world, to_coco
-
-TASKS = ("classify", "segment", "detect")
 
 
 @dataclass(frozen=True)

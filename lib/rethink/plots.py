@@ -4,17 +4,16 @@ from __future__ import annotations
 import matplotlib.pyplot as plt  # inline in a notebook; matplotlib falls back to Agg without a display
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from .findings import mean_effect
 
 ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict(color="tab:blue", marker="s")}
 
 
 def mean_ci(values) -> tuple[float, float]:
-    """Mean and the half-width of its 95% Student-t interval (0 for a single seed)."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), 0.0
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    """Mean and the half-width of its 95% Student-t interval (0 for a single seed: no error bar)."""
+    effect = mean_effect(values)
+    return effect.estimate, (effect.ci_high - effect.estimate if effect.n > 1 else 0.0)
 
 
 def schedule_curve(final: pd.DataFrame, metric: str, title: str, ax=None):
