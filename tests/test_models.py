@@ -30,3 +30,37 @@ def test_bad_config_names_the_key(key, value):
 def test_unknown_key_is_an_error():
     with pytest.raises(TypeError):
         build_model(depth=50)
+
+
+def test_small_batch_norm_normalises_each_device_batch_alone():
+    from rethink.models import SmallBatchNorm2d
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 4, 5, 5) * 3 + torch.arange(8.0).view(8, 1, 1, 1)  # every image has its own offset
+    layer = SmallBatchNorm2d(4, device_batch=2)
+    y = layer(x)
+    # as if each pair of images were on its own GPU with a plain BatchNorm
+    expected = torch.cat([torch.nn.functional.batch_norm(p, None, None, training=True) for p in x.split(2)])
+    assert torch.allclose(y, expected, atol=1e-5)
+    whole = torch.nn.functional.batch_norm(x, None, None, training=True)
+    assert not torch.allclose(y, whole, atol=1e-2)  # not what BatchNorm over the whole batch gives
+    assert layer.num_batches_tracked > 0 and not torch.allclose(layer.running_mean, torch.zeros(4))
+    layer.eval()  # evaluation uses the running statistics, as nn.BatchNorm2d does
+    mean, var = layer.running_mean.view(1, 4, 1, 1), layer.running_var.view(1, 4, 1, 1)
+    assert torch.allclose(layer(x), (x - mean) / torch.sqrt(var + layer.eps), atol=1e-5)
+
+
+def test_small_batch_norm_refuses_a_batch_that_does_not_split():
+    from rethink.models import SmallBatchNorm2d
+
+    with pytest.raises(ValueError, match="per-device batches of 3"):
+        SmallBatchNorm2d(4, device_batch=3)(torch.randn(8, 4, 2, 2))
+
+
+def test_bn_batch_picks_the_small_batch_layer():
+    from rethink.models import SmallBatchNorm2d
+
+    assert any(isinstance(m, SmallBatchNorm2d) for m in build_model(norm="bn", bn_batch=2).modules())
+    assert not any(isinstance(m, SmallBatchNorm2d) for m in build_model(norm="bn").modules())
+    with pytest.raises(ValueError, match="bn_batch"):
+        build_model(norm="bn", bn_batch=-1)

@@ -1,16 +1,18 @@
 import dataclasses
 
 import pandas as pd
+import pytest
 
 from rethink import study
+from rethink import world as W
 from rethink.train import TrainConfig
 
 
 def test_runs_are_cached_by_everything_that_decides_them(tiny_world, tmp_path, monkeypatch):
     cfg = TrainConfig(epochs_1x=1, batch_size=64, evals=1, progress=False)
     kwargs = dict(train_file=str(tiny_world / "classify_train.npz"), val_file=str(tiny_world / "classify_val.npz"),
-                  task="classify", init="scratch", checkpoint=None, runs_dir=str(tmp_path), arch="resnet9",
-                  width=8, norm="gn", label_fraction=1.0, desc="test")
+                  task="classify", init="scratch", checkpoint=None, runs_dir=str(tmp_path),
+                  model=dict(arch="resnet9", width=8, norm="gn"), label_fraction=1.0, desc="test")
     first = study.run_arm(train=cfg, **kwargs)
     assert first[-1]["metric"] == "seconds" and first[-1]["value"] > 0  # what the run cost travels with it
     calls = []
@@ -21,16 +23,129 @@ def test_runs_are_cached_by_everything_that_decides_them(tiny_world, tmp_path, m
     assert len(list(tmp_path.glob("*.json"))) == 2
 
 
-def test_he1_verdict_from_constructed_results():
+def constructed(cells, metric="AP", seeds=range(4)):
+    """Tidy final-evaluation rows: cells maps (arm, schedule, label_fraction) -> mean value; seeds add a
+    shared offset (so paired gaps are tight) and a little noise."""
     rows = []
-    for seed in range(4):
-        for schedule, gap in ((1.0, 40.0), (6.0, 0.2)):
-            for arm, value in (("scratch", 50.0 + seed), ("pretrained", 50.0 + seed + gap + 0.1 * (seed % 2))):
-                rows.append(dict(run_id=f"{arm}-{schedule}-{seed}", arm=arm, schedule=schedule, seed=seed, step=10,
-                                 epoch=1.0, split="val", metric="accuracy", value=value))
-    results = pd.DataFrame(rows)
-    [finding] = study.he1_findings(results, "accuracy", 0.0, 2.0, "test")
-    assert finding["verdict"] == "reproduced"
+    for (arm, schedule, fraction), value in cells.items():
+        for seed in seeds:
+            rows.append(dict(run_id=f"{arm} {schedule} {fraction} {seed}", arm=arm, schedule=float(schedule),
+                             label_fraction=fraction, seed=seed, step=10, epoch=1.0, split="val", metric=metric,
+                             value=value + seed + 0.1 * (seed % 2)))
+    return pd.DataFrame(rows)
+
+
+def test_he1_verdict_from_constructed_results():
+    results = constructed({("scratch", 1, 1.0): 50, ("pretrained", 1, 1.0): 90, ("scratch", 6, 1.0): 80,
+                           ("pretrained", 6, 1.0): 80.2}, metric="accuracy")
+    finding = study.he1_finding(results, "accuracy", 0.0, 2.0, "test", panel="classification")
+    assert finding["verdict"] == "reproduced" and finding["panel"] == "classification"
     assert [c["effect"] for c in finding["conditions"]] == ["gap_1x", "gap_6x"]
-    [finding] = study.he1_findings(results, "accuracy", 0.0, 0.1, "test")  # 0.2-point gap > 0.1 tolerance
+    finding = study.he1_finding(results, "accuracy", 0.0, 0.1, "test")  # 0.2-point gap > 0.1 tolerance
     assert finding["verdict"] == "not reproduced"
+
+
+def test_he2_judges_ap75_at_the_longest_schedule():
+    cells = {("scratch", 1, 1.0): 10, ("pretrained", 1, 1.0): 30, ("scratch", 4, 1.0): 40, ("pretrained", 4, 1.0): 39}
+    results = pd.concat([constructed(cells, metric) for metric in ("AP", "AP50", "AP75")])
+    finding = study.he2_finding(results, -1.0, "test")
+    assert finding["verdict"] == "reproduced"
+    assert finding["effect"]["estimate"] == pytest.approx(1.0, abs=0.1)  # scratch − pretrained at 4x
+    worse = pd.concat([constructed({**cells, ("scratch", 4, 1.0): 35}, metric) for metric in ("AP", "AP50", "AP75")])
+    assert study.he2_finding(worse, -1.0, "test")["verdict"] == "not reproduced"
+
+
+def test_best_schedule_is_chosen_per_arm_and_data_size():
+    final = constructed({("scratch", 1, 0.1): 10, ("scratch", 4, 0.1): 20, ("pretrained", 1, 0.1): 25,
+                         ("pretrained", 4, 0.1): 15})
+    best = study.best_schedule(final)
+    assert dict(best.groupby("arm").schedule.first()) == {"pretrained": 1.0, "scratch": 4.0}
+    assert len(best) == 2 * 4  # one schedule per arm, every seed
+
+
+def test_he3_catches_up_at_the_named_size_but_not_at_the_smallest():
+    cells = {}
+    for fraction, scratch, pretrained in ((1.0, 40, 40.5), (0.1, 30, 30.5), (0.03, 5, 15)):
+        cells |= {("scratch", 1, fraction): scratch - 10, ("scratch", 4, fraction): scratch,  # scratch needs 4x
+                  ("pretrained", 1, fraction): pretrained, ("pretrained", 4, fraction): pretrained - 3}
+    finding = study.he3_finding(constructed(cells), 0.1, 2.0, 0.0, "test")
+    assert finding["verdict"] == "reproduced"
+    assert [c["effect"] for c in finding["conditions"]] == ["gap_10%data", "gap_3%data"]
+    assert finding["conditions"][1]["estimate"] == pytest.approx(10, abs=0.1)
+    with pytest.raises(ValueError, match="he3_catchup_fraction 0.2 must be one of the label_fractions"):
+        study.he3_finding(constructed(cells), 0.2, 2.0, 0.0, "test")
+
+
+def test_he4_compares_gn_with_small_batch_bn():
+    results = constructed({("gn", 4, 1.0): 30, ("bn", 4, 1.0): 20, ("none", 4, 1.0): 25})
+    finding = study.he4_finding(results, 0.0, "test")
+    assert finding["verdict"] == "reproduced" and finding["effect"]["estimate"] == pytest.approx(10, abs=0.1)
+    flipped = constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 30})
+    assert study.he4_finding(flipped, 0.0, "test")["verdict"] == "not reproduced"
+
+
+def test_grid_and_norm_runs():
+    assert study.grid(init=["a", "b"], seed=[0, 1]) == [
+        dict(init="a", seed=0), dict(init="a", seed=1), dict(init="b", seed=0), dict(init="b", seed=1)]
+    runs = study.norm_runs(["gn", "bn", "syncbn"], [0], bn_batch=2)
+    assert [(r["arm"], r["norm"], r.get("bn_batch")) for r in runs] == [("gn", "gn", None), ("bn", "bn", 2),
+                                                                       ("syncbn", "bn", 0)]
+    with pytest.raises(ValueError, match="norms.*allowed"):
+        study.norm_runs(["ln"], [0], 2)
+
+
+def test_fixed_iteration_runs_keep_the_step_count(tmp_path):
+    W.save_world(tmp_path / "downstream_scenes_train.npz",
+                 W.generate_scenes(200, W.DOWNSTREAM_CLASSES[:2], W.WorldSpec(image_size=32), seed=0, max_objects=1))
+    runs = study.fixed_iteration_runs(str(tmp_path), "detect", [1.0, 0.25], [1], [0], ["scratch"], epochs_1x=2,
+                                      batch_size=16)
+    full, quarter = runs
+    assert full["epochs_1x"] == 2  # the full set keeps HE-1's settings: one cache entry
+    steps = lambda run, n: round(run["epochs_1x"] * (n // 16))
+    assert steps(full, 200) == steps(quarter, 50) == 24
+    with pytest.raises(ValueError, match="label_fraction"):
+        study.fixed_iteration_runs(str(tmp_path), "detect", [0.0], [1], [0], ["scratch"], 2, 16)
+
+
+@pytest.fixture()
+def study_world(tiny_world, tmp_path):
+    """tiny_world under the names the 'world' rule gives its files."""
+    for kind in ("classify", "scenes"):
+        for split in ("train", "val"):
+            (tmp_path / f"downstream_{kind}_{split}.npz").symlink_to(tiny_world / f"{kind}_{split}.npz")
+    return tmp_path
+
+
+def test_sweep_rejects_an_unknown_setting_before_training(study_world, monkeypatch):
+    monkeypatch.setattr(study, "fit", lambda *a, **k: pytest.fail("trained before checking the settings"))
+    common = dict(world_dir=str(study_world), upstream_checkpoint="none.pt", runs_dir=str(study_world / "runs"))
+    with pytest.raises(ValueError, match="unknown run settings.*depth"):
+        study.sweep([dict(seed=0), dict(depth=50)], task="classify", arch="resnet9", width=8, norm="gn", **common)
+    with pytest.raises(ValueError, match="aug"):
+        study.sweep([dict(seed=0), dict(aug="S9")], task="classify", arch="resnet9", width=8, norm="gn", **common)
+
+
+def test_sweep_trains_detection_arms_into_tidy_rows(study_world):
+    runs = study.norm_runs(["gn", "bn"], [0], bn_batch=2)
+    results = study.sweep(runs, task="detect", world_dir=str(study_world), upstream_checkpoint="none.pt",
+                          runs_dir=str(study_world / "runs"), arch="resnet9", width=8, norm="gn", epochs_1x=1,
+                          schedule=1, batch_size=16, lr=0.02, grad_clip=5.0, evals=1)
+    assert set(results.arm) == {"gn", "bn"}
+    assert {"AP", "AP50", "AP75", "loss", "seconds"} <= set(results.metric)
+    final = study.final_metric(results, "AP")
+    assert len(final) == 2 and final.value.between(0, 100).all()  # points, not fractions
+    assert {"run_id", "seed", "step", "epoch", "split", "norm", "bn_batch"} <= set(results.columns)
+
+
+def test_a_diverged_run_is_recorded_as_scoring_zero(study_world, monkeypatch):
+    from rethink.train import Diverged
+
+    def diverge(*args, **kwargs):
+        raise Diverged("loss became nan", 7, 0.5, [dict(step=4, epoch=0.25, split="train", metric="loss", value=2.0)])
+
+    monkeypatch.setattr(study, "fit", diverge)
+    results = study.sweep([dict(seed=0)], task="detect", world_dir=str(study_world), upstream_checkpoint="none.pt",
+                          runs_dir=str(study_world / "runs"), arch="resnet9", width=8, norm="none", epochs_1x=1)
+    final = study.final_metric(results, "AP75")
+    assert final.value.tolist() == [0.0] and final.step.tolist() == [7]
+    assert results[results.metric == "diverged"].value.tolist() == [1.0]

@@ -97,3 +97,25 @@ def test_bad_train_config_names_the_parameter():
         TrainConfig(aug_backend="opencv")
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule=0)
+    with pytest.raises(ValueError, match="grad_clip"):
+        TrainConfig(grad_clip=-1)
+
+
+def test_grad_clip_bounds_every_update(tiny_world, monkeypatch):
+    """With clipping on, no SGD step sees a gradient norm above grad_clip (a detector's spike cannot blow up)."""
+    data = load_task_data(tiny_world / "scenes_train.npz", "detect")
+    norms = []
+    original = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    cfg = TrainConfig(epochs_1x=1, batch_size=16, lr=0.05, warmup_steps=1, evals=1, progress=False, grad_clip=0.5)
+    fit(new_model(data, "resnet9", 8, "gn", seed=0), data, data, cfg)
+    assert len(norms) == 4 and max(norms) <= 0.5 + 1e-4
+    norms.clear()
+    fit(new_model(data, "resnet9", 8, "gn", seed=0), data, data, dataclasses.replace(cfg, grad_clip=0.0))
+    assert max(norms) > 0.5  # without clipping the same run's gradients are larger

@@ -31,8 +31,11 @@ def test_the_committed_config_is_valid():
 
 @pytest.mark.parametrize("path,value,named", [
     (("aug_backend",), "opencv", "aug_backend"),
-    (("profiles", "default", "notebooks", "01_he1_schedules", "label_fraction"), 2, "label_fraction"),
-    (("profiles", "default", "notebooks", "01_he1_schedules", "aug"), "S9", "aug"),
+    (("profiles", "default", "notebooks", "02_he3_less_data", "label_fractions"), [1.0, 0.3, 0.1, 2], "label_fractions"),
+    (("profiles", "default", "notebooks", "01_he1_he2_schedules", "aug"), "S9", "aug"),
+    (("profiles", "default", "notebooks", "03_he4_normalization", "norms"), ["gn", "layer"], "norms"),
+    (("profiles", "default", "notebooks", "03_he4_normalization", "bogus"), 1, "bogus"),  # unknown key
+    (("criteria", "02_he3_less_data", "he3_catchup_fraction"), 0, "he3_catchup_fraction"),
     (("profiles", "smoke", "world", "texture"), 1.5, "texture"),
     (("profiles", "smoke", "world", "colour"), 0.5, "colour"),  # unknown key
 ])
@@ -67,11 +70,13 @@ def test_smoke_dag_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:] + logs[-4000:]
     reports = tmp_path / "build/smoke/reports"
     assert (reports / "index.html").read_text().count("<tr>") >= 2
+    ids = set()
     for notebook in CONFIG["profiles"]["smoke"]["notebooks"]:
         folder = reports / notebook
         findings = json.loads((folder / "findings.json").read_text())
         assert findings, notebook
         for f in findings:
+            ids.add(f["id"])
             assert {"id", "claim", "criterion", "effect", "n_seeds", "paper", "profile", "verdict"} <= set(f)
             assert f["verdict"] in VERDICTS and f["profile"] == "smoke"
             assert {"estimate", "ci_low", "ci_high", "unit"} <= set(f["effect"])
@@ -83,6 +88,7 @@ def test_smoke_dag_end_to_end(tmp_path):
         assert list(folder.glob("*.png"))
         executed = (folder / f"{notebook}.ipynb").read_text()
         assert executed.count('"image/png"') >= 2  # the figures show in the rendered report, not only on disk
+    assert {"HE-1", "HE-2", "HE-3", "HE-4"} <= ids
     # Nothing is recomputed when nothing changed.
     again = snakemake("-n", "--cores", "2", "--config", "profile=smoke", cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -22,6 +22,7 @@ class ModelConfig:
     width: int = 16            # channels of the first stage; later stages double it
     norm: str = "gn"           # gn | bn | none
     groups: int = 8            # GroupNorm groups (He et al. use 32 on 256+ channels; we are narrower)
+    bn_batch: int = 0          # bn only: images per BatchNorm statistic, as per GPU without SyncBN; 0 = whole batch
     task: str = "classify"     # classify | segment | detect
     num_classes: int = 8
 
@@ -31,15 +32,43 @@ class ModelConfig:
                 raise ValueError(f"model {key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
         if self.width < 4 or self.width % self.groups:
             raise ValueError(f"model width must be >= 4 and a multiple of groups={self.groups}; got {self.width}")
+        if self.bn_batch < 0:
+            raise ValueError(f"model bn_batch must be >= 0 (0 = statistics over the whole batch); got {self.bn_batch}")
         if self.num_classes < 1:
             raise ValueError(f"model num_classes must be >= 1; got {self.num_classes}")
 
 
-def norm_layer(kind: str, channels: int, groups: int) -> nn.Module:
+class SmallBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose training statistics come from groups of `device_batch` images: what
+    data-parallel training without SyncBN computes on each GPU (He et al. 2019: 2 images per GPU).
+    torch has no such layer; evaluation uses the running statistics, as nn.BatchNorm2d does."""
+
+    def __init__(self, channels: int, device_batch: int):
+        super().__init__(channels)
+        self.device_batch = device_batch
+
+    def forward(self, x):
+        n, c = x.shape[:2]
+        if not self.training or n <= self.device_batch:
+            return super().forward(x)
+        if n % self.device_batch:
+            raise ValueError(f"batch of {n} images does not split into per-device batches of {self.device_batch}")
+        groups = x.view(n // self.device_batch, self.device_batch, *x.shape[1:])
+        var, mean = torch.var_mean(groups, dim=(1, 3, 4), correction=0, keepdim=True)
+        y = ((groups - mean) * torch.rsqrt(var + self.eps)).view_as(x)
+        with torch.no_grad():  # running statistics: the average over devices, unbiased as in nn.BatchNorm2d
+            count = groups[:, :, 0].numel() // len(groups)
+            self.running_mean.lerp_(mean.mean(0).flatten(), self.momentum)
+            self.running_var.lerp_(var.mean(0).flatten() * count / max(count - 1, 1), self.momentum)
+            self.num_batches_tracked += 1
+        return y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+
+
+def norm_layer(kind: str, channels: int, groups: int, bn_batch: int = 0) -> nn.Module:
     if kind == "gn":
         return nn.GroupNorm(min(groups, channels), channels)
     if kind == "bn":
-        return nn.BatchNorm2d(channels)
+        return SmallBatchNorm2d(channels, bn_batch) if bn_batch else nn.BatchNorm2d(channels)
     return nn.Identity()
 
 
@@ -47,7 +76,7 @@ def conv_norm_act(c_in: int, c_out: int, cfg: ModelConfig, stride: int = 1) -> n
     # Without normalisation the conv keeps its bias; with it the bias would be redundant.
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, stride, 1, bias=cfg.norm == "none"),
-        norm_layer(cfg.norm, c_out, cfg.groups),
+        norm_layer(cfg.norm, c_out, cfg.groups, cfg.bn_batch),
         nn.ReLU(inplace=True),
     )
 
@@ -66,11 +95,11 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.conv1 = conv_norm_act(c_in, c_out, cfg, stride)
         self.conv2 = nn.Sequential(nn.Conv2d(c_out, c_out, 3, 1, 1, bias=cfg.norm == "none"),
-                                   norm_layer(cfg.norm, c_out, cfg.groups))
+                                   norm_layer(cfg.norm, c_out, cfg.groups, cfg.bn_batch))
         self.shortcut = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                          norm_layer(cfg.norm, c_out, cfg.groups))
+                                          norm_layer(cfg.norm, c_out, cfg.groups, cfg.bn_batch))
 
     def forward(self, x):
         return F.relu(self.conv2(self.conv1(x)) + self.shortcut(x))

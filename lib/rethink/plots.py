@@ -7,7 +7,12 @@ import pandas as pd
 
 from .findings import mean_effect
 
-ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict(color="tab:blue", marker="s")}
+ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict(color="tab:blue", marker="s"),
+             "gn": dict(color="tab:green", marker="o"), "bn": dict(color="tab:red", marker="v"),
+             "none": dict(color="tab:gray", marker="x")}
+PANEL_TITLES = {"schedule": "{:g}x schedule", "label_fraction": "{:.0%} of the training set"}
+AXIS_LABELS = {"schedule": "schedule (multiples of the 1x schedule)", "label_fraction": "share of the training set",
+               "epoch": "epoch", "step": "training step"}
 
 
 def mean_ci(values) -> tuple[float, float]:
@@ -16,38 +21,64 @@ def mean_ci(values) -> tuple[float, float]:
     return effect.estimate, (effect.ci_high - effect.estimate if effect.n > 1 else 0.0)
 
 
-def schedule_curve(final: pd.DataFrame, metric: str, title: str, ax=None):
-    """Final validation metric against schedule length, one line per arm."""
+def metric_curve(final: pd.DataFrame, metric: str, title: str, x: str = "schedule", ax=None, log_x: bool = False):
+    """A final validation metric against `x` (schedule length, data size...), one line per arm."""
     ax = ax or plt.subplots(figsize=(5.5, 4))[1]
     for arm, rows in final.groupby("arm"):
-        points = [(s, *mean_ci(g.value)) for s, g in rows.groupby("schedule")]
-        x, y, err = map(np.array, zip(*points))
-        ax.errorbar(x, y, yerr=err, capsize=4, label=f"{arm} (n={rows.seed.nunique()} seeds)", **ARM_STYLE.get(arm, {}))
-    ax.set_xlabel("schedule (multiples of the 1x schedule)")
+        points = [(v, *mean_ci(g.value)) for v, g in rows.groupby(x)]
+        xs, y, err = map(np.array, zip(*points))
+        ax.errorbar(xs, y, yerr=err, capsize=4, label=f"{arm} (n={rows.seed.nunique()} seeds)", **ARM_STYLE.get(arm, {}))
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xticks(sorted(final[x].unique()), [f"{v:g}" for v in sorted(final[x].unique())])
+    ax.minorticks_off()
+    ax.set_xlabel(AXIS_LABELS.get(x, x))
     ax.set_ylabel(f"validation {metric} (points)")
-    ax.set_xticks(sorted(final.schedule.unique()))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     return ax.figure
 
 
-def training_curves(results: pd.DataFrame, metric: str, split: str = "val"):
-    """Metric against epochs for every schedule: one panel per schedule, mean over seeds with a CI band."""
-    rows = results[(results.metric == metric) & (results.split == split)]
-    schedules = sorted(rows.schedule.unique())
-    fig, axes = plt.subplots(1, len(schedules), figsize=(3.6 * len(schedules), 3.4), sharey=True, squeeze=False)
-    for ax, schedule in zip(axes[0], schedules):
-        for arm, arm_rows in rows[rows.schedule == schedule].groupby("arm"):
-            curve = [(e, *mean_ci(g.value)) for e, g in arm_rows.groupby("epoch")]
-            x, y, err = map(np.array, zip(*curve))
-            ax.plot(x, y, label=arm, **ARM_STYLE.get(arm, {}))
-            ax.fill_between(x, y - err, y + err, alpha=0.2, color=ARM_STYLE.get(arm, {}).get("color"))
-        ax.set_title(f"{schedule:g}x schedule")
-        ax.set_xlabel("epoch")
+def arm_bars(final: pd.DataFrame, metric: str, title: str):
+    """The final metric per arm as bars with 95% CIs and the seeds as dots."""
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    arms = list(dict.fromkeys(final.arm))
+    for i, arm in enumerate(arms):
+        values = final[final.arm == arm].value
+        mean, err = mean_ci(values)
+        colour = ARM_STYLE.get(arm, {}).get("color")
+        ax.bar(i, mean, yerr=err, capsize=6, color=colour, alpha=0.6)
+        ax.plot(np.full(len(values), i), values, "k.", alpha=0.6)
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set_ylabel(f"validation {metric} (points)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def training_curves(results: pd.DataFrame, metric: str, split: str = "val", panel: str = "schedule",
+                    x: str = "epoch", splits: tuple[str, ...] | None = None):
+    """Metric against epochs (or steps), one panel per value of `panel`, one line per arm (and per split
+    when `splits` is given: solid train, dashed val): mean over seeds with a 95% CI band."""
+    splits = splits or (split,)
+    rows = results[(results.metric == metric) & results.split.isin(splits)]
+    panels = sorted(rows[panel].unique())
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), sharey=True, squeeze=False)
+    for ax, value in zip(axes[0], panels):
+        for (arm, part), arm_rows in rows[rows[panel] == value].groupby(["arm", "split"]):
+            curve = [(e, *mean_ci(g.value)) for e, g in arm_rows.groupby(x)]
+            xs, y, err = map(np.array, zip(*curve))
+            style = ARM_STYLE.get(arm, {})
+            label = arm if len(splits) == 1 else f"{arm} {part}"
+            ax.plot(xs, y, label=label, linestyle="--" if part == "val" and len(splits) > 1 else "-", **style)
+            ax.fill_between(xs, y - err, y + err, alpha=0.2, color=style.get("color"))
+        ax.set_title(PANEL_TITLES.get(panel, panel + " {}").format(value))
+        ax.set_xlabel(AXIS_LABELS.get(x, x))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"{split} {metric}" + (" (points)" if metric != "loss" else ""))
-    axes[0][0].legend()
+    name = "/".join(splits)
+    axes[0][0].set_ylabel(f"{name} {metric}" + (" (points)" if metric != "loss" else ""))
+    axes[0][0].legend(fontsize="small")
     fig.tight_layout()
     return fig
 

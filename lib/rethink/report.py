@@ -24,6 +24,10 @@ def load_findings(report_dirs) -> list[tuple[Path, dict, dict]]:
     return found
 
 
+def finding_name(finding: dict) -> str:
+    return finding["id"] + (f" ({finding['panel']})" if finding.get("panel") else "")
+
+
 def effect_text(finding: dict) -> str:
     e = finding["effect"]
     return f"{e['estimate']:+.2f} [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}] {e['unit']}"
@@ -47,7 +51,7 @@ def write_index(report_dirs, out_dir: str) -> None:
         figure = os.path.relpath(folder / f["figure"], out) if f.get("figure") else None
         colour = VERDICT_COLOURS[f["verdict"]]
         rows.append(
-            f"<tr><td><b>{html.escape(f['id'])}</b></td><td>{html.escape(f['claim'])}<br><small>paper: "
+            f"<tr><td><b>{html.escape(finding_name(f))}</b></td><td>{html.escape(f['claim'])}<br><small>paper: "
             f"{html.escape(f['paper'])}</small><br><small>criterion: {html.escape(f['criterion']['text'])}</small></td>"
             f"<td>{html.escape(effect_text(f))}<br><small>{f['n_seeds']} seeds</small></td>"
             f"<td><span style='background:{colour};color:white;padding:2px 6px;border-radius:4px'>"
@@ -73,7 +77,7 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
     lines = ["| ID | finding | effect (95% CI) | seeds | verdict | report |", "|---|---|---|---|---|---|"]
     for folder, f, _ in found:
         link = os.path.relpath(folder / f"{folder.name}.html", out.parent)
-        lines.append(f"| {f['id']} | {f['claim']} | {effect_text(f)} | {f['n_seeds']} | **{f['verdict']}** | "
+        lines.append(f"| {finding_name(f)} | {f['claim']} | {effect_text(f)} | {f['n_seeds']} | **{f['verdict']}** | "
                      f"[{folder.name}]({link}) |")
     profiles = ", ".join(sorted({f["profile"] for _, f, _ in found}))
     lines += ["", f"Profile `{profiles}`. Measured wall time of each workflow step on the machine that made "
@@ -84,7 +88,8 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
         lines.append(f"| **total** | **{sum(seconds.values()) / 60:.1f}** |")
     # A notebook whose runs were read back from the cache ran fast; what its runs cost is in results.csv.
     lines += ["", "Training time of each notebook's runs, measured when each run trained (a rerun that reads "
-                  "finished runs back from `cache/` costs far less):", "", "| notebook | runs | minutes |",
+                  "finished runs back from `cache/` costs far less; a run that two notebooks share, such as HE-1's "
+                  "full-data runs in HE-3, trained once but is listed under both):", "", "| notebook | runs | minutes |",
               "|---|---|---|"]
     for folder in sorted({folder for folder, _, _ in found}):
         results = pd.read_csv(folder / "results.csv")

@@ -3,12 +3,13 @@ verdicts. Notebooks call these; they hold no training logic themselves."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from importlib import metadata
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .data import load_task_data
-from .findings import judge, paired_effect
-from .train import TrainConfig, fit, new_model, resolve_device
+from .data import check_fraction, load_task_data
+from .findings import Effect, judge, paired_effect
+from .train import Diverged, TrainConfig, fit, new_model, resolve_device
+from .world import load_world
 
 LIB = Path(__file__).parent
 
@@ -30,8 +32,32 @@ FINDINGS = {
               "schedule; pre-training mainly speeds up convergence.",
         paper="R50 box AP at 2x/3x/4x/5x/6x: scratch 36.8/39.5/40.6/40.7/41.3, pretrained 40.3/40.8/40.9/40.9/41.1 "
               "(He et al. 2019, Fig. 1 / Table 1)."),
+    "HE-2": dict(
+        claim="At convergence pre-training gives no better regularization and no better localization: scratch ≥ "
+              "pre-trained on the strict metric (AP75).",
+        paper="R50 at 6x, box AP/AP50/AP75: scratch 41.3/61.8/45.6, pretrained 41.1/61.7/44.6 (He et al. 2019, Table 2)."),
+    "HE-3": dict(
+        claim="With less data scratch training still catches up, down to a breakdown regime where it overfits: "
+              "its training loss catches up, its validation does not.",
+        paper="box AP pretrained vs scratch, each at its best schedule: 35k images 36.3 vs 36.3, 10k 26.0 vs 25.9, "
+              "3.5k 16.0 vs 9.3, 1k 9.9 vs 3.5 (He et al. 2019, Figs. 5-6)."),
+    "HE-4": dict(
+        claim="Normalization decides whether training from scratch works: BatchNorm with small per-device batches "
+              "trains poorly from scratch, GroupNorm (or SyncBN) works.",
+        paper="Mask R-CNN from scratch needs GN or SyncBN (BN at 2 images/GPU fails); VGG without normalization: "
+              "scratch 35.2 AP at 11x vs pretrained 35.6 at 9x (He et al. 2019, Sec. 4-5)."),
 }
 
+# The papers' numbers as tables, set next to ours in the reports (He et al. 2019, R50 Mask R-CNN, box AP).
+PAPER_TABLES = {
+    "HE-1": {"scratch": {2: 36.8, 3: 39.5, 4: 40.6, 5: 40.7, 6: 41.3},
+             "pretrained": {2: 40.3, 3: 40.8, 4: 40.9, 5: 40.9, 6: 41.1}},
+    "HE-2": {"scratch": (41.3, 61.8, 45.6), "pretrained": (41.1, 61.7, 44.6)},  # AP, AP50, AP75
+    "HE-3": {"scratch": {"35k (30%)": 36.3, "10k (8.5%)": 25.9, "3.5k (3%)": 9.3, "1k (0.85%)": 3.5},
+             "pretrained": {"35k (30%)": 36.3, "10k (8.5%)": 26.0, "3.5k (3%)": 16.0, "1k (0.85%)": 9.9}},
+}
+
+DIVERGED_SCORES = {"classify": ("accuracy",), "segment": ("miou",), "detect": ("AP", "AP50", "AP75")}
 TASK_METRIC = {"classify": "accuracy", "segment": "miou", "detect": "AP"}
 METRIC_UNITS = {"accuracy": "accuracy points", "miou": "mIoU points", "AP": "AP points", "AP50": "AP50 points",
                 "AP75": "AP75 points"}
@@ -53,13 +79,21 @@ def file_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+MODEL_KEYS = ("arch", "width", "norm", "bn_batch")
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name != "progress")
+FLOAT_KEYS = tuple(f.name for f in fields(TrainConfig) if f.type == "float")
+RUN_KEYS = ("init", "label_fraction") + MODEL_KEYS + TRAIN_KEYS
+
+
 def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint: str | None, runs_dir: str,
-            arch: str, width: int, norm: str, label_fraction: float, train: TrainConfig, desc: str) -> list[dict]:
-    """One training run (cached on disk by everything that determines it) -> tidy history rows."""
+            model: dict, label_fraction: float, train: TrainConfig, desc: str) -> list[dict]:
+    """One training run (cached on disk by everything that determines it) -> tidy history rows.
+    `model` holds build_model's arch, width, norm and bn_batch."""
     device = resolve_device(train.device)  # the key holds the device used, not "auto": CPU and CUDA differ
+    model = {**model, "bn_batch": model.get("bn_batch", 0) if model["norm"] == "bn" else 0}  # only BN reads it
     key = dict(train_file=file_hash(train_file), val_file=file_hash(val_file), task=task, init=init,
-               checkpoint=file_hash(checkpoint) if init == "pretrained" else None, arch=arch, width=width,
-               norm=norm, label_fraction=label_fraction,
+               checkpoint=file_hash(checkpoint) if init == "pretrained" else None, **model,
+               label_fraction=label_fraction,
                train={**{k: v for k, v in asdict(train).items() if k != "progress"}, "device": device},
                code=code_hash())
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
@@ -67,9 +101,16 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
     if not cached.is_file():
         train_data = load_task_data(train_file, task, device, label_fraction)
         val_data = load_task_data(val_file, task, device)
-        model = new_model(train_data, arch, width, norm, train.seed, init, checkpoint)
+        net = new_model(train_data, seed=train.seed, init=init, checkpoint=checkpoint, **model)
         started = time.perf_counter()
-        history = fit(model, train_data, val_data, train, desc=desc)
+        try:
+            history = fit(net, train_data, val_data, train, desc=desc)
+        except Diverged as stop:
+            # A run whose loss blew up is a result, not a crash (HE-4: training without normalization can
+            # diverge): its model is unusable, so it scores 0 from the step where it diverged.
+            history = stop.history + [dict(step=stop.step, epoch=stop.epoch, split="val", metric=m, value=0.0)
+                                      for m in DIVERGED_SCORES[task]]
+            history.append(dict(step=stop.step, epoch=stop.epoch, split="train", metric="diverged", value=1.0))
         cached.parent.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps({"key": key, "seconds": time.perf_counter() - started, "history": history}))
     record = json.loads(cached.read_text())
@@ -80,25 +121,41 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
                                      value=record["seconds"])]
 
 
-def schedule_sweep(*, world_dir: str, upstream_checkpoint: str, runs_dir: str, task: str, arch: str, width: int,
-                   norm: str, label_fraction: float, schedules: list[float], seeds: list[int],
-                   inits: tuple[str, ...] = ("scratch", "pretrained"), **train_kwargs) -> pd.DataFrame:
-    """Every init x schedule x seed, as tidy rows: run_id, arm, schedule, seed, step, epoch, split, metric, value."""
+def grid(**axes) -> list[dict]:
+    """Every combination of the axes' values as one run each: grid(init=[...], schedule=[...], seed=[...])."""
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_dir: str, task: str,
+          arm: str = "init", **base) -> pd.DataFrame:
+    """Train every run: the `base` settings (model, TrainConfig, init, label_fraction) overridden by the
+    run's own keys. Tidy rows: run_id, arm (the run's "arm" key if it has one, else the value of its
+    setting named by `arm`), the run's keys, step, epoch, split, metric, value. Finished runs come back
+    from `runs_dir`."""
     world = Path(world_dir)
     kind = "classify" if task == "classify" else "scenes"
-    runs = [(init, schedule, seed) for schedule in schedules for seed in seeds for init in inits]
+    specs = [{"init": "scratch", "label_fraction": 1.0, **base, **run} for run in runs]
+    labels = [spec.pop("arm", None) or spec[arm] for spec in specs]
+    for spec in specs:
+        unknown = sorted(set(spec) - set(RUN_KEYS))
+        if unknown:
+            raise ValueError(f"unknown run settings {unknown}; allowed: {', '.join(RUN_KEYS)}")
     # Build every config before the first run, so that a bad value fails before any training.
-    configs = [TrainConfig(schedule=float(schedule), seed=int(seed), progress=False, **train_kwargs)
-               for _, schedule, seed in runs]
+    # YAML's 4 and 4.0 are one schedule: cast so that they make one cache key.
+    configs = [TrainConfig(progress=False, **{k: float(spec[k]) if k in FLOAT_KEYS else spec[k]
+                                              for k in TRAIN_KEYS if k in spec}) for spec in specs]
+    for spec in specs:
+        check_fraction(spec["label_fraction"])
     rows = []
-    # One bar over the runs (a notebook's output stays readable); finished runs come back from runs_dir.
-    for (init, schedule, seed), cfg in tqdm(list(zip(runs, configs)), desc="runs", file=sys.stderr):
-        run_id = f"{init}-{schedule}x-seed{seed}"
+    # One bar over the runs (a notebook's output stays readable); per-step bars would flood it.
+    for run, spec, cfg, label in tqdm(list(zip(runs, specs, configs, labels)), desc=f"{task} runs", file=sys.stderr):
+        run_id = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items())
         history = run_arm(train_file=str(world / f"downstream_{kind}_train.npz"),
-                          val_file=str(world / f"downstream_{kind}_val.npz"), task=task, init=init,
-                          checkpoint=upstream_checkpoint, runs_dir=runs_dir, arch=arch, width=width, norm=norm,
-                          label_fraction=label_fraction, train=cfg, desc=run_id)
-        rows += [dict(run_id=run_id, arm=init, schedule=float(schedule), seed=int(seed), **r) for r in history]
+                          val_file=str(world / f"downstream_{kind}_val.npz"), task=task, init=spec["init"],
+                          checkpoint=upstream_checkpoint, runs_dir=runs_dir,
+                          model={k: spec[k] for k in MODEL_KEYS if k in spec},
+                          label_fraction=spec["label_fraction"], train=cfg, desc=run_id)
+        rows += [dict(run_id=run_id, **{**run, "arm": label}, **r) for r in history]
     results = pd.DataFrame(rows)
     percent = results["metric"].isin(METRIC_UNITS)  # fractions -> points, the unit the papers report
     results.loc[percent, "value"] *= 100
@@ -111,41 +168,161 @@ def final_metric(results: pd.DataFrame, metric: str, split: str = "val") -> pd.D
     return rows.loc[rows.groupby("run_id").step.idxmax()]
 
 
-def he1_findings(results: pd.DataFrame, metric: str, min_gap_shortest: float, max_gap_longest: float,
-                 profile: str, figure: str | None = None) -> list[dict]:
+def seed_values(final: pd.DataFrame, arm: str, **where) -> dict[int, float]:
+    """seed -> value of one arm in the rows of `final` that match `where` (e.g. schedule=6.0)."""
+    rows = final[final.arm == arm]
+    for key, value in where.items():
+        rows = rows[rows[key] == value]
+    return dict(zip(rows.seed, rows.value))
+
+
+def gap(final: pd.DataFrame, a: str, b: str, metric: str, **where) -> Effect:
+    """Arm a minus arm b, paired by seed, over the rows matching `where`."""
+    return paired_effect(seed_values(final, a, **where), seed_values(final, b, **where), unit=METRIC_UNITS[metric])
+
+
+def finding(finding_id: str, text: str, conditions: list[dict], effects: dict[str, Effect], profile: str,
+            figure: str | None = None, panel: str | None = None, primary: str | None = None) -> dict:
+    """A findings.json entry for a finding of FINDINGS, judged against its pre-registered conditions."""
+    criterion = dict(text=text, conditions=conditions, primary=primary or conditions[0]["effect"])
+    entry = judge(finding_id, FINDINGS[finding_id]["claim"], criterion, effects, FINDINGS[finding_id]["paper"], profile)
+    return {**entry, "figure": figure, **({"panel": panel} if panel else {})}
+
+
+def he1_finding(results: pd.DataFrame, metric: str, min_gap_shortest: float, max_gap_longest: float,
+                profile: str, figure: str | None = None, panel: str | None = None) -> dict:
     """HE-1: pre-trained minus scratch, at the shortest schedule (> min_gap_shortest) and at the longest
     (|gap| <= max_gap_longest)."""
     final = final_metric(results, metric)
-    by = {(r.arm, r.schedule, r.seed): r.value for r in final.itertuples()}
     shortest, longest = final.schedule.min(), final.schedule.max()
-
-    def gap(schedule):
-        arm = lambda name: {s: v for (a, sch, s), v in by.items() if a == name and sch == schedule}
-        return paired_effect(arm("pretrained"), arm("scratch"), unit=METRIC_UNITS[metric])
-
-    criterion = dict(
-        text=f"pretrained − scratch {metric} at {shortest:g}x > {min_gap_shortest:g} points and "
-             f"|pretrained − scratch| at {longest:g}x ≤ {max_gap_longest:g} points (95% CIs)",
-        conditions=[dict(effect=f"gap_{shortest:g}x", op=">", value=min_gap_shortest),
-                    dict(effect=f"gap_{longest:g}x", op="abs<=", value=max_gap_longest)],
-        primary=f"gap_{longest:g}x")
-    effects = {f"gap_{s:g}x": gap(s) for s in sorted(final.schedule.unique())}
-    finding = judge("HE-1", FINDINGS["HE-1"]["claim"], criterion, effects, FINDINGS["HE-1"]["paper"], profile)
-    return [{**finding, "figure": figure}]
+    effects = {f"gap_{s:g}x": gap(final, "pretrained", "scratch", metric, schedule=s)
+               for s in sorted(final.schedule.unique())}
+    text = (f"pretrained − scratch {metric} at {shortest:g}x > {min_gap_shortest:g} points and "
+            f"|pretrained − scratch| at {longest:g}x ≤ {max_gap_longest:g} points (95% CIs)")
+    conditions = [dict(effect=f"gap_{shortest:g}x", op=">", value=min_gap_shortest),
+                  dict(effect=f"gap_{longest:g}x", op="abs<=", value=max_gap_longest)]
+    return finding("HE-1", text, conditions, effects, profile, figure, panel, primary=f"gap_{longest:g}x")
 
 
-def schedule_table(final: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± 95% CI half-width of the final metric, arms as columns, schedules as rows."""
+def he2_finding(results: pd.DataFrame, min_gap_ap75: float, profile: str, figure: str | None = None) -> dict:
+    """HE-2: at the longest schedule scratch is no worse than pre-trained on the strict metric (AP75)."""
+    longest = results.schedule.max()
+    effects = {f"scratch_minus_pretrained_{m}": gap(final_metric(results, m), "scratch", "pretrained", m,
+                                                    schedule=longest) for m in ("AP", "AP50", "AP75")}
+    text = f"scratch − pretrained AP75 at {longest:g}x > {min_gap_ap75:g} points (95% CI)"
+    conditions = [dict(effect="scratch_minus_pretrained_AP75", op=">", value=min_gap_ap75)]
+    return finding("HE-2", text, conditions, effects, profile, figure)
+
+
+def best_schedule(final: pd.DataFrame, by: str = "label_fraction") -> pd.DataFrame:
+    """For each value of `by` and each arm, the rows of the schedule with the best mean over seeds
+    (He et al. report each model at its best schedule; chosen on the validation set, for both arms alike)."""
+    means = final.groupby([by, "arm", "schedule"]).value.mean().reset_index()
+    best = means.loc[means.groupby([by, "arm"]).value.idxmax(), [by, "arm", "schedule"]]
+    return final.merge(best, on=[by, "arm", "schedule"])
+
+
+def he3_finding(results: pd.DataFrame, catchup_fraction: float, max_gap_catchup: float, min_gap_smallest: float,
+                profile: str, figure: str | None = None) -> dict:
+    """HE-3: with each arm at its best schedule, scratch catches up at `catchup_fraction` of the data
+    (|gap| <= max_gap_catchup) but not at the smallest (pretrained − scratch > min_gap_smallest)."""
+    best = best_schedule(final_metric(results, "AP"))
+    fractions = sorted(float(f) for f in best.label_fraction.unique())
+    require_member("he3_catchup_fraction", catchup_fraction, fractions, "label_fractions")
+    name = lambda fraction: f"gap_{fraction * 100:g}%data"
+    effects = {name(f): gap(best, "pretrained", "scratch", "AP", label_fraction=f) for f in fractions}
+    text = (f"with each arm at its best schedule, |pretrained − scratch| AP at {catchup_fraction:.0%} of the data ≤ "
+            f"{max_gap_catchup:g} points, and pretrained − scratch at {fractions[0]:.0%} > {min_gap_smallest:g} "
+            f"points (95% CIs)")
+    conditions = [dict(effect=name(catchup_fraction), op="abs<=", value=max_gap_catchup),
+                  dict(effect=name(fractions[0]), op=">", value=min_gap_smallest)]
+    return finding("HE-3", text, conditions, effects, profile, figure, primary=name(fractions[0]))
+
+
+def require_member(name: str, value, allowed: list, allowed_name: str) -> None:
+    """A criterion that names a cell of the grid must name one that runs: checked before any training."""
+    if value not in allowed:
+        raise ValueError(f"{name} {value!r} must be one of the {allowed_name} {list(allowed)}")
+
+
+def he4_finding(results: pd.DataFrame, min_gap: float, profile: str, figure: str | None = None) -> dict:
+    """HE-4: from scratch, GN beats BatchNorm with a small per-device batch by more than `min_gap` AP points."""
+    final = final_metric(results, "AP")
+    effects = {f"{arm}_minus_bn": gap(final, arm, "bn", "AP") for arm in final.arm.unique() if arm != "bn"}
+    text = f"from scratch, GN − small-batch BN AP > {min_gap:g} points (95% CI)"
+    return finding("HE-4", text, [dict(effect="gn_minus_bn", op=">", value=min_gap)], effects, profile, figure)
+
+
+def fixed_iteration_runs(world_dir: str, task: str, label_fractions: list[float], schedules: list[float],
+                         seeds: list[int], inits: list[str], epochs_1x: float, batch_size: int) -> list[dict]:
+    """HE-3's runs: every data size keeps the full set's 1x schedule in iterations, not epochs (He et al.
+    train on 1k-35k images with COCO's iteration counts), so a smaller set is seen for more epochs."""
+    kind = "classify" if task == "classify" else "scenes"
+    n_full = len(load_world(Path(world_dir) / f"downstream_{kind}_train.npz")["images"])
+    steps_per_epoch = lambda n: n // min(batch_size, n)
+    steps_1x = round(epochs_1x * steps_per_epoch(n_full))
+    runs = []
+    for fraction in label_fractions:
+        check_fraction(fraction)
+        n = max(1, round(n_full * fraction))
+        epochs = epochs_1x if fraction == 1 else steps_1x / steps_per_epoch(n)  # 1.0: the same runs as HE-1
+        runs += [dict(label_fraction=fraction, epochs_1x=epochs, **run)
+                 for run in grid(init=inits, schedule=schedules, seed=seeds)]
+    return runs
+
+
+NORM_ARMS = {  # HE-4's arms: name -> model settings; bn_batch is filled in from the notebook's parameter
+    "gn": dict(norm="gn"),
+    "bn": dict(norm="bn"),          # statistics over `bn_batch` images, as per GPU without SyncBN
+    "syncbn": dict(norm="bn", bn_batch=0),  # statistics over the whole batch, as SyncBN
+    "none": dict(norm="none"),
+}
+
+
+def norm_runs(norms: list[str], seeds: list[int], bn_batch: int) -> list[dict]:
+    """HE-4's runs: one arm per normalisation of NORM_ARMS, every seed, from scratch."""
+    unknown = [n for n in norms if n not in NORM_ARMS]
+    if unknown:
+        raise ValueError(f"norms {unknown} unknown; allowed: {', '.join(NORM_ARMS)}")
+    arms = {name: {**NORM_ARMS[name]} for name in norms}
+    for settings in arms.values():
+        if settings["norm"] == "bn":
+            settings.setdefault("bn_batch", bn_batch)
+    return [dict(arm=name, **arms[name], seed=seed) for name in norms for seed in seeds]
+
+
+def paper_comparison(final: pd.DataFrame, paper: dict[str, dict], by: str = "schedule") -> pd.DataFrame:
+    """Ours (mean ± 95% CI over seeds) next to the paper's numbers: one row per value of `by`, columns
+    (arm, source). `paper` maps arm -> {value of by: number}."""
     from .plots import mean_ci
-    cells = final.groupby(["schedule", "arm"]).value.apply(lambda v: "{:.1f} ± {:.1f}".format(*mean_ci(v)))
-    return cells.unstack("arm")
+    ours = final.groupby([by, "arm"]).value.apply(lambda v: "{:.1f} ± {:.1f}".format(*mean_ci(v))).unstack("arm")
+    table = {(arm, "ours"): ours[arm] for arm in ours.columns}
+    for arm, numbers in paper.items():
+        table[(arm, "paper")] = pd.Series({k: f"{v:.1f}" for k, v in numbers.items()})
+    return pd.DataFrame(table)
+
+
+def metric_table(results: pd.DataFrame, schedule: float, paper: dict[str, tuple[float, ...]] | None = None,
+                 metrics: tuple[str, ...] = ("AP", "AP50", "AP75")) -> pd.DataFrame:
+    """The paper's Table 2 shape: AP, AP50, AP75 per arm at one schedule (mean ± 95% CI), with the paper's rows."""
+    from .plots import mean_ci
+    rows = {}
+    for metric in metrics:
+        final = final_metric(results, metric)
+        final = final[final.schedule == schedule]
+        for arm, values in final.groupby("arm").value:
+            rows.setdefault(f"{arm} (ours, {schedule:g}x)", {})[metric] = "{:.1f} ± {:.1f}".format(*mean_ci(values))
+    for arm, numbers in (paper or {}).items():
+        rows[f"{arm} (paper)"] = {m: f"{v:.1f}" for m, v in zip(metrics, numbers)}
+    return pd.DataFrame(rows).T
 
 
 def verdict_markdown(findings: list[dict]) -> str:
     """A sentence per finding, written from the computed verdict and effects."""
     lines = []
     for f in findings:
-        lines.append(f"**{f['id']}: {f['verdict']}** at this scale (profile `{f['profile']}`, {f['n_seeds']} seeds). "
+        panel = f" ({f['panel']})" if f.get("panel") else ""
+        lines.append(f"**{f['id']}{panel}: {f['verdict']}** at this scale (profile `{f['profile']}`, {f['n_seeds']} seeds). "
                      f"Criterion: {f['criterion']['text']}.")
         for c in f["conditions"]:
             lines.append(f"- {c['effect']}: {c['estimate']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] "

@@ -26,6 +26,7 @@ class TrainConfig:
     lr: float = 0.1            # peak learning rate (SGD, Nesterov momentum 0.9)
     weight_decay: float = 5e-4
     warmup_steps: int = 30     # linear warm-up from lr/1000
+    grad_clip: float = 0.0     # max gradient norm, 0 = off (detectors clip: their box regression can spike)
     aug: str = "S1"            # augmentation level S0-S4
     aug_backend: str = "kornia"
     evals: int = 6             # validation evaluations spread evenly over the run (for curves)
@@ -39,8 +40,8 @@ class TrainConfig:
         for key in ("epochs_1x", "schedule", "lr"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0; got {getattr(self, key)}")
-        if self.batch_size < 1 or self.evals < 1 or self.warmup_steps < 0:
-            raise ValueError("batch_size and evals must be >= 1 and warmup_steps >= 0")
+        if self.batch_size < 1 or self.evals < 1 or self.warmup_steps < 0 or self.grad_clip < 0:
+            raise ValueError("batch_size and evals must be >= 1, warmup_steps and grad_clip >= 0")
 
 
 def resolve_device(device: str) -> str:
@@ -148,6 +149,14 @@ def autocast(device) -> torch.autocast:
     return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=kind == "cuda")
 
 
+class Diverged(FloatingPointError):
+    """The loss became NaN or infinite: carries the step and the history up to it (a diverged arm is a result)."""
+
+    def __init__(self, message: str, step: int, epoch: float, history: list[dict]):
+        super().__init__(message)
+        self.step, self.epoch, self.history = step, epoch, history
+
+
 def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str = "train") -> list[dict]:
     """Train `model` in place; returns tidy history rows (step, epoch, split, metric, value)."""
     device = resolve_device(cfg.device)
@@ -174,9 +183,12 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
             with autocast(device):
                 loss = task_loss(model, model(images.to(device)), targets, train.task)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; lower lr (now {cfg.lr})")
+                raise Diverged(f"{desc}: loss became {loss.item()} at step {step}; lower lr (now {cfg.lr})",
+                               step, step / steps_per_epoch, history)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
@@ -235,10 +247,11 @@ def init_from_checkpoint(model: Net, path: str | Path) -> Net:
 
 
 def new_model(data: TaskData, arch: str, width: int, norm: str, seed: int, init: str = "scratch",
-              checkpoint: str | Path | None = None) -> Net:
+              checkpoint: str | Path | None = None, bn_batch: int = 0) -> Net:
     """A seeded model for `data`'s task; init 'pretrained' loads the backbone from `checkpoint`."""
     if init not in ("scratch", "pretrained"):
         raise ValueError(f"init must be 'scratch' or 'pretrained'; got {init!r}")
     torch.manual_seed(seed)
-    model = build_model(arch=arch, width=width, norm=norm, task=data.task, num_classes=len(data.classes))
+    model = build_model(arch=arch, width=width, norm=norm, bn_batch=bn_batch, task=data.task,
+                        num_classes=len(data.classes))
     return init_from_checkpoint(model, checkpoint) if init == "pretrained" else model
