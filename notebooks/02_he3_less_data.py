@@ -92,9 +92,9 @@ plots.save(figure, Path(out_dir) / "he3_data_size.png")
 
 # %%
 table = study.paper_comparison(best, {}, by="label_fraction")
-table[("scratch", "best schedule")] = best[best.arm == "scratch"].groupby("label_fraction").schedule.first()
-table[("pretrained", "best schedule")] = best[best.arm == "pretrained"].groupby("label_fraction").schedule.first()
-display(table.sort_index(ascending=False))
+for arm in ("scratch", "pretrained"):
+    table[(arm, "best schedule")] = best[best.arm == arm].groupby("label_fraction").schedule.first()
+display(table.sort_index(axis=1).sort_index(ascending=False))
 display(pd.DataFrame(study.PAPER_TABLES["HE-3"]))
 
 # %% [markdown]

@@ -78,7 +78,7 @@ run = study.write_outputs(out_dir, results, findings, parameters)
 final = study.final_metric(results, "AP")
 plots.save(plots.arm_bars(final, "AP", f"HE-4: from scratch at {schedule:g}x (mean, 95% CI; dots: seeds)"),
            Path(out_dir) / "he4_normalization.png")
-display(study.paper_comparison(final.assign(schedule=schedule), {}))
+display(study.metric_table(results.assign(schedule=schedule), schedule))
 
 # %% [markdown]
 # ## Training curves

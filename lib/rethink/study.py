@@ -292,14 +292,16 @@ def norm_runs(norms: list[str], seeds: list[int], bn_batch: int) -> list[dict]:
 
 
 def paper_comparison(final: pd.DataFrame, paper: dict[str, dict], by: str = "schedule") -> pd.DataFrame:
-    """Ours (mean ± 95% CI over seeds) next to the paper's numbers: one row per value of `by`, columns
-    (arm, source). `paper` maps arm -> {value of by: number}."""
+    """Ours (mean ± 95% CI half-width over seeds) next to the paper's numbers: one row per value of `by`,
+    columns (arm, source). `paper` maps arm -> {value of by: number}; a cell one side lacks shows —."""
     from .plots import mean_ci
     ours = final.groupby([by, "arm"]).value.apply(lambda v: "{:.1f} ± {:.1f}".format(*mean_ci(v))).unstack("arm")
-    table = {(arm, "ours"): ours[arm] for arm in ours.columns}
-    for arm, numbers in paper.items():
-        table[(arm, "paper")] = pd.Series({k: f"{v:.1f}" for k, v in numbers.items()})
-    return pd.DataFrame(table)
+    columns = {}
+    for arm in ours.columns:
+        columns[(arm, "ours")] = ours[arm]
+        if arm in paper:
+            columns[(arm, "paper")] = pd.Series({k: f"{v:.1f}" for k, v in paper[arm].items()})
+    return pd.DataFrame(columns).rename_axis(by).fillna("—")
 
 
 def metric_table(results: pd.DataFrame, schedule: float, paper: dict[str, tuple[float, ...]] | None = None,
