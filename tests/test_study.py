@@ -149,3 +149,15 @@ def test_a_diverged_run_is_recorded_as_scoring_zero(study_world, monkeypatch):
     final = study.final_metric(results, "AP75")
     assert final.value.tolist() == [0.0] and final.step.tolist() == [7]
     assert results[results.metric == "diverged"].value.tolist() == [1.0]
+
+
+def test_the_verdict_sentence_follows_the_computed_verdict():
+    held = study.he4_finding(constructed({("gn", 4, 1.0): 30, ("bn", 4, 1.0): 20}), 0.0, "test")
+    failed = study.he4_finding(constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 30}), 0.0, "test")
+    noisy = constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 20})
+    noisy.loc[noisy.arm == "gn", "value"] += [3, -3, 4, -2]
+    undecided = study.he4_finding(noisy, 0.0, "test")
+    assert study.verdict_sentence(held).startswith("The finding held")
+    assert study.verdict_sentence(failed).startswith("The finding did not hold") and "gn_minus_bn" in \
+        study.verdict_sentence(failed)
+    assert undecided["verdict"] == "inconclusive" and "gn_minus_bn straddles" in study.verdict_sentence(undecided)

@@ -57,6 +57,24 @@ def arm_bars(final: pd.DataFrame, metric: str, title: str):
     return fig
 
 
+def metric_bars(finals: dict[str, pd.DataFrame], title: str):
+    """Several final metrics (e.g. AP, AP50, AP75) side by side, one bar per arm with its 95% CI."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    arms = sorted({arm for final in finals.values() for arm in final.arm})
+    width = 0.8 / len(arms)
+    for i, arm in enumerate(arms):
+        points = [mean_ci(final[final.arm == arm].value) for final in finals.values()]
+        y, err = map(np.array, zip(*points))
+        ax.bar(np.arange(len(finals)) + (i - (len(arms) - 1) / 2) * width, y, width, yerr=err, capsize=4, label=arm,
+               color=ARM_STYLE.get(arm, {}).get("color"), alpha=0.8)
+    ax.set_xticks(range(len(finals)), list(finals))
+    ax.set_ylabel("validation metric (points)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    return fig
+
+
 def training_curves(results: pd.DataFrame, metric: str, split: str = "val", panel: str = "schedule",
                     x: str = "epoch", splits: tuple[str, ...] | None = None):
     """Metric against epochs (or steps), one panel per value of `panel`, one line per arm (and per split

@@ -147,8 +147,10 @@ def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_di
     for spec in specs:
         check_fraction(spec["label_fraction"])
     rows = []
-    # One bar over the runs (a notebook's output stays readable); per-step bars would flood it.
-    for run, spec, cfg, label in tqdm(list(zip(runs, specs, configs, labels)), desc=f"{task} runs", file=sys.stderr):
+    # One bar over the runs; per-step bars would flood the report.
+    # One line a minute at most: in a rendered report each refresh is a line of its own.
+    bar = tqdm(list(zip(runs, specs, configs, labels)), desc=f"{task} runs", file=sys.stderr, mininterval=60)
+    for run, spec, cfg, label in bar:
         run_id = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items())
         history = run_arm(train_file=str(world / f"downstream_{kind}_train.npz"),
                           val_file=str(world / f"downstream_{kind}_val.npz"), task=task, init=spec["init"],
@@ -329,8 +331,20 @@ def verdict_markdown(findings: list[dict]) -> str:
         for c in f["conditions"]:
             lines.append(f"- {c['effect']}: {c['estimate']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] "
                          f"{c['unit']} — needs {c['op']} {c['value']:g}: **{c['status']}**")
-        lines.append(f"\nPaper: {f['paper']}")
+        lines.append(f"\n{verdict_sentence(f)}\n\nPaper: {f['paper']}")
     return "\n".join(lines)
+
+
+def verdict_sentence(finding: dict) -> str:
+    """Whether the finding held at this scale, in words, from the computed verdict."""
+    named = lambda status: ", ".join(c["effect"] for c in finding["conditions"] if c["status"] == status)
+    if finding["verdict"] == "reproduced":
+        return "The finding held at this scale: every condition's whole confidence interval meets the criterion."
+    if finding["verdict"] == "not reproduced":
+        return f"The finding did not hold at this scale: the confidence interval of {named('failed')} lies " \
+               f"entirely on the wrong side of the criterion."
+    return f"Undecided at this scale: the confidence interval of {named('undecided')} straddles the criterion, " \
+           f"so more seeds are needed to tell."
 
 
 def notebook_parameters(namespace: dict) -> dict:
