@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from rethink.augment import LEVELS, make_augment
+from rethink.detection import detection_loss
 from rethink.models import build_model
 from rethink.train import autocast, resolve_device
 
@@ -46,6 +47,23 @@ def main(batch: int = 128) -> dict:
             loss.backward()
             optimizer.step()
         out["train_images_per_s"][f"resnet9_w16_{size}px"] = round(batch / seconds_per_call(step), 1)
+    # The HE notebooks' detector: 48 px scenes, batch 32, CenterNet loss with gradient clipping.
+    for size, det_batch in ((48, 32), (64, 32)):
+        model = build_model(task="detect", num_classes=10).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        x = torch.rand(det_batch, 3, size, size, device=device)
+        boxes = torch.tensor([[4.0, 4.0, 20.0, 20.0], [24.0, 20.0, 40.0, 44.0]], device=device).expand(det_batch, 2, 4)
+        labels = torch.tensor([1, 3], device=device).expand(det_batch, 2)
+
+        def detect_step():
+            with autocast(device):
+                loss = detection_loss(model(x), boxes, labels, stride=model.head.stride)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+        out["train_images_per_s"][f"resnet9_w16_detect_{size}px_batch{det_batch}"] = round(
+            det_batch / seconds_per_call(detect_step), 1)
     images = torch.randint(0, 256, (batch, 32, 32, 3), dtype=torch.uint8, device=device)
     for backend in ("kornia", "dali"):
         for level in LEVELS:
