@@ -21,6 +21,11 @@ def mean_ci(values) -> tuple[float, float]:
     return effect.estimate, (effect.ci_high - effect.estimate if effect.n > 1 else 0.0)
 
 
+def mean_ci_text(values) -> str:
+    """'mean ± half-width' of the 95% CI, as the report tables print it."""
+    return "{:.1f} ± {:.1f}".format(*mean_ci(values))
+
+
 def metric_curve(final: pd.DataFrame, metric: str, title: str, x: str = "schedule", ax=None, log_x: bool = False):
     """A final validation metric against `x` (schedule length, data size...), one line per arm."""
     ax = ax or plt.subplots(figsize=(5.5, 4))[1]

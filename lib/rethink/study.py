@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .data import check_fraction, load_task_data
 from .findings import Effect, judge, paired_effect
+from .report import finding_name
 from .train import Diverged, TrainConfig, fit, new_model, resolve_device
 from .world import load_world
 
@@ -121,6 +122,12 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
                                      value=record["seconds"])]
 
 
+def world_file(world_dir: str, task: str, split: str) -> Path:
+    """The downstream world file a task trains (split 'train') or is scored on ('val')."""
+    kind = "classify" if task == "classify" else "scenes"
+    return Path(world_dir) / f"downstream_{kind}_{split}.npz"
+
+
 def grid(**axes) -> list[dict]:
     """Every combination of the axes' values as one run each: grid(init=[...], schedule=[...], seed=[...])."""
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
@@ -132,8 +139,6 @@ def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_di
     run's own keys. Tidy rows: run_id, arm (the run's "arm" key if it has one, else the value of its
     setting named by `arm`), the run's keys, step, epoch, split, metric, value. Finished runs come back
     from `runs_dir`."""
-    world = Path(world_dir)
-    kind = "classify" if task == "classify" else "scenes"
     specs = [{"init": "scratch", "label_fraction": 1.0, **base, **run} for run in runs]
     labels = [spec.pop("arm", None) or spec[arm] for spec in specs]
     for spec in specs:
@@ -152,8 +157,8 @@ def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_di
     bar = tqdm(list(zip(runs, specs, configs, labels)), desc=f"{task} runs", file=sys.stderr, mininterval=60)
     for run, spec, cfg, label in bar:
         run_id = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items())
-        history = run_arm(train_file=str(world / f"downstream_{kind}_train.npz"),
-                          val_file=str(world / f"downstream_{kind}_val.npz"), task=task, init=spec["init"],
+        history = run_arm(train_file=str(world_file(world_dir, task, "train")),
+                          val_file=str(world_file(world_dir, task, "val")), task=task, init=spec["init"],
                           checkpoint=upstream_checkpoint, runs_dir=runs_dir,
                           model={k: spec[k] for k in MODEL_KEYS if k in spec},
                           label_fraction=spec["label_fraction"], train=cfg, desc=run_id)
@@ -197,8 +202,7 @@ def he1_finding(results: pd.DataFrame, metric: str, min_gap_shortest: float, max
     (|gap| <= max_gap_longest)."""
     final = final_metric(results, metric)
     shortest, longest = final.schedule.min(), final.schedule.max()
-    effects = {f"gap_{s:g}x": gap(final, "pretrained", "scratch", metric, schedule=s)
-               for s in sorted(final.schedule.unique())}
+    effects = {f"gap_{s:g}x": gap(final, "pretrained", "scratch", metric, schedule=s) for s in (shortest, longest)}
     text = (f"pretrained − scratch {metric} at {shortest:g}x > {min_gap_shortest:g} points and "
             f"|pretrained − scratch| at {longest:g}x ≤ {max_gap_longest:g} points (95% CIs)")
     conditions = [dict(effect=f"gap_{shortest:g}x", op=">", value=min_gap_shortest),
@@ -209,8 +213,8 @@ def he1_finding(results: pd.DataFrame, metric: str, min_gap_shortest: float, max
 def he2_finding(results: pd.DataFrame, min_gap_ap75: float, profile: str, figure: str | None = None) -> dict:
     """HE-2: at the longest schedule scratch is no worse than pre-trained on the strict metric (AP75)."""
     longest = results.schedule.max()
-    effects = {f"scratch_minus_pretrained_{m}": gap(final_metric(results, m), "scratch", "pretrained", m,
-                                                    schedule=longest) for m in ("AP", "AP50", "AP75")}
+    effects = {"scratch_minus_pretrained_AP75": gap(final_metric(results, "AP75"), "scratch", "pretrained", "AP75",
+                                                    schedule=longest)}
     text = f"scratch − pretrained AP75 at {longest:g}x > {min_gap_ap75:g} points (95% CI)"
     conditions = [dict(effect="scratch_minus_pretrained_AP75", op=">", value=min_gap_ap75)]
     return finding("HE-2", text, conditions, effects, profile, figure)
@@ -232,7 +236,8 @@ def he3_finding(results: pd.DataFrame, catchup_fraction: float, max_gap_catchup:
     fractions = sorted(float(f) for f in best.label_fraction.unique())
     require_member("he3_catchup_fraction", catchup_fraction, fractions, "label_fractions")
     name = lambda fraction: f"gap_{fraction * 100:g}%data"
-    effects = {name(f): gap(best, "pretrained", "scratch", "AP", label_fraction=f) for f in fractions}
+    effects = {name(f): gap(best, "pretrained", "scratch", "AP", label_fraction=f)
+               for f in (catchup_fraction, fractions[0])}
     text = (f"with each arm at its best schedule, |pretrained − scratch| AP at {catchup_fraction:.0%} of the data ≤ "
             f"{max_gap_catchup:g} points, and pretrained − scratch at {fractions[0]:.0%} > {min_gap_smallest:g} "
             f"points (95% CIs)")
@@ -250,7 +255,7 @@ def require_member(name: str, value, allowed: list, allowed_name: str) -> None:
 def he4_finding(results: pd.DataFrame, min_gap: float, profile: str, figure: str | None = None) -> dict:
     """HE-4: from scratch, GN beats BatchNorm with a small per-device batch by more than `min_gap` AP points."""
     final = final_metric(results, "AP")
-    effects = {f"{arm}_minus_bn": gap(final, arm, "bn", "AP") for arm in final.arm.unique() if arm != "bn"}
+    effects = {"gn_minus_bn": gap(final, "gn", "bn", "AP")}
     text = f"from scratch, GN − small-batch BN AP > {min_gap:g} points (95% CI)"
     return finding("HE-4", text, [dict(effect="gn_minus_bn", op=">", value=min_gap)], effects, profile, figure)
 
@@ -259,8 +264,7 @@ def fixed_iteration_runs(world_dir: str, task: str, label_fractions: list[float]
                          seeds: list[int], inits: list[str], epochs_1x: float, batch_size: int) -> list[dict]:
     """HE-3's runs: every data size keeps the full set's 1x schedule in iterations, not epochs (He et al.
     train on 1k-35k images with COCO's iteration counts), so a smaller set is seen for more epochs."""
-    kind = "classify" if task == "classify" else "scenes"
-    n_full = len(load_world(Path(world_dir) / f"downstream_{kind}_train.npz")["images"])
+    n_full = len(load_world(world_file(world_dir, task, "train"))["images"])
     steps_per_epoch = lambda n: n // min(batch_size, n)
     steps_1x = round(epochs_1x * steps_per_epoch(n_full))
     runs = []
@@ -296,8 +300,8 @@ def norm_runs(norms: list[str], seeds: list[int], bn_batch: int) -> list[dict]:
 def paper_comparison(final: pd.DataFrame, paper: dict[str, dict], by: str = "schedule") -> pd.DataFrame:
     """Ours (mean ± 95% CI half-width over seeds) next to the paper's numbers: one row per value of `by`,
     columns (arm, source). `paper` maps arm -> {value of by: number}; a cell one side lacks shows —."""
-    from .plots import mean_ci
-    ours = final.groupby([by, "arm"]).value.apply(lambda v: "{:.1f} ± {:.1f}".format(*mean_ci(v))).unstack("arm")
+    from .plots import mean_ci_text
+    ours = final.groupby([by, "arm"]).value.apply(mean_ci_text).unstack("arm")
     columns = {}
     for arm in ours.columns:
         columns[(arm, "ours")] = ours[arm]
@@ -309,13 +313,13 @@ def paper_comparison(final: pd.DataFrame, paper: dict[str, dict], by: str = "sch
 def metric_table(results: pd.DataFrame, schedule: float, paper: dict[str, tuple[float, ...]] | None = None,
                  metrics: tuple[str, ...] = ("AP", "AP50", "AP75")) -> pd.DataFrame:
     """The paper's Table 2 shape: AP, AP50, AP75 per arm at one schedule (mean ± 95% CI), with the paper's rows."""
-    from .plots import mean_ci
+    from .plots import mean_ci_text
     rows = {}
     for metric in metrics:
         final = final_metric(results, metric)
         final = final[final.schedule == schedule]
         for arm, values in final.groupby("arm").value:
-            rows.setdefault(f"{arm} (ours, {schedule:g}x)", {})[metric] = "{:.1f} ± {:.1f}".format(*mean_ci(values))
+            rows.setdefault(f"{arm} (ours, {schedule:g}x)", {})[metric] = mean_ci_text(values)
     for arm, numbers in (paper or {}).items():
         rows[f"{arm} (paper)"] = {m: f"{v:.1f}" for m, v in zip(metrics, numbers)}
     return pd.DataFrame(rows).T
@@ -325,8 +329,7 @@ def verdict_markdown(findings: list[dict]) -> str:
     """A sentence per finding, written from the computed verdict and effects."""
     lines = []
     for f in findings:
-        panel = f" ({f['panel']})" if f.get("panel") else ""
-        lines.append(f"**{f['id']}{panel}: {f['verdict']}** at this scale (profile `{f['profile']}`, {f['n_seeds']} seeds). "
+        lines.append(f"**{finding_name(f)}: {f['verdict']}** at this scale (profile `{f['profile']}`, {f['n_seeds']} seeds). "
                      f"Criterion: {f['criterion']['text']}.")
         for c in f["conditions"]:
             lines.append(f"- {c['effect']}: {c['estimate']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] "
