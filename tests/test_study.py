@@ -3,7 +3,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from rethink import study
+from rethink import methods, study
 from rethink import world as W
 from rethink.train import TrainConfig
 
@@ -13,13 +13,15 @@ def test_runs_are_cached_by_everything_that_decides_them(tiny_world, tmp_path, m
     kwargs = dict(train_file=str(tiny_world / "classify_train.npz"), val_file=str(tiny_world / "classify_val.npz"),
                   task="classify", init="scratch", checkpoint=None, runs_dir=str(tmp_path),
                   model=dict(arch="resnet9", width=8, norm="gn"), label_fraction=1.0, desc="test")
-    first = study.run_arm(train=cfg, **kwargs)
+    digest, first = study.run_arm(train=cfg, **kwargs)
     assert first[-1]["metric"] == "seconds" and first[-1]["value"] > 0  # what the run cost travels with it
+    assert (tmp_path / f"{digest}.pt").is_file()  # its weights, for a student that takes it as teacher
     calls = []
     fake = [dict(step=1, epoch=1.0, split="val", metric="accuracy", value=0.5)]
-    monkeypatch.setattr(study, "fit", lambda *a, **k: calls.append(1) or fake)
-    assert study.run_arm(train=cfg, **kwargs) == first and not calls  # read back, not retrained
-    assert study.run_arm(train=dataclasses.replace(cfg, lr=0.05), **kwargs)[0] == fake[0] and calls  # a new run
+    monkeypatch.setattr(methods, "fit", lambda *a, **k: calls.append(1) or fake)
+    assert study.run_arm(train=cfg, **kwargs) == (digest, first) and not calls  # read back, not retrained
+    other, rows = study.run_arm(train=dataclasses.replace(cfg, lr=0.05), **kwargs)
+    assert other != digest and rows[0] == fake[0] and calls  # a new run
     assert len(list(tmp_path.glob("*.json"))) == 2
 
 
@@ -117,7 +119,7 @@ def study_world(tiny_world, tmp_path):
 
 
 def test_sweep_rejects_an_unknown_setting_before_training(study_world, monkeypatch):
-    monkeypatch.setattr(study, "fit", lambda *a, **k: pytest.fail("trained before checking the settings"))
+    monkeypatch.setattr(methods, "fit", lambda *a, **k: pytest.fail("trained before checking the settings"))
     common = dict(world_dir=str(study_world), upstream_checkpoint="none.pt", runs_dir=str(study_world / "runs"))
     with pytest.raises(ValueError, match="unknown run settings.*depth"):
         study.sweep([dict(seed=0), dict(depth=50)], task="classify", arch="resnet9", width=8, norm="gn", **common)
@@ -143,7 +145,7 @@ def test_a_diverged_run_is_recorded_as_scoring_zero(study_world, monkeypatch):
     def diverge(*args, **kwargs):
         raise Diverged("loss became nan", 7, 0.5, [dict(step=4, epoch=0.25, split="train", metric="loss", value=2.0)])
 
-    monkeypatch.setattr(study, "fit", diverge)
+    monkeypatch.setattr(methods, "fit", diverge)
     results = study.sweep([dict(seed=0)], task="detect", world_dir=str(study_world), upstream_checkpoint="none.pt",
                           runs_dir=str(study_world / "runs"), arch="resnet9", width=8, norm="none", epochs_1x=1)
     final = study.final_metric(results, "AP75")
@@ -161,3 +163,70 @@ def test_the_verdict_sentence_follows_the_computed_verdict():
     assert study.verdict_sentence(failed).startswith("The finding did not hold") and "gn_minus_bn" in \
         study.verdict_sentence(failed)
     assert undecided["verdict"] == "inconclusive" and "gn_minus_bn straddles" in study.verdict_sentence(undecided)
+
+
+def zo_results(cells, seeds=range(3)):
+    """Final accuracies: cells maps (arm, aug, label_fraction) -> mean; each seed adds a shared offset."""
+    return pd.DataFrame([dict(run_id=f"{arm} {aug} {fraction} {seed}", arm=arm, aug=aug, label_fraction=fraction,
+                              seed=seed, step=10, epoch=1.0, split="val", metric="accuracy",
+                              value=value + seed + 0.05 * (seed % 2))
+                         for (arm, aug, fraction), value in cells.items() for seed in seeds])
+
+
+def zoph_grid(gain):
+    """scratch and pretrained in a 2 x 2 grid; gain(aug, fraction) = pretrained − scratch."""
+    cells = {}
+    for aug in ("S1", "S4"):
+        for fraction in (0.2, 1.0):
+            cells[("scratch", aug, fraction)] = 70.0
+            cells[("pretrained", aug, fraction)] = 70.0 + gain(aug, fraction)
+    return cells
+
+
+def test_zo1_and_zo2_verdicts_from_constructed_grids():
+    paper_like = zo_results(zoph_grid(lambda aug, f: {("S1", 0.2): 5, ("S1", 1.0): 2, ("S4", 0.2): 3, ("S4", 1.0): -1}[aug, f]))
+    zo1 = study.zo1_finding(paper_like, 0.0, 0.0, "test")
+    assert zo1["verdict"] == "reproduced"
+    assert {c["effect"]: round(c["estimate"], 2) for c in zo1["conditions"]} == {
+        "gain_S4_minus_S1_100%": -3.0, "gain_S4_100%": -1.0}
+    zo2 = study.zo2_finding(paper_like, 0.0, 0.0, "test")
+    assert zo2["verdict"] == "reproduced" and zo2["effect"]["estimate"] == pytest.approx(-4.0)
+    always_helps = zo_results(zoph_grid(lambda aug, f: 4.0 if aug == "S4" else 1.0))
+    assert study.zo1_finding(always_helps, 0.0, 0.0, "test")["verdict"] == "not reproduced"
+    assert study.zo2_finding(always_helps, 0.0, 0.0, "test")["verdict"] == "not reproduced"  # the gain never shrinks
+
+
+def test_zo3_needs_a_gain_in_every_cell_and_zo5_names_its_comparisons():
+    cells = zoph_grid(lambda aug, f: 1.0)
+    for (arm, aug, fraction), value in list(cells.items()):
+        cells[(arm + study.STUDENT, aug, fraction)] = value + 2.0
+    assert study.zo3_finding(zo_results(cells), 0.0, "test")["verdict"] == "reproduced"
+    assert len(study.zo3_finding(zo_results(cells), 0.0, "test")["conditions"]) == 8  # 4 cells x 2 inits
+    cells[("pretrained+ST", "S4", 1.0)] = cells[("pretrained", "S4", 1.0)] - 1.0  # hurts in one cell
+    assert study.zo3_finding(zo_results(cells), 0.0, "test")["verdict"] == "not reproduced"
+    cells.update({("scratch+sequential", "S4", 0.2): 71.0, ("scratch+ST unnormalised", "S4", 0.2): 71.5})
+    zo5 = study.zo5_finding(zo_results(cells), "S4", 0.2, 0.0, "test")
+    assert {c["effect"]: round(c["estimate"], 2) for c in zo5["conditions"]} == {
+        "joint_minus_supervised": 2.0, "joint_minus_sequential": 1.0, "joint_minus_unnormalised": 0.5}
+    assert zo5["verdict"] == "reproduced"
+
+
+def test_cell_gains_pair_by_seed_and_skip_missing_arms():
+    results = zo_results({("scratch", "S1", 1.0): 50, ("pretrained", "S1", 1.0): 53, ("scratch", "S4", 1.0): 40})
+    gains = study.cell_gains(study.final_metric(results, "accuracy"), {"gain": ("pretrained", "scratch")})
+    assert set(gains.aug) == {"S1"} and gains.value.round(6).tolist() == [3.0, 3.0, 3.0]
+    table = study.gain_table(gains)
+    assert table.loc[("gain", "S1"), "100% labels"] == "3.0 ± 0.0"
+
+
+def test_zo_runs_cross_the_grid_and_add_students(tmp_path):
+    W.save_world(tmp_path / "downstream_classify_train.npz",
+                 W.generate_classification(100, W.DOWNSTREAM_CLASSES[:2], W.WorldSpec(image_size=32), seed=0))
+    runs = study.zo_runs(str(tmp_path), [0.2, 1.0], ["S1", "S4"], [0, 1], ["scratch", "pretrained"], epochs_1x=2,
+                         batch_size=10, students=["scratch"], extra_students=study.ZO5_ARMS, extra_cell=("S4", 0.2))
+    supervised = [r for r in runs if "method" not in r]
+    students = [r for r in runs if r.get("method") == "noisy_student" and r["arm"] == "scratch+ST"]
+    assert len(supervised) == 2 * 2 * 2 * 2 and len(students) == 2 * 2 * 2
+    extra = [r for r in runs if r.get("arm") in study.ZO5_ARMS]
+    assert len(extra) == 2 * 2 and {(r["aug"], r["label_fraction"]) for r in extra} == {("S4", 0.2)}
+    assert {r["epochs_1x"] for r in runs if r["label_fraction"] == 0.2} == {10.0}  # as many steps as 100%

@@ -38,6 +38,11 @@ def test_the_committed_config_is_valid():
     (("criteria", "02_he3_less_data", "he3_catchup_fraction"), 0, "he3_catchup_fraction"),
     (("profiles", "smoke", "world", "texture"), 1.5, "texture"),
     (("profiles", "smoke", "world", "colour"), 0.5, "colour"),  # unknown key
+    (("profiles", "default", "notebooks", "04_zo1_zo2_augmentation_data", "inits"), ["scratch", "imagenet"], "inits"),
+    (("profiles", "default", "notebooks", "05_zo3_zo5_self_training", "pseudo_threshold"), 1.0, "pseudo_threshold"),
+    (("profiles", "default", "notebooks", "05_zo3_zo5_self_training", "label_fractions"), [0.2, 0.5], "label_fractions"),
+    (("criteria", "05_zo3_zo5_self_training", "zo5_aug"), "S7", "zo5_aug"),
+    (("profiles", "default", "simclr", "temperature"), 0, "temperature"),
 ])
 def test_a_bad_config_value_is_rejected_naming_the_key(path, value, named):
     config = copy.deepcopy(CONFIG)
@@ -88,7 +93,7 @@ def test_smoke_dag_end_to_end(tmp_path):
         assert list(folder.glob("*.png"))
         executed = (folder / f"{notebook}.ipynb").read_text()
         assert executed.count('"image/png"') >= 2  # the figures show in the rendered report, not only on disk
-    assert {"HE-1", "HE-2", "HE-3", "HE-4"} <= ids
+    assert {"HE-1", "HE-2", "HE-3", "HE-4", "ZO-1", "ZO-2", "ZO-3", "ZO-4", "ZO-5"} <= ids
     # Nothing is recomputed when nothing changed.
     again = snakemake("-n", "--cores", "2", "--config", "profile=smoke", cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -223,6 +223,10 @@ class Net(nn.Module):
         """images: float [B,3,H,W] in [0, 1]; centred here so that every caller feeds the same range."""
         return self.head(self.backbone((images - 0.5) / 0.25), images.shape[-2:])
 
+    def embed(self, images):
+        """The backbone's last stage, average-pooled: the representation SimCLR trains and a probe reads."""
+        return self.backbone((images - 0.5) / 0.25)[-1].mean(dim=(2, 3))
+
 
 def build_model(**kwargs) -> Net:
     """build_model(arch=..., width=..., norm=..., task=..., num_classes=...): unknown keys are an error."""

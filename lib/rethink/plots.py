@@ -108,3 +108,37 @@ def training_curves(results: pd.DataFrame, metric: str, split: str = "val", pane
 
 def save(fig, path) -> None:
     fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def gain_bars(gains: pd.DataFrame, title: str, ylabel: str = "accuracy change (points)"):
+    """Zoph et al.'s tables as a figure: one panel per augmentation level, the label fractions along x,
+    one bar per comparison (a − b per seed, from study.cell_gains) with its 95% CI and the seeds as dots."""
+    augs = sorted(gains.aug.unique())
+    comparisons = list(dict.fromkeys(gains.comparison))
+    fractions = sorted(gains.label_fraction.unique())
+    fig, axes = plt.subplots(1, len(augs), figsize=(1.2 + 3.2 * len(augs), 3.6), sharey=True, squeeze=False)
+    width = 0.8 / len(comparisons)
+    for ax, aug in zip(axes[0], augs):
+        for i, comparison in enumerate(comparisons):
+            offset = (i - (len(comparisons) - 1) / 2) * width
+            colour = f"C{i}"
+            for j, fraction in enumerate(fractions):
+                values = gains[(gains.aug == aug) & (gains.comparison == comparison)
+                               & (gains.label_fraction == fraction)].value
+                if values.empty:
+                    continue
+                mean, err = mean_ci(values)
+                ax.bar(j + offset, mean, width, yerr=err, capsize=3, color=colour, alpha=0.75, label=comparison)
+                ax.plot(np.full(len(values), j + offset), values, "k.", alpha=0.5, markersize=4)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(fractions)), [f"{f:.0%}" for f in fractions])
+        ax.set_xlabel("share of the downstream labels")
+        ax.set_title(f"augmentation {aug}")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel(ylabel)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(unique.values(), unique.keys(), loc="upper center", ncol=len(unique), fontsize="small",
+               bbox_to_anchor=(0.5, 1.08))
+    fig.suptitle(title, y=1.14)
+    return fig

@@ -3,7 +3,7 @@ augmentation on the training device, tqdm progress, periodic evaluation and chec
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 
 import torch
@@ -157,13 +157,25 @@ class Diverged(FloatingPointError):
         self.step, self.epoch, self.history = step, epoch, history
 
 
-def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str = "train") -> list[dict]:
-    """Train `model` in place; returns tidy history rows (step, epoch, split, metric, value)."""
+def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str = "train",
+        pseudo: TaskData | None = None, pseudo_batch_size: int = 0, combine=None) -> list[dict]:
+    """Train `model` in place; returns tidy history rows (step, epoch, split, metric, value).
+
+    With `pseudo` (self-training's pseudo-labelled data), every step also draws `pseudo_batch_size`
+    pseudo-labelled images, augmented alike, and `combine(human_loss, pseudo_loss)` gives the loss
+    (rethink.pseudo.LossNormaliser). The schedule still counts epochs over the labelled set."""
     device = resolve_device(cfg.device)
     model.to(device).train()
     torch.manual_seed(cfg.seed)
     order_rng = torch.Generator().manual_seed(cfg.seed)
     augment = make_batch_augment(train, cfg, device)
+    if pseudo is not None and len(pseudo) and pseudo_batch_size:
+        pseudo_rng = torch.Generator().manual_seed(cfg.seed + 1)
+        # Its own augmentation stream: the same draws as the labelled batch would correlate the two.
+        pseudo_cfg = replace(cfg, seed=cfg.seed + 1, batch_size=pseudo_batch_size)
+        pseudo_augment = make_batch_augment(pseudo, pseudo_cfg, device)
+    else:
+        pseudo = None
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                                 weight_decay=cfg.weight_decay)
     n = len(train)
@@ -174,7 +186,7 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
     scheduler = make_scheduler(optimizer, cfg, total, steps_1x)
     eval_steps = sorted({max(1, round(total * (i + 1) / cfg.evals)) for i in range(cfg.evals)})
 
-    history, running, seen, step = [], 0.0, 0, 0
+    history, running, running_pseudo, seen, step = [], 0.0, 0.0, 0, 0
     bar = tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
     while step < total:
         for batch in torch.randperm(n, generator=order_rng)[: steps_per_epoch * batch_size].view(-1, batch_size):
@@ -182,6 +194,14 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
             images, targets = augment(train.images[index], batch_targets(train, index))
             with autocast(device):
                 loss = task_loss(model, model(images.to(device)), targets, train.task)
+            human_loss = loss.item()  # the curves show the labelled loss, with or without pseudo-labels
+            if pseudo is not None:
+                index = torch.randint(len(pseudo), (pseudo_batch_size,), generator=pseudo_rng).to(pseudo.images.device)
+                images, targets = pseudo_augment(pseudo.images[index], batch_targets(pseudo, index))
+                with autocast(device):
+                    pseudo_loss = task_loss(model, model(images.to(device)), targets, pseudo.task)
+                running_pseudo += pseudo_loss.item()
+                loss = combine(loss, pseudo_loss)
             if not torch.isfinite(loss):
                 raise Diverged(f"{desc}: loss became {loss.item()} at step {step}; lower lr (now {cfg.lr})",
                                step, step / steps_per_epoch, history)
@@ -192,12 +212,15 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
             optimizer.step()
             scheduler.step()
             step += 1
-            running, seen = running + loss.item(), seen + 1
+            running, seen = running + human_loss, seen + 1
             bar.update(1)
             if step in eval_steps:
                 epoch = step / steps_per_epoch
                 history.append(dict(step=step, epoch=epoch, split="train", metric="loss", value=running / seen))
-                running, seen = 0.0, 0
+                if pseudo is not None:
+                    history.append(dict(step=step, epoch=epoch, split="train", metric="pseudo_loss",
+                                        value=running_pseudo / seen))
+                running, running_pseudo, seen = 0.0, 0.0, 0
                 for metric, value in evaluate(model, val).items():
                     history.append(dict(step=step, epoch=epoch, split="val", metric=metric, value=value))
                 bar.set_postfix({r["metric"]: round(r["value"], 3) for r in history if r["step"] == step})
@@ -248,10 +271,11 @@ def init_from_checkpoint(model: Net, path: str | Path) -> Net:
 
 def new_model(data: TaskData, arch: str, width: int, norm: str, seed: int, init: str = "scratch",
               checkpoint: str | Path | None = None, bn_batch: int = 0) -> Net:
-    """A seeded model for `data`'s task; init 'pretrained' loads the backbone from `checkpoint`."""
-    if init not in ("scratch", "pretrained"):
-        raise ValueError(f"init must be 'scratch' or 'pretrained'; got {init!r}")
+    """A seeded model for `data`'s task; any init but 'scratch' (pretrained, simclr, ...) loads the
+    backbone from `checkpoint`."""
+    if init != "scratch" and checkpoint is None:
+        raise ValueError(f"init {init!r} needs a checkpoint; only init 'scratch' starts from random weights")
     torch.manual_seed(seed)
     model = build_model(arch=arch, width=width, norm=norm, bn_batch=bn_batch, task=data.task,
                         num_classes=len(data.classes))
-    return init_from_checkpoint(model, checkpoint) if init == "pretrained" else model
+    return init_from_checkpoint(model, checkpoint) if init != "scratch" else model

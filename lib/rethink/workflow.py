@@ -16,7 +16,13 @@ WORLD_FILES = {
     "downstream_classify_val": ("classify", "downstream", 4),
     "downstream_scenes_train": ("scenes", "downstream", 5),
     "downstream_scenes_val": ("scenes", "downstream", 6),
+    # Self-training's unlabeled pool (Zoph et al. pseudo-label ImageNet for COCO): images of every class,
+    # upstream and downstream alike, as ImageNet holds COCO's objects among many others. Labels unused.
+    "unlabeled_classify": ("classify", "all", 7),
+    "unlabeled_scenes": ("scenes", "all", 8),
 }
+CLASS_SETS = {"upstream": W.UPSTREAM_CLASSES, "downstream": W.DOWNSTREAM_CLASSES,
+              "all": W.UPSTREAM_CLASSES + W.DOWNSTREAM_CLASSES}
 
 
 def logged(log: str, step, *args, **kwargs):
@@ -37,7 +43,7 @@ def build_world(spec: dict, out_dir: str) -> None:
     scene_spec = W.WorldSpec(**{**spec, "image_size": scene_size})
     out = Path(out_dir)
     for name, (kind, class_set, offset) in WORLD_FILES.items():
-        classes = W.UPSTREAM_CLASSES if class_set == "upstream" else W.DOWNSTREAM_CLASSES
+        classes = CLASS_SETS[class_set]
         started = time.perf_counter()
         if kind == "classify":
             data = W.generate_classification(sizes[name], classes, classify_spec, seed=seed * 100 + offset)

@@ -1,0 +1,163 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # ZO-3 to ZO-5: self-training helps where pre-training does not
+#
+# **Findings (Zoph et al. 2020).** *ZO-3*: noisy-student self-training — a teacher trained on the labelled
+# set pseudo-labels unlabeled images (ImageNet's, for COCO), a student learns from labels and pseudo-labels
+# together under strong augmentation — helps in every regime, by +1.3 to +3.4 AP, including where
+# pre-training hurts, and it stacks with pre-training. *ZO-4*: self-supervised pre-training (SimCLR)
+# behaves like supervised pre-training — it hurts where that hurts — and self-training still helps on top
+# of it. *ZO-5*: training on both losses jointly helps, and the normalised pseudo-label loss keeps it stable.
+#
+# **Here.** The grid of notebook 04 (its supervised runs come back from the run cache and serve as the
+# teachers). The unlabeled pool is a world file of images of *every* class, upstream and downstream
+# alike, with its labels hidden (used only to say how good the pseudo-labels were). For each cell, init
+# and seed, the teacher is the supervised run of the same settings; it labels the pool in batches on the
+# device, keeping images whose top class probability is at least `pseudo_threshold` (soft labels:
+# the teacher's distribution). The student starts from the teacher's init, trains as many iterations on
+# each labelled batch plus `pseudo_batch_size` pseudo-labelled images, equally augmented, with Zoph et
+# al.'s loss normalisation (`rethink.pseudo.LossNormaliser`). Algorithms by name: `rethink.methods`.
+#
+# **Pre-registered criteria** (config/study.yaml, 95% CIs over seeds, accuracy points). ZO-3: student −
+# teacher > `zo3_min_gain` in every cell, on random and on pre-trained init. ZO-4: at the strongest
+# augmentation with all labels, SimCLR init − scratch < `zo4_max_gain` and SimCLR's student − SimCLR init
+# > `zo4_min_gain_selftraining`. ZO-5: at (`zo5_aug`, `zo5_label_fraction`), from random init, joint
+# self-training minus each of the supervised teacher, the sequential use of the same pseudo-labels
+# (pseudo-labels first, then the labels) and the joint run without loss normalisation > `zo5_min_gain`.
+
+# %% tags=["parameters"]
+profile: str = "default"            # which config profile made these parameters
+world_dir: str = "../cache/default/world"
+upstream_checkpoint: str = "../cache/default/checkpoints/upstream.pt"
+longer_checkpoint: str = "../cache/default/checkpoints/upstream_longer.pt"  # (notebook 04)
+simclr_checkpoint: str = "../cache/default/checkpoints/simclr.pt"
+runs_dir: str = "../cache/default/runs"   # per-run cache: a rerun reuses finished runs
+out_dir: str = "../reports/05_zo3_zo5_self_training"
+device: str = "auto"                # auto | cpu | cuda
+aug_backend: str = "kornia"         # kornia | dali: who augments the classification batches
+arch: str = "resnet9"
+width: int = 16                     # channels of the first stage (the checkpoints' width)
+norm: str = "gn"
+seeds: list = [0, 1, 2]
+epochs_1x: float = 4                # epochs over the *full* downstream set; every label share trains as long
+batch_size: int = 128               # labelled images per step
+lr: float = 0.1                     # peak SGD learning rate
+evals: int = 2                      # validation evaluations per run
+aug_levels: list = ["S1", "S4"]     # weakest first
+label_fractions: list = [0.2, 0.5, 1.0]
+pseudo_threshold: float = 0.5       # the teacher's top class probability a pseudo-label needs
+pseudo_soft: bool = True            # soft (the teacher's distribution) or hard (one-hot) pseudo-labels
+pseudo_weight: float = 1.0          # alpha: the pseudo-label loss's weight
+pseudo_batch_size: int = 64         # pseudo-labelled images per step
+zo3_min_gain: float = 0.0           # accuracy points (pre-registered)
+zo4_max_gain: float = 0.0           # accuracy points (pre-registered)
+zo4_min_gain_selftraining: float = 0.0  # accuracy points (pre-registered)
+zo5_aug: str = "S4"                 # ZO-5's cell (pre-registered)
+zo5_label_fraction: float = 0.2
+zo5_min_gain: float = 0.0           # accuracy points (pre-registered)
+
+# %%
+from rethink import study
+
+parameters = study.notebook_parameters(globals())  # as run, for run.json
+
+# %%
+from pathlib import Path
+
+from IPython.display import Markdown, display
+
+from rethink import plots
+
+# %% [markdown]
+# ## Runs
+# Supervised teachers and baselines for random, pre-trained and SimCLR init in every cell; a noisy student
+# for random and pre-trained init in every cell and for SimCLR init at the strongest augmentation with all
+# labels; ZO-5's sequential and unnormalised students at its cell.
+
+# %%
+study.require_member("zo5_aug", zo5_aug, aug_levels, "aug_levels")
+study.require_member("zo5_label_fraction", zo5_label_fraction, label_fractions, "label_fractions")
+corner = (aug_levels[-1], max(label_fractions))
+runs = (study.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["scratch", "pretrained"], epochs_1x, batch_size,
+                      students=["scratch", "pretrained"], extra_students=study.ZO5_ARMS,
+                      extra_cell=(zo5_aug, zo5_label_fraction))
+        + study.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["simclr"], epochs_1x, batch_size,
+                        students=["simclr"], student_cells=[corner]))
+results = study.sweep(runs, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
+                      checkpoints={"simclr": simclr_checkpoint}, runs_dir=runs_dir, arch=arch, width=width, norm=norm,
+                      batch_size=batch_size, lr=lr, evals=evals, aug_backend=aug_backend, device=device,
+                      pseudo_threshold=pseudo_threshold, pseudo_soft=pseudo_soft, pseudo_weight=pseudo_weight,
+                      pseudo_batch_size=pseudo_batch_size)
+findings = [study.zo3_finding(results, zo3_min_gain, profile, figure="zo3_self_training_gain.png"),
+            study.zo4_finding(results, zo4_max_gain, zo4_min_gain_selftraining, profile, figure="zo4_simclr.png"),
+            study.zo5_finding(results, zo5_aug, zo5_label_fraction, zo5_min_gain, profile, figure="zo5_joint.png")]
+run = study.write_outputs(out_dir, results, findings, parameters)
+
+# %% [markdown]
+# ## ZO-3: the gain from self-training in every cell
+# Student − teacher, paired by seed, on random and on pre-trained init (the paper's Tables 4 and 5). For
+# comparison, the gain from pre-training in the same cells (pretrained − scratch, the runs of notebook 04).
+
+# %%
+final = study.final_metric(results, "accuracy")
+gains = study.cell_gains(final, {"self-training on scratch": ("scratch+ST", "scratch"),
+                                 "self-training on pretrained": ("pretrained+ST", "pretrained"),
+                                 "pre-training (pretrained − scratch)": ("pretrained", "scratch")})
+plots.save(plots.gain_bars(gains, "ZO-3: accuracy change from self-training (and from pre-training)"),
+           Path(out_dir) / "zo3_self_training_gain.png")
+display(study.gain_table(gains))
+
+# %% [markdown]
+# The pseudo-labels: the share of the unlabeled pool the teachers kept, the share of kept images that
+# show a downstream class at all (the pool holds upstream classes too), and the pseudo-labels' accuracy on
+# those (mean over seeds, from the pool's hidden labels).
+
+# %%
+quality = results[results.split == "pseudo"]
+display(quality.groupby(["aug", "label_fraction", "arm", "metric"]).value.mean().unstack("metric").round(3))
+
+# %% [markdown]
+# ## ZO-4: SimCLR init, and self-training on top of it
+# SimCLR trained on the upstream images without their labels (the `simclr` rule; its 1-NN probe on the
+# upstream validation set beside the supervised checkpoint's accuracy):
+
+# %%
+display(study.checkpoint_table({"pretrained (supervised)": upstream_checkpoint, "simclr": simclr_checkpoint}))
+simclr_gains = study.cell_gains(final, {"simclr − scratch": ("simclr", "scratch"),
+                                        "pretrained − scratch": ("pretrained", "scratch"),
+                                        "self-training on simclr": ("simclr+ST", "simclr")})
+plots.save(plots.gain_bars(simclr_gains, "ZO-4: SimCLR init against supervised pre-training"),
+           Path(out_dir) / "zo4_simclr.png")
+display(study.gain_table(simclr_gains))
+
+# %% [markdown]
+# ## ZO-5: joint against sequential self-training, and the loss normalisation
+# At (`zo5_aug`, `zo5_label_fraction`), from random init: accuracy per arm (bars: 95% CI; dots: seeds),
+# and the labelled and pseudo-label training losses of the joint runs with and without normalisation.
+
+# %%
+cell = final[(final.aug == zo5_aug) & (final.label_fraction == zo5_label_fraction)
+             & final.arm.isin(["scratch", "scratch+ST", *study.ZO5_ARMS])]
+plots.save(plots.arm_bars(cell, "accuracy", f"ZO-5 at {study.cell_name(zo5_aug, zo5_label_fraction)}"),
+           Path(out_dir) / "zo5_joint.png")
+joint = results[(results.aug == zo5_aug) & (results.label_fraction == zo5_label_fraction)
+                & results.arm.isin(["scratch+ST", "scratch+ST unnormalised"])]
+plots.save(plots.training_curves(joint, "loss", panel="label_fraction", x="step", splits=("train",)),
+           Path(out_dir) / "zo5_losses.png")
+display(joint[joint.metric.isin(["loss", "pseudo_loss"]) & (joint.split == "train")]
+        .groupby(["arm", "metric", "step"]).value.mean().unstack("step").round(3))
+
+# %% [markdown]
+# ## Verdicts
+
+# %%
+display(Markdown(study.verdict_markdown(findings)))
