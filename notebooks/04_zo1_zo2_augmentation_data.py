@@ -21,7 +21,7 @@
 # the ladder of `rethink.augment`, Kornia or DALI on the training device) × share of the downstream labels
 # (`label_fractions`) × initialisation: random (`scratch`), the upstream supervised checkpoint
 # (`pretrained`, the study's "ImageNet") and the same pre-training run longer (`pretrained_longer`, the
-# study's "ImageNet++"). Every cell trains the same number of iterations (`epochs_1x` over the full set),
+# study's "ImageNet++"). Every cell trains the same number of iterations (`schedule` × `epochs_1x` over the full set),
 # so a smaller label share is seen for more epochs, as the paper keeps its iteration counts.
 #
 # **Pre-registered criteria** (config/study.yaml; gain = pretrained − scratch accuracy, paired by seed,
@@ -43,8 +43,9 @@ arch: str = "resnet9"
 width: int = 16                     # channels of the first stage (the checkpoints' width)
 norm: str = "gn"
 seeds: list = [0, 1, 2]
-epochs_1x: float = 4                # epochs over the *full* downstream set; every label share trains as long
-batch_size: int = 128
+epochs_1x: float = 1                # epochs over the *full* downstream set in 1x; every label share trains as long
+schedule: float = 4                 # multiple of 1x (He et al.'s step policy)
+batch_size: int = 64
 lr: float = 0.1                     # peak SGD learning rate
 evals: int = 2                      # validation evaluations per run
 aug_levels: list = ["S1", "S4"]     # weakest first
@@ -74,8 +75,8 @@ from rethink import plots
 runs = study.zo_runs(world_dir, label_fractions, aug_levels, seeds, inits, epochs_1x, batch_size)
 results = study.sweep(runs, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
                       checkpoints={"pretrained_longer": longer_checkpoint}, runs_dir=runs_dir, arch=arch,
-                      width=width, norm=norm, batch_size=batch_size, lr=lr, evals=evals, aug_backend=aug_backend,
-                      device=device)
+                      width=width, norm=norm, batch_size=batch_size, schedule=schedule, lr=lr, evals=evals,
+                      aug_backend=aug_backend, device=device)
 findings = [study.zo1_finding(results, zo1_max_drop, zo1_max_gain_strongest, profile, figure="zo_pretraining_gain.png"),
             study.zo2_finding(results, zo2_min_gain_smallest, zo2_max_drop, profile, figure="zo_pretraining_gain.png")]
 run = study.write_outputs(out_dir, results, findings, parameters)

@@ -48,8 +48,9 @@ arch: str = "resnet9"
 width: int = 16                     # channels of the first stage (the checkpoints' width)
 norm: str = "gn"
 seeds: list = [0, 1, 2]
-epochs_1x: float = 4                # epochs over the *full* downstream set; every label share trains as long
-batch_size: int = 128               # labelled images per step
+epochs_1x: float = 1                # epochs over the *full* downstream set in 1x; every label share trains as long
+schedule: float = 4                 # multiple of 1x (He et al.'s step policy)
+batch_size: int = 64                # labelled images per step
 lr: float = 0.1                     # peak SGD learning rate
 evals: int = 2                      # validation evaluations per run
 aug_levels: list = ["S1", "S4"]     # weakest first
@@ -57,7 +58,7 @@ label_fractions: list = [0.2, 0.5, 1.0]
 pseudo_threshold: float = 0.5       # the teacher's top class probability a pseudo-label needs
 pseudo_soft: bool = True            # soft (the teacher's distribution) or hard (one-hot) pseudo-labels
 pseudo_weight: float = 1.0          # alpha: the pseudo-label loss's weight
-pseudo_batch_size: int = 64         # pseudo-labelled images per step
+pseudo_batch_size: int = 32         # pseudo-labelled images per step
 zo3_min_gain: float = 0.0           # accuracy points (pre-registered)
 zo4_max_gain: float = 0.0           # accuracy points (pre-registered)
 zo4_min_gain_selftraining: float = 0.0  # accuracy points (pre-registered)
@@ -94,7 +95,7 @@ runs = (study.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["scratch",
                         students=["simclr"], student_cells=[corner]))
 results = study.sweep(runs, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
                       checkpoints={"simclr": simclr_checkpoint}, runs_dir=runs_dir, arch=arch, width=width, norm=norm,
-                      batch_size=batch_size, lr=lr, evals=evals, aug_backend=aug_backend, device=device,
+                      batch_size=batch_size, schedule=schedule, lr=lr, evals=evals, aug_backend=aug_backend, device=device,
                       pseudo_threshold=pseudo_threshold, pseudo_soft=pseudo_soft, pseudo_weight=pseudo_weight,
                       pseudo_batch_size=pseudo_batch_size)
 findings = [study.zo3_finding(results, zo3_min_gain, profile, figure="zo3_self_training_gain.png"),
