@@ -102,6 +102,15 @@ plots.save(figure, Path(out_dir) / "zo_pretraining_gain.png")
 display(study.gain_table(gains))
 
 # %% [markdown]
+# ## Had the arms converged?
+# Validation accuracy over training steps with all labels (mean over seeds, 95% CI band): a curve still
+# rising at the last step had not converged, and its cell's gain says more about speed than about the end point.
+
+# %%
+plots.save(plots.training_curves(results[results.label_fraction == max(label_fractions)], "accuracy", panel="aug",
+                                 x="step"), Path(out_dir) / "zo_curves_val_accuracy.png")
+
+# %% [markdown]
 # Accuracy of every arm (mean ± 95% CI half-width over seeds), per augmentation level and label share:
 
 # %%

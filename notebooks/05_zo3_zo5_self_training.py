@@ -62,8 +62,8 @@ pseudo_batch_size: int = 32         # pseudo-labelled images per step
 zo3_min_gain: float = 0.0           # accuracy points (pre-registered)
 zo4_max_gain: float = 0.0           # accuracy points (pre-registered)
 zo4_min_gain_selftraining: float = 0.0  # accuracy points (pre-registered)
-zo5_aug: str = "S4"                 # ZO-5's cell (pre-registered)
-zo5_label_fraction: float = 0.2
+zo5_aug: str = "S1"                 # ZO-5's cell (pre-registered)
+zo5_label_fraction: float = 1.0
 zo5_min_gain: float = 0.0           # accuracy points (pre-registered)
 
 # %%
