@@ -9,7 +9,10 @@ from .findings import mean_effect
 
 ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict(color="tab:blue", marker="s"),
              "gn": dict(color="tab:green", marker="o"), "bn": dict(color="tab:red", marker="v"),
-             "none": dict(color="tab:gray", marker="x")}
+             "none": dict(color="tab:gray", marker="x"), "pretrained_longer": dict(color="tab:purple", marker="D"),
+             "simclr": dict(color="tab:brown", marker="^"), "scratch+ST": dict(color="tab:red", marker="o"),
+             "scratch+ST unnormalised": dict(color="tab:pink", marker="v"),
+             "scratch+sequential": dict(color="tab:olive", marker="s")}
 PANEL_TITLES = {"schedule": "{:g}x schedule", "label_fraction": "{:.0%} of the training set",
                 "aug": "augmentation {}"}
 AXIS_LABELS = {"schedule": "schedule (multiples of the 1x schedule)", "label_fraction": "share of the training set",
