@@ -6,8 +6,6 @@ tensor, labelled in batches, never image by image in Python.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
 from . import detection
@@ -73,13 +71,6 @@ def pseudo_label(teacher, pool: torch.Tensor, task: str, classes: tuple[str, ...
         data = TaskData("detect", pool, classes, labels=labels.to(pool.device), boxes=boxes.to(pool.device))
         return data, {"kept": int((labels >= 0).sum()), "pool": len(pool)}
     raise ValueError(f"pseudo-labelling supports task 'classify' or 'detect'; got {task!r}")
-
-
-def subset(data: TaskData, index: torch.Tensor) -> TaskData:
-    """The images (and targets) of `data` at `index`."""
-    take = lambda t: None if t is None else t[index.to(t.device)]
-    return replace(data, images=take(data.images), labels=take(data.labels), semantic=take(data.semantic),
-                   boxes=take(data.boxes), coco=None)
 
 
 class LossNormaliser:
