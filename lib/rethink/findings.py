@@ -40,10 +40,14 @@ def mean_effect(differences, confidence: float = 0.95, unit: str = "") -> Effect
     return Effect(mean, mean - half, mean + half, len(d), unit)
 
 
+def paired_differences(a: dict, b: dict) -> dict:
+    """seed -> a - b over the seeds both arms ran (arms of one seed share data order and head init)."""
+    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+
+
 def paired_effect(a: dict, b: dict, confidence: float = 0.95, unit: str = "") -> Effect:
-    """Effect of a - b over the seeds both arms ran (arms of one seed share data order and head init)."""
-    seeds = sorted(set(a) & set(b))
-    return mean_effect([a[s] - b[s] for s in seeds], confidence, unit)
+    """Effect of a - b over the seeds both arms ran."""
+    return mean_effect(paired_differences(a, b).values(), confidence, unit)
 
 
 def condition_status(effect: Effect, op: str, value: float) -> str:

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import TaskData, load_task_data
-from .pseudo import LossNormaliser, check_threshold, pseudo_label
+from .pseudo import LossNormaliser, batched, check_threshold, check_weight, pseudo_label
 from .train import TrainConfig, autocast, fit, make_scheduler, new_model, resolve_device, save_checkpoint
 
 ALGORITHMS: dict[str, Callable] = {}
@@ -54,9 +54,9 @@ class SelfTraining:
 
     def __post_init__(self):
         check_threshold(self.threshold)
-        if self.weight < 0 or self.batch_size < 1:
-            raise ValueError(f"pseudo_weight must be >= 0 and pseudo_batch_size >= 1; got {self.weight}, "
-                             f"{self.batch_size}")
+        check_weight(self.weight)
+        if self.batch_size < 1:
+            raise ValueError(f"pseudo_batch_size must be >= 1; got {self.batch_size}")
 
 
 @algorithm("supervised")
@@ -117,9 +117,7 @@ def nearest_neighbour_accuracy(model, train: TaskData, val: TaskData, batch_size
     that trains nothing."""
     model.eval()
     device = next(model.parameters()).device
-    embed = lambda data: torch.cat([F.normalize(model.embed(data.images[i:i + batch_size].to(device).permute(0, 3, 1, 2)
-                                                            .float().div(255)), dim=1)
-                                    for i in range(0, len(data), batch_size)])
+    embed = lambda data: batched(lambda x: F.normalize(model.embed(x), dim=1), data.images, device, batch_size)
     nearest = (embed(val) @ embed(train).T).argmax(1)
     model.train()
     return (train.labels.to(device)[nearest] == val.labels.to(device)).float().mean().item()

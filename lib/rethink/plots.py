@@ -59,8 +59,8 @@ def arm_bars(final: pd.DataFrame, metric: str, title: str):
         colour = ARM_STYLE.get(arm, {}).get("color")
         ax.bar(i, mean, yerr=err, capsize=6, color=colour, alpha=0.6)
         ax.plot(np.full(len(values), i), values, "k.", alpha=0.6)
-    ax.set_xticks(range(len(arms)), arms, rotation=20 if max(map(len, arms)) > 8 else 0, ha="right"
-                  if max(map(len, arms)) > 8 else "center")
+    slant = max(map(len, arms)) > 8  # long names would overlap
+    ax.set_xticks(range(len(arms)), arms, rotation=20 if slant else 0, ha="right" if slant else "center")
     ax.set_ylabel(f"validation {metric} (points)")
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")

@@ -19,18 +19,27 @@ def check_threshold(threshold: float) -> float:
     return threshold
 
 
+def check_weight(weight: float) -> float:
+    if weight < 0:
+        raise ValueError(f"pseudo_weight must be >= 0 (alpha, the pseudo-label loss's weight); got {weight}")
+    return weight
+
+
 @torch.no_grad()
-def teacher_outputs(teacher, images: torch.Tensor, batch_size: int = 512):
-    """The teacher's raw outputs over a uint8 NHWC pool, in batches (eval mode, no augmentation)."""
-    teacher.eval()
-    device = next(teacher.parameters()).device
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device).permute(0, 3, 1, 2).float().div(255)
-        outputs.append(teacher(x))
+def batched(fn, images: torch.Tensor, device, batch_size: int = 512):
+    """fn over a uint8 NHWC tensor in batches, each as float NCHW in [0, 1] on `device`; the outputs
+    concatenated (a dict of outputs key by key)."""
+    outputs = [fn(images[i:i + batch_size].to(device).permute(0, 3, 1, 2).float().div(255))
+               for i in range(0, len(images), batch_size)]
     if isinstance(outputs[0], dict):
         return {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
     return torch.cat(outputs)
+
+
+def teacher_outputs(teacher, images: torch.Tensor):
+    """The teacher's raw outputs over a uint8 NHWC pool (eval mode, no augmentation)."""
+    teacher.eval()
+    return batched(teacher, images, next(teacher.parameters()).device)
 
 
 def pseudo_label_classes(logits: torch.Tensor, threshold: float, soft: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,8 +89,7 @@ class LossNormaliser:
     Without normalisation:        L = L_h + alpha * L_p."""
 
     def __init__(self, alpha: float = 1.0, normalise: bool = True, momentum: float = 0.9):
-        if alpha < 0:
-            raise ValueError(f"pseudo_weight must be >= 0; got {alpha}")
+        check_weight(alpha)
         self.alpha, self.normalise, self.momentum = alpha, normalise, momentum
         self.avg_human = self.avg_pseudo = None
 

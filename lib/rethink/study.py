@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .data import check_fraction, load_task_data
 from .augment import LEVELS
-from .findings import Effect, judge, mean_effect, paired_effect
+from .findings import Effect, judge, mean_effect, paired_differences, paired_effect
 from .methods import ALGORITHMS, SelfTraining, check_method
 from .pseudo import pseudo_label_quality
 from .report import finding_name
@@ -121,6 +121,7 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
     -> (its cache digest, tidy history rows). `model` holds build_model's arch, width, norm and bn_batch.
     A self-training `method` first runs (or finds) its teacher: the supervised run of the same settings."""
     device = resolve_device(train.device)  # the key holds the device used, not "auto": CPU and CUDA differ
+    selftrain = selftrain or SelfTraining()
     model = {**model, "bn_batch": model.get("bn_batch", 0) if model["norm"] == "bn" else 0}  # only BN reads it
     key = dict(train_file=file_hash(train_file), val_file=file_hash(val_file), task=task, init=init,
                checkpoint=file_hash(checkpoint) if init != "scratch" else None, **model,
@@ -135,7 +136,7 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
                              runs_dir=runs_dir, model=model, label_fraction=label_fraction, train=train,
                              desc=f"{desc} (teacher)")
         key.update(method=method, teacher=teacher, unlabeled_file=file_hash(unlabeled_file),
-                   selftrain=asdict(selftrain or SelfTraining()))
+                   selftrain=asdict(selftrain))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     cached, weights = Path(runs_dir) / f"{digest}.json", Path(runs_dir) / f"{digest}.pt"
     if not cached.is_file():
@@ -149,7 +150,7 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
                                                    weights_only=True))
             pool = load_world(unlabeled_file)
             extra = dict(teacher=teacher_net.to(device), pool=torch.from_numpy(pool["images"]).to(device),
-                         selftrain=selftrain or SelfTraining())
+                         selftrain=selftrain)
         started = time.perf_counter()
         try:
             history, info = ALGORITHMS[method](net, train_data, val_data, train, desc=desc, **extra)
@@ -338,8 +339,7 @@ def cell_name(aug: str, fraction: float) -> str:
 
 def seed_gaps(final: pd.DataFrame, a: str, b: str, **where) -> dict[int, float]:
     """seed -> arm a minus arm b, over the rows matching `where`."""
-    va, vb = seed_values(final, a, **where), seed_values(final, b, **where)
-    return {seed: va[seed] - vb[seed] for seed in sorted(set(va) & set(vb))}
+    return paired_differences(seed_values(final, a, **where), seed_values(final, b, **where))
 
 
 def cell_gains(final: pd.DataFrame, comparisons: dict[str, tuple[str, str]]) -> pd.DataFrame:
@@ -358,8 +358,8 @@ def zo_runs(world_dir: str, label_fractions: list[float], aug_levels: list[str],
             extra_students: dict[str, dict] | None = None, extra_cell: tuple | None = None) -> list[dict]:
     """The classification grid: every init at every (aug, label_fraction) cell and seed, each cell trained
     for the full set's `epochs_1x` in iterations. Then a noisy student for each init in `students` (in
-    `student_cells`, all cells if None), and in `extra_cell` one more student per `extra_students`
-    entry (arm name -> run settings, e.g. a sequential one)."""
+    `student_cells`, all cells if None), and in `extra_cell`, on random init, one more student per
+    `extra_students` entry (arm name -> run settings, e.g. a sequential one)."""
     teachers = iteration_matched_runs(world_dir, "classify", label_fractions, epochs_1x, batch_size,
                                       init=inits, aug=aug_levels, seed=seeds)
     in_cells = lambda run, cells: cells is None or (run["aug"], run["label_fraction"]) in cells
