@@ -14,9 +14,9 @@ import torch.nn.functional as F
 
 from rethink.augment import LEVELS, make_augment
 from rethink.detection import detection_loss
-from rethink.methods import nt_xent, simclr_views
 from rethink.models import build_model
 from rethink.pseudo import pseudo_label
+from rethink.selfsup import METHODS
 from rethink.train import autocast, resolve_device
 
 
@@ -66,24 +66,26 @@ def main(batch: int = 128) -> dict:
             optimizer.step()
         out["train_images_per_s"][f"resnet9_w16_detect_{size}px_batch{det_batch}"] = round(
             det_batch / seconds_per_call(detect_step), 1)
-    # Self-training: a teacher labelling a 4096-image uint8 pool in batches; SimCLR: two views + NT-Xent.
+    # Self-training: a teacher labelling a 4096-image uint8 pool in batches.
     teacher = build_model(num_classes=10).to(device)
     pool = torch.randint(0, 256, (4096, 32, 32, 3), dtype=torch.uint8, device=device)
     out["pseudo_label_images_per_s"] = round(
         len(pool) / seconds_per_call(lambda: pseudo_label(teacher, pool, "classify", tuple("abcdefghij"), 0.5), 2), 1)
-    encoder = build_model(num_classes=10).to(device)
-    projection = torch.nn.Linear(64, 64).to(device)
-    views = simclr_views(32).to(device)
-    optimizer = torch.optim.SGD(list(encoder.parameters()) + list(projection.parameters()), lr=0.01)
+    # Self-supervised pre-training: one step of each method of the zoo (two views for SimCLR and SwAV).
     x = torch.rand(256, 3, 32, 32, device=device)
+    out["selfsup_images_per_s_batch256"] = {}
+    for name, method in METHODS.items():
+        encoder = build_model(num_classes=10).to(device)
+        heads = method(encoder, 32).to(device)
+        optimizer = torch.optim.SGD(list(encoder.parameters()) + list(heads.parameters()), lr=0.01)
 
-    def simclr_step():
-        with autocast(device):
-            loss = nt_xent(projection(encoder.embed(views(x))), projection(encoder.embed(views(x))), 0.2)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    out["simclr_images_per_s_batch256"] = round(256 / seconds_per_call(simclr_step), 1)
+        def selfsup_step():
+            with autocast(device):
+                loss = heads.loss(encoder, x)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        out["selfsup_images_per_s_batch256"][name] = round(256 / seconds_per_call(selfsup_step), 1)
     images = torch.randint(0, 256, (batch, 32, 32, 3), dtype=torch.uint8, device=device)
     for backend in ("kornia", "dali"):
         for level in LEVELS:

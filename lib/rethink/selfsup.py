@@ -1,0 +1,335 @@
+"""Self-supervised pre-training methods by name, in one table (as methods.ALGORITHMS holds the
+supervised ones), the loop that turns any of them into a checkpoint, and two probes of the features
+they learn: the 1-NN accuracy and the invariance to augmentation.
+
+  simclr       contrastive: two augmented views of an image attract, other images repel
+  rotation     handcrafted: which of four quarter turns was applied
+  autoencoder  handcrafted: reconstruct the image from the last feature map
+  swav         clustering: each view predicts the other view's balanced cluster assignment
+  jigsaw       handcrafted: which of the 24 orders the four quadrants were shuffled into
+
+A method is an nn.Module built as `Cls(model, image_size, **options)`. It owns its heads only: the
+backbone is passed to `loss` at each call, so that the method's parameters and state_dict never
+count the backbone a second time.
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .data import TaskData, load_task_data
+from .models import Net
+from .pseudo import batched
+from .train import Diverged, TrainConfig, autocast, make_scheduler, new_model, resolve_device, save_checkpoint
+
+METHODS: dict[str, type[SelfSupervised]] = {}
+
+
+def method(name: str):
+    def register(cls):
+        METHODS[name] = cls
+        return cls
+    return register
+
+
+def check_selfsup(name: str) -> str:
+    if name not in METHODS:
+        raise ValueError(f"selfsup method must be one of {', '.join(METHODS)}; got {name!r}")
+    return name
+
+
+def check_options(name: str, options: dict) -> dict:
+    """Unknown option names are a TypeError naming them, found without building anything."""
+    allowed = list(inspect.signature(METHODS[check_selfsup(name)]).parameters)[2:]  # after model, image_size
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"selfsup method {name!r} takes options {', '.join(allowed) or '(none)'}; "
+                        f"got {', '.join(map(repr, unknown))}")
+    return options
+
+
+def features(model: Net, x: torch.Tensor) -> list[torch.Tensor]:
+    """The backbone's pyramid for x in [0, 1], centred as Net.forward centres it."""
+    return model.backbone((x - 0.5) / 0.25)
+
+
+def projection_head(channels: int, projection_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(channels, channels), nn.ReLU(), nn.Linear(channels, projection_dim))
+
+
+def simclr_views(image_size: int) -> nn.Module:
+    """SimCLR's view augmentation, from Kornia: random resized crop, flip, colour jitter, greyscale."""
+    import kornia.augmentation as K
+    return K.AugmentationSequential(
+        K.RandomResizedCrop((image_size, image_size), scale=(0.2, 1.0)),
+        K.RandomHorizontalFlip(),
+        K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
+        K.RandomGrayscale(p=0.2))
+
+
+class SelfSupervised(nn.Module):
+    """A pretext task: `loss(model, x)` for a float NCHW batch in [0, 1], un-augmented."""
+
+    def loss(self, model: Net, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _positive(**values: float) -> None:
+    for key, value in values.items():
+        if not value > 0:
+            raise ValueError(f"selfsup option {key} must be > 0; got {value}")
+
+
+# ---------------------------------------------------------------------------------------------
+# SimCLR (Chen et al. 2020). The loss is written by hand: it is a dozen lines, and no pinned
+# dependency ships it.
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent: each view's positive is the other view of its image, its negatives the 2N - 2 other views."""
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    n = len(z1)
+    self_pairs = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    similarity = (z @ z.T / temperature).masked_fill(self_pairs, -math.inf)
+    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(similarity, positives)
+
+
+@method("simclr")
+class SimCLR(SelfSupervised):
+    # Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations.
+    def __init__(self, model: Net, image_size: int, temperature: float = 0.2, projection_dim: int = 64):
+        super().__init__()
+        _positive(temperature=temperature, projection_dim=projection_dim)
+        self.temperature = temperature
+        self.views = simclr_views(image_size)
+        self.projection = projection_head(model.backbone.channels[-1], projection_dim)
+
+    def loss(self, model: Net, x: torch.Tensor) -> torch.Tensor:
+        z1, z2 = (self.projection(model.embed(self.views(x))) for _ in range(2))
+        return nt_xent(z1, z2, self.temperature)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rotation prediction (Gidaris et al. 2018).
+
+def rotate(x: torch.Tensor, quarters: torch.Tensor | int) -> torch.Tensor:
+    """Each square image of x (NCHW) turned counter-clockwise by its own number of quarter turns."""
+    quarters = torch.as_tensor(quarters, device=x.device).expand(len(x)) % 4
+    out = x.clone()
+    for q in (1, 2, 3):
+        turned = quarters == q
+        out[turned] = torch.rot90(x[turned], q, (2, 3))
+    return out
+
+
+@method("rotation")
+class Rotation(SelfSupervised):
+    # Gidaris et al. 2018, Unsupervised Representation Learning by Predicting Image Rotations.
+    def __init__(self, model: Net, image_size: int):
+        super().__init__()
+        self.head = nn.Linear(model.backbone.channels[-1], 4)
+
+    def loss(self, model: Net, x: torch.Tensor) -> torch.Tensor:
+        # One random turn per image from torch's global RNG, which the training loop seeds.
+        quarters = torch.randint(4, (len(x),), device=x.device)
+        return F.cross_entropy(self.head(model.embed(rotate(x, quarters))).float(), quarters)
+
+
+# ---------------------------------------------------------------------------------------------
+# Autoencoder: reconstruction as the pretext (the handcrafted family that Newell & Deng 2020 compare).
+
+def _upsample(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1),
+                         nn.ReLU(inplace=True))
+
+
+@method("autoencoder")
+class Autoencoder(SelfSupervised):
+    # Newell & Deng 2020, How Useful is Self-Supervised Pretraining for Visual Tasks? (their VAE family).
+    def __init__(self, model: Net, image_size: int):
+        super().__init__()
+        c = model.backbone.channels[-1]
+        # Three doublings undo the backbone's stride 8; the channels halve on the way up.
+        self.decoder = nn.Sequential(_upsample(c, c // 2), _upsample(c // 2, c // 4), _upsample(c // 4, c // 4),
+                                     nn.Conv2d(c // 4, 3, 3, padding=1), nn.Sigmoid())
+
+    def reconstruct(self, model: Net, x: torch.Tensor) -> torch.Tensor:
+        y = self.decoder(features(model, x)[-1])
+        # Sides that are no multiple of 8 lose pixels on the way down: stretch back to the input's size.
+        return y if y.shape[-2:] == x.shape[-2:] else F.interpolate(y, size=x.shape[-2:], mode="bilinear")
+
+    def loss(self, model: Net, x: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(self.reconstruct(model, x).float(), x.float())
+
+
+# ---------------------------------------------------------------------------------------------
+# SwAV (Caron et al. 2020).
+
+@torch.no_grad()
+def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Tensor:
+    """Sinkhorn-Knopp codes for scores [N, K]: each row a distribution over the K prototypes (summing
+    to 1), each prototype given about N/K samples in all (SwAV's equipartition). Written by hand: it is
+    ten lines, and no pinned dependency ships it."""
+    # The shift by the maximum keeps exp finite at small epsilon; the normalisations cancel it.
+    q = torch.exp((scores.float() - scores.max()) / epsilon).T  # [K, N]
+    k, n = q.shape
+    q /= q.sum()
+    for _ in range(iterations):
+        q /= q.sum(dim=1, keepdim=True) * k  # each prototype's total: 1/K
+        q /= q.sum(dim=0, keepdim=True) * n  # each sample's total: 1/N
+    return (q * n).T
+
+
+@method("swav")
+class SwAV(SelfSupervised):
+    # Caron et al. 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments.
+    def __init__(self, model: Net, image_size: int, prototypes: int = 32, temperature: float = 0.1,
+                 epsilon: float = 0.05, sinkhorn_iterations: int = 3, projection_dim: int = 64):
+        super().__init__()
+        _positive(prototypes=prototypes, temperature=temperature, epsilon=epsilon,
+                  sinkhorn_iterations=sinkhorn_iterations, projection_dim=projection_dim)
+        self.temperature, self.epsilon, self.iterations = temperature, epsilon, sinkhorn_iterations
+        self.views = simclr_views(image_size)
+        self.projection = projection_head(model.backbone.channels[-1], projection_dim)
+        self.prototypes = nn.Linear(projection_dim, prototypes, bias=False)
+
+    def loss(self, model: Net, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():  # prototypes stay on the unit sphere, as the projections are
+            self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
+        s1, s2 = (self.prototypes(F.normalize(self.projection(model.embed(self.views(x))), dim=1)).float()
+                  for _ in range(2))
+        q1, q2 = sinkhorn(s1.detach(), self.epsilon, self.iterations), sinkhorn(s2.detach(), self.epsilon,
+                                                                                self.iterations)
+        # Swapped prediction: each view's scores predict the other view's codes.
+        log_p1, log_p2 = F.log_softmax(s1 / self.temperature, 1), F.log_softmax(s2 / self.temperature, 1)
+        return -((q1 * log_p2).sum(1) + (q2 * log_p1).sum(1)).mean() / 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Jigsaw (Noroozi & Favaro 2016), on a 2x2 grid: all 24 orders of the four quadrants.
+
+PERMUTATIONS = torch.tensor(list(itertools.permutations(range(4))))  # [24, 4]
+
+
+def shuffle_tiles(x: torch.Tensor, perm_index: torch.Tensor | int) -> torch.Tensor:
+    """x (NCHW, even sides) with its quadrants (0 1 / 2 3) reordered: output quadrant i shows input
+    quadrant PERMUTATIONS[perm_index][i], each image by its own permutation."""
+    n, c, h, w = x.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"jigsaw needs images with even sides; got {h}x{w}")
+    order = PERMUTATIONS.to(x.device)[torch.as_tensor(perm_index, device=x.device).expand(n)]  # [N, 4]
+    tiles = x.view(n, c, 2, h // 2, 2, w // 2).permute(0, 2, 4, 1, 3, 5).reshape(n, 4, c, h // 2, w // 2)
+    tiles = tiles[torch.arange(n, device=x.device)[:, None], order]
+    return tiles.view(n, 2, 2, c, h // 2, w // 2).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
+
+
+@method("jigsaw")
+class Jigsaw(SelfSupervised):
+    # Noroozi & Favaro 2016, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles.
+    def __init__(self, model: Net, image_size: int):
+        super().__init__()
+        if image_size % 2:
+            raise ValueError(f"jigsaw needs an even image size; got {image_size}")
+        self.head = nn.Linear(model.backbone.channels[-1], len(PERMUTATIONS))
+
+    def loss(self, model: Net, x: torch.Tensor) -> torch.Tensor:
+        order = torch.randint(len(PERMUTATIONS), (len(x),), device=x.device)
+        return F.cross_entropy(self.head(model.embed(shuffle_tiles(x, order))).float(), order)
+
+
+# ---------------------------------------------------------------------------------------------
+# Probes of the learned features: neither trains anything.
+
+@torch.no_grad()
+def nearest_neighbour_accuracy(model, train: TaskData, val: TaskData, batch_size: int = 512) -> float:
+    """1-NN (cosine) accuracy of the embeddings on `val` against `train`: a probe of the features
+    that trains nothing."""
+    model.eval()
+    device = next(model.parameters()).device
+    embed = lambda data: batched(lambda x: F.normalize(model.embed(x), dim=1), data.images, device, batch_size)
+    nearest = (embed(val) @ embed(train).T).argmax(1)
+    model.train()
+    return (train.labels.to(device)[nearest] == val.labels.to(device)).float().mean().item()
+
+
+@torch.no_grad()
+def feature_invariance(model: Net, images_uint8_nhwc: torch.Tensor, views: nn.Module, generator_seed: int,
+                       batch_size: int = 256) -> float:
+    """How much closer an augmented view of an image lies to it than another image does, in cosine
+    similarity of the embeddings: (cos(f(x), f(t(x))) - cos(f(x), f(y))) / (1 - cos(f(x), f(y))),
+    each averaged over the images, with y the next image. 1: fully invariant; 0: a view is no closer
+    than another image. NaN when every embedding is the same (collapse: the measure is undefined)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    views = views.to(device)
+    embed = lambda x: F.normalize(model.embed(x).float(), dim=1)
+    # Reproducible view draws without disturbing the caller's random stream.
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device.type == "cuda" else []):
+        torch.manual_seed(generator_seed)
+        f = batched(embed, images_uint8_nhwc, device, batch_size).double()
+        g = batched(lambda x: embed(views(x)), images_uint8_nhwc, device, batch_size).double()
+    model.train(was_training)
+    augmented = (f * g).sum(1).mean()
+    other = (f * f.roll(1, 0)).sum(1).mean()
+    return ((augmented - other) / (1 - other)).item()
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: int, norm: str, epochs: float,
+                     batch_size: int, lr: float, device: str, seed: int = 0, **options) -> dict:
+    """`method` on the upstream images, their labels unused; writes a checkpoint whose backbone any task
+    can start from, and its metrics (JSON beside it: the loss per epoch, the 1-NN probe)."""
+    check_options(method, options)  # before any data is read or anything trained
+    device = resolve_device(device)
+    train = load_task_data(Path(world_dir) / "upstream_classify_train.npz", "classify", device)
+    val = load_task_data(Path(world_dir) / "upstream_classify_val.npz", "classify", device)
+    torch.manual_seed(seed)  # the model, the heads, and every view and pretext draw follow from it
+    model = new_model(train, arch, width, norm, seed).to(device)
+    pretext = METHODS[method](model, train.images.shape[1], **options).to(device)
+    cfg = TrainConfig(epochs_1x=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed)
+    params = list(model.parameters()) + list(pretext.parameters())
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    batch_size = min(batch_size, len(train))  # as fit does: at least one step per epoch
+    steps_per_epoch = len(train) // batch_size
+    total = max(1, round(epochs * steps_per_epoch))
+    scheduler = make_scheduler(optimizer, cfg, total, total)
+    order = torch.Generator().manual_seed(seed)
+    history, step = [], 0
+    model.train()
+    with tqdm(total=total, desc=method) as bar:
+        while step < total:
+            losses = []
+            epoch = torch.randperm(len(train), generator=order)[: steps_per_epoch * batch_size]
+            for batch in epoch.view(-1, batch_size):
+                x = train.images[batch.to(train.images.device)].permute(0, 3, 1, 2).float().div(255).to(device)
+                with autocast(device):
+                    loss = pretext.loss(model, x)
+                if not torch.isfinite(loss):
+                    raise Diverged(f"{method}: loss became {loss.item()} at step {step}; lower lr (now {lr})",
+                                   step, step / steps_per_epoch, history)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+                step += 1
+                bar.update(1)
+                if step >= total:
+                    break
+            history.append(dict(step=step, epoch=step / steps_per_epoch, split="train", metric=f"{method}_loss",
+                                value=sum(losses) / len(losses)))
+    final = {"loss": history[-1]["value"], "nn_accuracy": nearest_neighbour_accuracy(model, train, val)}
+    save_checkpoint(out, model, val=final, history=history, selfsup=method, options=options)
+    Path(out).with_suffix(".json").write_text(json.dumps({"val": final, "history": history}, indent=2) + "\n")
+    return final
