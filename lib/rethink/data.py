@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .models import TASKS
@@ -19,6 +20,7 @@ class TaskData:
     semantic: torch.Tensor | None = None # segment: [N,H,W], 0 = background, k+1 = class k
     boxes: torch.Tensor | None = None    # detect: [N,K,4] xyxy pixels
     coco: dict | None = None             # detect: COCO ground truth, image ids = index + 1
+    pose: torch.Tensor | None = None     # pose: [N,3] cos and sin of the angle's phase in the shape's symmetry period, tilt
 
     def __len__(self) -> int:
         return len(self.images)
@@ -45,6 +47,16 @@ def load_task_data(path: str | Path, task: str, device: str = "cpu", label_fract
         if "labels" not in world or world["labels"].ndim != 1:
             raise ValueError(f"{path} is not a classification world file (task 'classify' needs one label per image)")
         return replace(data, labels=torch.from_numpy(world["labels"]).to(device))
+    if task == "pose":
+        if "pose" not in world:
+            raise ValueError(f"{path} is not a classification world file (task 'pose' needs each object's pose)")
+        phase = 2 * np.pi * world["pose"][:, 0]
+        targets = np.stack([np.cos(phase), np.sin(phase), world["pose"][:, 1]], 1).astype(np.float32)
+        return replace(data, pose=torch.from_numpy(targets).to(device))
+    if task == "segment" and "semantic" not in world and "masks" in world:
+        # A classification file segments too: its one object's mask, labelled with its class (0 = background).
+        semantic = world["masks"].astype(np.int64) * (world["labels"][:, None, None] + 1)
+        return replace(data, semantic=torch.from_numpy(semantic).to(device))
     if "semantic" not in world:
         raise ValueError(f"{path} is not a scenes world file (task {task!r} needs scenes with masks and boxes)")
     if task == "segment":

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 NORMS = ("gn", "bn", "none")
 ARCHS = ("resnet9", "resnet18")
-TASKS = ("classify", "segment", "detect")
+TASKS = ("classify", "segment", "detect", "pose")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class ModelConfig:
     norm: str = "gn"           # gn | bn | none
     groups: int = 8            # GroupNorm groups (He et al. use 32 on 256+ channels; we are narrower)
     bn_batch: int = 0          # bn only: images per BatchNorm statistic, as per GPU without SyncBN; 0 = whole batch
-    task: str = "classify"     # classify | segment | detect
+    task: str = "classify"     # classify | segment | detect | pose
     num_classes: int = 8
 
     def __post_init__(self):
@@ -146,6 +146,20 @@ class ClassifyHead(nn.Module):
         return self.fc(features[-1].mean(dim=(2, 3)))
 
 
+class PoseHead(nn.Module):
+    """The object's in-plane angle, as (cos, sin) of its phase within the shape's symmetry period, and its
+    tilt: three numbers regressed from the pooled features (Newell & Deng's pose task, on our world)."""
+
+    outputs = 3
+
+    def __init__(self, channels, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(channels[-1], self.outputs)
+
+    def forward(self, features, image_size):
+        return self.fc(features[-1].mean(dim=(2, 3)))
+
+
 class FuseStride4(nn.Module):
     """A two-level FPN: the stride-8 map upsampled and added to a projection of the stride-4 map."""
 
@@ -208,7 +222,7 @@ def init_weights(net: nn.Module) -> None:
             nn.init.constant_(layer.bias, -2.19 if layer is getattr(net.head, "heatmap", None) else 0.0)
 
 
-HEADS = {"classify": ClassifyHead, "segment": SegmentHead, "detect": DetectHead}
+HEADS = {"classify": ClassifyHead, "segment": SegmentHead, "detect": DetectHead, "pose": PoseHead}
 
 
 class Net(nn.Module):
@@ -222,6 +236,12 @@ class Net(nn.Module):
     def forward(self, images):
         """images: float [B,3,H,W] in [0, 1]; centred here so that every caller feeds the same range."""
         return self.head(self.backbone((images - 0.5) / 0.25), images.shape[-2:])
+
+    def frozen_stages(self, count: int) -> None:
+        """Freeze the first `count` backbone stages (the stem counts as one): 0 fine-tunes everything, 4 leaves
+        only the head to train (a linear probe, for classification). Newell & Deng's freeze-k."""
+        for module in [self.backbone.stem, *self.backbone.stages][:count]:
+            module.requires_grad_(False)
 
     def embed(self, images):
         """The backbone's last stage, average-pooled: the representation SimCLR trains and a probe reads."""

@@ -30,6 +30,7 @@ class TrainConfig:
     aug: str = "S1"            # augmentation level S0-S4
     aug_backend: str = "kornia"
     evals: int = 6             # validation evaluations spread evenly over the run (for curves)
+    freeze: int = 0            # backbone stages left frozen (the stem is one): 0 = fine-tune all, 4 = only the head
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -42,6 +43,20 @@ class TrainConfig:
                 raise ValueError(f"{key} must be > 0; got {getattr(self, key)}")
         if self.batch_size < 1 or self.evals < 1 or self.warmup_steps < 0 or self.grad_clip < 0:
             raise ValueError("batch_size and evals must be >= 1, warmup_steps and grad_clip >= 0")
+        if self.freeze not in range(FROZEN_STAGES_MAX + 1):
+            raise ValueError(f"freeze must be 0 to {FROZEN_STAGES_MAX} (backbone stages frozen: 0 fine-tunes all, "
+                             f"{FROZEN_STAGES_MAX} trains the head alone); got {self.freeze!r}")
+
+
+FROZEN_STAGES_MAX = 4  # the stem and three stages
+POSE_TOLERANCE = 0.1   # pose accuracy: the predicted angle within this share of the shape's symmetry period
+
+
+def check_task_aug(task: str, aug: str) -> None:
+    """Pose is the object's angle: a geometric augmentation would change the answer, so it trains unaugmented."""
+    if task == "pose" and aug != "S0":
+        raise ValueError(f"task 'pose' trains with aug 'S0' only (flips, crops and rotations change the pose it "
+                         f"predicts); got aug {aug!r}")
 
 
 def resolve_device(device: str) -> str:
@@ -76,13 +91,16 @@ def batch_targets(data: TaskData, index: torch.Tensor):
         return data.labels[index]
     if data.task == "segment":
         return data.semantic[index]
+    if data.task == "pose":
+        return data.pose[index]
     return data.boxes[index], data.labels[index]
 
 
 def make_batch_augment(data: TaskData, cfg: TrainConfig, device: str):
     """uint8 NHWC images + targets -> float NCHW images in [0, 1] + targets, augmented together."""
     size = data.images.shape[1]
-    if data.task == "classify":
+    check_task_aug(data.task, cfg.aug)
+    if data.task in ("classify", "pose"):
         augment = make_augment(cfg.aug_backend, cfg.aug, size, cfg.batch_size, device, cfg.seed)
         return lambda images, targets: (augment(images), targets)
     if cfg.aug_backend != "kornia":
@@ -108,12 +126,15 @@ def task_loss(model: Net, outputs, targets, task: str) -> torch.Tensor:
         return F.cross_entropy(outputs.float(), targets)
     if task == "segment":
         return F.cross_entropy(outputs.float(), targets.long())
+    if task == "pose":
+        return F.mse_loss(outputs.float(), targets)
     return detection.detection_loss(outputs, *targets, stride=model.head.stride)
 
 
 @torch.no_grad()
 def evaluate(model: Net, data: TaskData, batch_size: int = 256) -> dict[str, float]:
-    """Validation metrics: loss plus accuracy (classify), mIoU (segment) or COCO AP/AP50/AP75 (detect)."""
+    """Validation metrics: loss plus accuracy (classify), mIoU (segment), pose accuracy (pose: the angle within
+    POSE_TOLERANCE of the symmetry period) or COCO AP/AP50/AP75 (detect)."""
     model.eval()
     device = next(model.parameters()).device
     loss_sum, correct, confusion, results = 0.0, 0, 0, []
@@ -127,6 +148,10 @@ def evaluate(model: Net, data: TaskData, batch_size: int = 256) -> dict[str, flo
         loss_sum += task_loss(model, outputs, targets, data.task).item() * len(index)
         if data.task == "classify":
             correct += (outputs.argmax(1) == targets).sum().item()
+        elif data.task == "pose":
+            error = torch.atan2(outputs[:, 1].float(), outputs[:, 0].float()) - torch.atan2(targets[:, 1], targets[:, 0])
+            error = torch.remainder(error + math.pi, 2 * math.pi) - math.pi  # around the circle
+            correct += (error.abs() <= 2 * math.pi * POSE_TOLERANCE).sum().item()
         elif data.task == "segment":
             confusion = confusion + metrics.confusion_matrix(outputs.argmax(1), targets, model.cfg.num_classes + 1)
         else:
@@ -136,6 +161,8 @@ def evaluate(model: Net, data: TaskData, batch_size: int = 256) -> dict[str, flo
     out = {"loss": loss_sum / n}
     if data.task == "classify":
         out["accuracy"] = correct / n
+    elif data.task == "pose":
+        out["pose_accuracy"] = correct / n
     elif data.task == "segment":
         out["miou"] = metrics.mean_iou(confusion)
     else:
@@ -176,7 +203,8 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
         pseudo_augment = make_batch_augment(pseudo, pseudo_cfg, device)
     else:
         pseudo = None
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
+    model.frozen_stages(cfg.freeze)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=0.9, nesterov=True,
                                 weight_decay=cfg.weight_decay)
     n = len(train)
     batch_size = min(cfg.batch_size, n)

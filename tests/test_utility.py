@@ -1,0 +1,175 @@
+"""Newell & Deng's utility on known curves, the tasks and training options ND needs (pose, segmentation of
+classification images, frozen stages, self-training rounds), and the ND/BL verdicts on constructed results."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rethink import methods, study
+from rethink import selfsup_study as nd
+from rethink import world as W
+from rethink.data import load_task_data
+from rethink.train import TrainConfig, evaluate, fit, new_model
+from rethink.utility import matched_count, utility
+
+COUNTS = [10, 100, 1000, 10000]
+
+
+def test_utility_of_a_curve_shifted_by_a_known_factor():
+    scratch = [0.2 + 0.1 * np.log10(n) for n in COUNTS]  # straight in log n
+    finetuned = [0.2 + 0.1 * np.log10(3 * n) for n in COUNTS]  # what scratch scores with 3x the labels
+    u, outside = utility(COUNTS, scratch, finetuned, max_factor=100)
+    assert u == pytest.approx([2, 2, 2, 2]) and outside.tolist() == [False, False, False, True]
+    u, _ = utility(COUNTS, scratch, scratch)
+    assert u == pytest.approx([0, 0, 0, 0])  # no better than scratch: worth no labels
+
+
+def test_utility_uses_the_monotone_envelope_and_clamps_beyond_the_curve():
+    scratch = [0.3, 0.5, 0.45, 0.7]  # a dip: the envelope stays at 0.5 until 10000 labels
+    n_hat, outside = matched_count(COUNTS, scratch, 0.6)
+    assert n_hat == pytest.approx(np.sqrt(100 * 10000)) and not outside  # halfway from 0.5 to 0.7 in log n
+    assert matched_count(COUNTS, scratch, 0.99, max_factor=10) == (pytest.approx(100000), True)
+    assert matched_count(COUNTS, scratch, 0.0, max_factor=10) == (pytest.approx(1), True)
+    u, _ = utility(COUNTS, scratch, [0.3, 0.3, 0.3, 0.3])
+    assert u[0] == pytest.approx(0) and u[-1] < 0  # worse than scratch with the most labels: negative utility
+    assert matched_count([10, 100], [0.4, 0.4], 0.5, max_factor=2) == (pytest.approx(200), True)  # a flat curve
+    for bad in ([10], [100, 10]):
+        with pytest.raises(ValueError, match="strictly increasing label counts"):
+            matched_count(bad, [0.5] * len(bad), 0.5)
+
+
+def final_rows(values: dict, **extra) -> pd.DataFrame:
+    """Final-metric rows from {(arm, label_count, seed): value}."""
+    return pd.DataFrame([dict(arm=a, label_count=n, seed=s, value=v, **extra) for (a, n, s), v in values.items()])
+
+
+def curves(arms: dict, seeds=(0, 1, 2)) -> pd.DataFrame:
+    """arm -> function of (label count, seed) giving accuracy."""
+    return final_rows({(arm, n, s): f(n, s) for arm, f in arms.items() for n in COUNTS for s in seeds})
+
+
+def test_nd1_and_nd3_verdicts_on_constructed_curves():
+    scratch = lambda n, s: 20 + 10 * np.log10(n) + 0.1 * s
+    # Worth 4x the labels at 10, 1x at 10000: utility falls from 3 to 0.
+    falling = lambda n, s: scratch(n * 4 ** (1 - np.log10(n / 10) / 3), s)
+    final = curves({"scratch": scratch, "rotation": falling, "jigsaw": falling})
+    f = nd.nd1_finding(final, ["rotation", "jigsaw"], 0.0, 1.0, 10.0, "test")
+    change = f["conditions"][0]
+    assert change["effect"] == "utility_change_10_to_10000_labels" and change["estimate"] == pytest.approx(-3)
+    assert f["verdict"] == "reproduced"
+    rising = lambda n, s: scratch(n * 4 ** (np.log10(n / 10) / 3), s)
+    assert nd.nd1_finding(curves({"scratch": scratch, "rotation": rising}), ["rotation"], 0.0, 1.0, 10.0,
+                          "test")["verdict"] == "not reproduced"
+    hard = curves({"scratch": scratch, "rotation": lambda n, s: scratch(2 * n, s) + 0.01 * s})
+    easy = curves({"scratch": scratch, "rotation": lambda n, s: scratch(1.5 * n, s) + 0.01 * s})
+    f = nd.nd3_finding(easy, hard, "rotation", 0.0, 10.0, "test")
+    assert 0.4 < f["effect"]["estimate"] < 0.6 and f["verdict"] == "reproduced"
+
+
+def test_nd2_nd4_nd5_bl1_bl2_verdicts_on_constructed_results():
+    noise = {0: 0.0, 1: 0.4, 2: -0.3}
+    sizes = final_rows({(arm, 10, s): v + noise[s] for s in noise for arm, v in
+                        {"scratch": 30, "rotation": 40, "scratch (big)": 25, "rotation (big)": 48}.items()})
+    f = nd.nd2_finding(sizes, "rotation", "big", 0.0, 0.0, "test")
+    assert [c["estimate"] for c in f["conditions"]] == pytest.approx([-5, 8]) and f["verdict"] == "reproduced"
+
+    accuracy = {"a": (60, 80), "b": (55, 82), "c": (50, 84)}  # linear probe ranks a > b > c, fine-tuning c > b > a
+    probe = pd.concat([final_rows({(m, 100, s): accuracy[m][k == 0] + noise[s] for m in accuracy for s in noise},
+                                  freeze=k) for k in (0, 4)])
+    f = nd.nd4_finding(probe, list(accuracy), 0.0, 0.5, "test")
+    effects = {c["effect"]: c["estimate"] for c in f["conditions"]}
+    assert effects["linear_probe_minus_finetune"] == pytest.approx(-27)
+    assert effects["rank_correlation_probe_vs_finetune"] == pytest.approx(-1)
+
+    def task(gains):
+        return final_rows({(arm, 100, s): 50 + gains.get(arm, 0) + noise[s] for arm in ["scratch", *accuracy]
+                           for s in noise})
+    f = nd.nd5_finding({"classify": task({"a": 3, "b": 2, "c": 1}), "pose": task({"a": 1, "b": 2, "c": 3})},
+                       list(accuracy), 0.5, "test")
+    assert f["effect"]["estimate"] == pytest.approx(-1) and f["verdict"] == "reproduced"
+    same = nd.nd5_finding({"classify": task({"a": 3, "b": 2, "c": 1}), "pose": task({"a": 6, "b": 4, "c": 2})},
+                          list(accuracy), 0.5, "test")
+    assert same["effect"]["estimate"] == pytest.approx(1) and same["verdict"] == "not reproduced"
+
+    invariance = pd.DataFrame([dict(method=m, seed=s, value=v + 0.01 * s) for s in noise for m, v in
+                               {"autoencoder": 0.1, "rotation": 0.4, "simclr": 0.9}.items()])
+    f = nd.bl1_finding(invariance, 0.0, "test")
+    assert f["effect"]["estimate"] == pytest.approx(-0.3) and f["verdict"] == "reproduced"
+
+    rounds = final_rows({(nd.round_arm(k), 100, s): 70 + k + noise[s] for k in range(4) for s in noise})
+    f = nd.bl2_finding(rounds, 0.0, "test")
+    assert [c["effect"] for c in f["conditions"]] == ["round_3_minus_teacher", "round_3_minus_round_1"]
+    assert [c["estimate"] for c in f["conditions"]] == pytest.approx([3, 2]) and f["verdict"] == "reproduced"
+
+
+def test_classification_images_also_serve_pose_and_segmentation(tiny_world):
+    world = W.load_world(tiny_world / "classify_train.npz")
+    pose = load_task_data(tiny_world / "classify_train.npz", "pose")
+    phase = 2 * np.pi * world["pose"][:, 0]
+    assert pose.pose.shape == (256, 3)
+    assert torch.allclose(pose.pose[:, 0], torch.from_numpy(np.cos(phase)).float(), atol=1e-6)
+    assert torch.allclose(pose.pose[:, 2], torch.from_numpy(world["pose"][:, 1]))
+    segment = load_task_data(tiny_world / "classify_train.npz", "segment")
+    assert set(segment.semantic[0].unique().tolist()) == {0, int(world["labels"][0]) + 1}
+    with pytest.raises(ValueError, match="task 'pose' needs each object's pose"):
+        load_task_data(tiny_world / "scenes_train.npz", "pose")
+
+
+def test_a_pose_model_trains_and_is_scored(tiny_world):
+    data = load_task_data(tiny_world / "classify_train.npz", "pose")
+    model = new_model(data, "resnet9", 8, "gn", seed=0)
+    before = evaluate(model, data)
+    history = fit(model, data, data, TrainConfig(epochs_1x=4, batch_size=32, lr=0.05, aug="S0", evals=1,
+                                                 progress=False))
+    after = {r["metric"]: r["value"] for r in history if r["split"] == "val"}
+    assert 0 <= after["pose_accuracy"] <= 1 and after["loss"] < before["loss"]
+    with pytest.raises(ValueError, match="task 'pose' trains with aug 'S0' only"):
+        fit(model, data, data, TrainConfig(aug="S1", progress=False))
+
+
+def test_frozen_stages_do_not_change(tiny_world):
+    data = load_task_data(tiny_world / "classify_train.npz", "classify")
+    model = new_model(data, "resnet9", 8, "gn", seed=0)
+    backbone = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head = model.head.fc.weight.clone()
+    fit(model, data, data, TrainConfig(epochs_1x=1, batch_size=64, evals=1, freeze=4, progress=False))
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in backbone.items())
+    assert not torch.equal(head, model.head.fc.weight)  # the linear probe trained
+    model = new_model(data, "resnet9", 8, "gn", seed=0)
+    fit(model, data, data, TrainConfig(epochs_1x=1, batch_size=64, evals=1, freeze=2, progress=False))
+    state = model.backbone.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in backbone.items() if k.startswith(("stem.", "stages.0.")))
+    assert not torch.equal(backbone["stages.2.0.0.weight"], state["stages.2.0.0.weight"])
+    for bad in (-1, 5):
+        with pytest.raises(ValueError, match="freeze must be 0 to 4"):
+            TrainConfig(freeze=bad)
+
+
+def test_each_self_training_round_learns_from_the_round_before(tiny_world, tmp_path):
+    spec = W.WorldSpec(image_size=32, texture=0.2, color=0.2, viewpoint=0.2, lighting=0.2, clutter=0.2)
+    W.save_world(tmp_path / "pool.npz", W.generate_classification(64, W.DOWNSTREAM_CLASSES[:4], spec, seed=5))
+    kwargs = dict(train_file=str(tiny_world / "classify_train.npz"), val_file=str(tiny_world / "classify_val.npz"),
+                  task="classify", init="scratch", checkpoint=None, runs_dir=str(tmp_path / "runs"),
+                  model=dict(arch="resnet9", width=8, norm="gn"), label_fraction=0.25, desc="test",
+                  train=TrainConfig(epochs_1x=1, batch_size=32, evals=1, progress=False),
+                  unlabeled_file=str(tmp_path / "pool.npz"), method="noisy_student")
+    first, _ = study.run_arm(selftrain=methods.SelfTraining(threshold=0.0, rounds=1), **kwargs)
+    third, _ = study.run_arm(selftrain=methods.SelfTraining(threshold=0.0, rounds=3), **kwargs)
+    records = {p.stem: p.read_text() for p in (tmp_path / "runs").glob("*.json")}
+    assert len(records) == 4  # the teacher and rounds 1, 2, 3: round 1 was read back, not retrained
+    second = next(d for d, text in records.items() if f'"teacher": "{first}"' in text)
+    assert f'"teacher": "{second}"' in records[third]
+    with pytest.raises(ValueError, match="pseudo_rounds must be >= 1"):
+        methods.SelfTraining(rounds=0)
+
+
+def test_label_count_runs_train_every_count_as_long(tiny_world, tmp_path):
+    shutil.copy(tiny_world / "classify_train.npz", tmp_path / "downstream_classify_train.npz")
+    runs = nd.label_count_runs(str(tmp_path), [32, 64, 256], 1, 32, init=["scratch"], seed=[0])
+    assert [r["label_fraction"] for r in runs] == [0.125, 0.25, 1.0]
+    assert [r["epochs_1x"] * 256 * r["label_fraction"] // 32 for r in runs] == [8, 8, 8]  # 8 steps each
+    for bad in ([32, 16], [0, 32], [32, 512]):
+        with pytest.raises(ValueError, match="label_counts must rise strictly"):
+            nd.label_count_runs(str(tmp_path), bad, 1, 32, seed=[0])
