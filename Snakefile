@@ -1,13 +1,13 @@
-# The whole study as one DAG:  world -> pretrain, pretrain_longer, simclr -> one papermill notebook per
-# finding group -> index.
+# The whole study as one DAG:  world, world_hard -> pretrain (upstream, upstream_longer), selfsup (one
+# checkpoint per self-supervised method, and variants) -> one papermill notebook per finding group -> index.
 #   make study                                  (default profile, writes reports/)
 #   snakemake --cores 2 --config profile=smoke  (any profile; see config/study.yaml)
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from rethink.methods import simclr_pretrain
 from rethink.pretrain import pretrain
+from rethink.selfsup import selfsup_pretrain
 from rethink.report import write_index
 from rethink.study import TRAINING_MODULES
 from rethink.workflow import WORLD_FILES as WORLD_SPLITS, build_world, logged, run_notebook
@@ -34,6 +34,15 @@ LONGER_CHECKPOINT = f"{CACHE}/checkpoints/upstream_longer.pt"
 SUPERVISED_PRETRAINING = {"upstream": PROFILE["pretrain"],
                           "upstream_longer": {**PROFILE["pretrain"], **PROFILE["pretrain_longer"]}}
 SIMCLR_CHECKPOINT = f"{CACHE}/checkpoints/simclr.pt"
+# Newell & Deng's harder world (ND-3): the upstream and downstream classification files, every variation knob
+# of `world_hard` turned up.
+HARD_WORLD_SPLITS = ["upstream_classify_train", "upstream_classify_val", "downstream_classify_train",
+                     "downstream_classify_val"]
+HARD_WORLD_FILES = [f"{CACHE}/world_hard/{name}.npz" for name in HARD_WORLD_SPLITS]
+# Self-supervised checkpoints: <method>.pt on the world with the `selfsup` model; <method>_large.pt with
+# ND-2's large model; <method>_hard.pt on the hard world.
+SELFSUP_METHODS = list(PROFILE["selfsup_methods"])
+SELFSUP_CHECKPOINTS = [f"{CACHE}/checkpoints/{method}.pt" for method in SELFSUP_METHODS]
 LIB_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink").glob("*.py"))
 TRAINING_SOURCES = [str(BASE / f"lib/rethink/{name}.py") for name in TRAINING_MODULES]
 
@@ -50,6 +59,11 @@ def notebook_params(notebook):
         "upstream_checkpoint": CHECKPOINT,
         "longer_checkpoint": LONGER_CHECKPOINT,
         "simclr_checkpoint": SIMCLR_CHECKPOINT,
+        "checkpoints_dir": f"{CACHE}/checkpoints",
+        "hard_world_dir": f"{CACHE}/world_hard",
+        "selfsup_methods": SELFSUP_METHODS,
+        "large_arch": PROFILE["large_model"]["arch"],
+        "large_width": PROFILE["large_model"]["width"],
         "runs_dir": f"{CACHE}/runs",
         "out_dir": f"{REPORTS}/{notebook}",
     }
@@ -75,6 +89,21 @@ rule world:
         logged(log[0], build_world, params.spec, out_dir=Path(output[0]).parent)
 
 
+rule world_hard:
+    input:
+        str(BASE / "lib/rethink/world.py"),
+    output:
+        HARD_WORLD_FILES,
+    params:
+        spec={**PROFILE["world"], **PROFILE["world_hard"]},
+    log:
+        f"{CACHE}/logs/world_hard.log",
+    benchmark:
+        f"{REPORTS}/benchmarks/world_hard.tsv"
+    run:
+        logged(log[0], build_world, params.spec, out_dir=Path(output[0]).parent, names=HARD_WORLD_SPLITS)
+
+
 rule pretrain:
     input:
         WORLD_FILES[:2],
@@ -97,29 +126,47 @@ rule pretrain:
                aug_backend=params.aug_backend, **params.spec)
 
 
-rule simclr:
+def selfsup_spec(wildcards):
+    """The `selfsup` block, the method's options, and for the _large variant ND-2's large model."""
+    large = PROFILE["large_model"] if wildcards.variant == "_large" else {}
+    return {**PROFILE["selfsup"], **PROFILE["selfsup_methods"][wildcards.method], **large}
+
+
+rule selfsup:
     input:
-        WORLD_FILES[:2],
+        lambda wildcards: HARD_WORLD_FILES[:2] if wildcards.variant == "_hard" else WORLD_FILES[:2],
         TRAINING_SOURCES,
     output:
-        SIMCLR_CHECKPOINT,
+        f"{CACHE}/checkpoints/{{method}}{{variant}}.pt",
+    wildcard_constraints:
+        method="|".join(SELFSUP_METHODS),
+        variant="|_large|_hard",
     params:
-        spec=PROFILE["simclr"],
+        spec=selfsup_spec,
         device=config["device"],
     threads: 2
     log:
-        f"{CACHE}/logs/simclr.log",
+        f"{CACHE}/logs/selfsup_{{method}}{{variant}}.log",
     benchmark:
-        f"{REPORTS}/benchmarks/simclr.tsv"
+        f"{REPORTS}/benchmarks/selfsup_{{method}}{{variant}}.tsv"
     run:
-        logged(log[0], simclr_pretrain, Path(input[0]).parent, output[0], device=params.device, **params.spec)
+        logged(log[0], selfsup_pretrain, wildcards.method, Path(input[0]).parent, output[0], device=params.device,
+               **params.spec)
+
+
+def notebook_inputs(wildcards):
+    """Every notebook reads the world and the shared checkpoints; one whose block names an `nd_method`
+    (Newell & Deng's single-method findings) also reads that method on the large model and the hard world."""
+    method = PROFILE["notebooks"][wildcards.notebook].get("nd_method")
+    extra = [f"{CACHE}/checkpoints/{method}{variant}.pt" for variant in ("_large", "_hard")] if method else []
+    return [CHECKPOINT, LONGER_CHECKPOINT, *SELFSUP_CHECKPOINTS, *extra]
 
 
 rule notebook:
     input:
         source=str(BASE / "notebooks/{notebook}.py"),
         world=WORLD_FILES,
-        checkpoints=[CHECKPOINT, LONGER_CHECKPOINT, SIMCLR_CHECKPOINT],
+        checkpoints=notebook_inputs,
         code=LIB_SOURCES,
     output:
         findings=f"{REPORTS}/{{notebook}}/findings.json",

@@ -42,7 +42,13 @@ def test_the_committed_config_is_valid():
     (("profiles", "default", "notebooks", "05_zo3_zo5_self_training", "pseudo_threshold"), 1.0, "pseudo_threshold"),
     (("profiles", "default", "notebooks", "05_zo3_zo5_self_training", "label_fractions"), [0.2, 0.5], "label_fractions"),
     (("criteria", "05_zo3_zo5_self_training", "zo5_aug"), "S7", "zo5_aug"),
-    (("profiles", "default", "simclr", "temperature"), 0, "temperature"),
+    (("profiles", "default", "selfsup_methods", "simclr", "temperature"), 0, "temperature"),
+    (("profiles", "default", "selfsup_methods", "swav", "clusters"), 8, "clusters"),  # unknown option
+    (("profiles", "default", "utility", "label_counts"), [40, 400, 4000], "label_counts"),  # fewer than five
+    (("profiles", "default", "notebooks", "07_nd4_nd5_bl1_zoo", "freezes"), [0, 2], "freezes"),  # no linear probe
+    (("profiles", "default", "notebooks", "07_nd4_nd5_bl1_zoo", "tasks"), ["classify", "depth"], "tasks"),
+    (("profiles", "default", "notebooks", "06_nd1_nd3_utility", "nd_method"), "vae", "nd_method"),
+    (("criteria", "07_nd4_nd5_bl1_zoo", "nd4_max_rank_correlation"), 2, "nd4_max_rank_correlation"),
 ])
 def test_a_bad_config_value_is_rejected_naming_the_key(path, value, named):
     config = copy.deepcopy(CONFIG)
@@ -93,7 +99,8 @@ def test_smoke_dag_end_to_end(tmp_path):
         assert list(folder.glob("*.png"))
         executed = (folder / f"{notebook}.ipynb").read_text()
         assert executed.count('"image/png"') >= 2  # the figures show in the rendered report, not only on disk
-    assert {"HE-1", "HE-2", "HE-3", "HE-4", "ZO-1", "ZO-2", "ZO-3", "ZO-4", "ZO-5"} <= ids
+    assert {"HE-1", "HE-2", "HE-3", "HE-4", "ZO-1", "ZO-2", "ZO-3", "ZO-4", "ZO-5", "ND-1", "ND-2", "ND-3", "ND-4",
+            "ND-5", "BL-1", "BL-2"} <= ids
     # Nothing is recomputed when nothing changed.
     again = snakemake("-n", "--cores", "2", "--config", "profile=smoke", cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -12,11 +12,14 @@ ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict
              "none": dict(color="tab:gray", marker="x"), "pretrained_longer": dict(color="tab:purple", marker="D"),
              "simclr": dict(color="tab:brown", marker="^"), "scratch+ST": dict(color="tab:red", marker="o"),
              "scratch+ST unnormalised": dict(color="tab:pink", marker="v"),
-             "scratch+sequential": dict(color="tab:olive", marker="s")}
+             "scratch+sequential": dict(color="tab:olive", marker="s"),
+             # the self-supervised methods (rethink.selfsup)
+             "rotation": dict(color="tab:green", marker="v"), "autoencoder": dict(color="tab:gray", marker="x"),
+             "swav": dict(color="tab:cyan", marker="P"), "jigsaw": dict(color="tab:pink", marker="*")}
 PANEL_TITLES = {"schedule": "{:g}x schedule", "label_fraction": "{:.0%} of the training set",
                 "aug": "augmentation {}"}
 AXIS_LABELS = {"schedule": "schedule (multiples of the 1x schedule)", "label_fraction": "share of the training set",
-               "epoch": "epoch", "step": "training step"}
+               "epoch": "epoch", "step": "training step", "label_count": "downstream labels (log scale)"}
 
 
 def mean_ci(values) -> tuple[float, float]:
@@ -30,7 +33,8 @@ def mean_ci_text(values) -> str:
     return "{:.1f} ± {:.1f}".format(*mean_ci(values))
 
 
-def metric_curve(final: pd.DataFrame, metric: str, title: str, x: str = "schedule", ax=None, log_x: bool = False):
+def metric_curve(final: pd.DataFrame, metric: str, title: str, x: str = "schedule", ax=None, log_x: bool = False,
+                 ylabel: str | None = None):
     """A final validation metric against `x` (schedule length, data size...), one line per arm."""
     ax = ax or plt.subplots(figsize=(5.5, 4))[1]
     for arm, rows in final.groupby("arm"):
@@ -42,14 +46,14 @@ def metric_curve(final: pd.DataFrame, metric: str, title: str, x: str = "schedul
     ax.set_xticks(sorted(final[x].unique()), [f"{v:g}" for v in sorted(final[x].unique())])
     ax.minorticks_off()
     ax.set_xlabel(AXIS_LABELS.get(x, x))
-    ax.set_ylabel(f"validation {metric} (points)")
+    ax.set_ylabel(ylabel or f"validation {metric} (points)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     return ax.figure
 
 
-def arm_bars(final: pd.DataFrame, metric: str, title: str):
+def arm_bars(final: pd.DataFrame, metric: str, title: str, ylabel: str | None = None):
     """The final metric per arm as bars with 95% CIs and the seeds as dots."""
     fig, ax = plt.subplots(figsize=(5, 3.8))
     arms = list(dict.fromkeys(final.arm))
@@ -61,13 +65,13 @@ def arm_bars(final: pd.DataFrame, metric: str, title: str):
         ax.plot(np.full(len(values), i), values, "k.", alpha=0.6)
     slant = max(map(len, arms)) > 8  # long names would overlap
     ax.set_xticks(range(len(arms)), arms, rotation=20 if slant else 0, ha="right" if slant else "center")
-    ax.set_ylabel(f"validation {metric} (points)")
+    ax.set_ylabel(ylabel or f"validation {metric} (points)")
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     return fig
 
 
-def metric_bars(finals: dict[str, pd.DataFrame], title: str):
+def metric_bars(finals: dict[str, pd.DataFrame], title: str, ylabel: str = "validation metric (points)"):
     """Several final metrics (e.g. AP, AP50, AP75) side by side, one bar per arm with its 95% CI."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     arms = sorted({arm for final in finals.values() for arm in final.arm})
@@ -78,7 +82,7 @@ def metric_bars(finals: dict[str, pd.DataFrame], title: str):
         ax.bar(np.arange(len(finals)) + (i - (len(arms) - 1) / 2) * width, y, width, yerr=err, capsize=4, label=arm,
                color=ARM_STYLE.get(arm, {}).get("color"), alpha=0.8)
     ax.set_xticks(range(len(finals)), list(finals))
-    ax.set_ylabel("validation metric (points)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     ax.legend()

@@ -9,7 +9,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from .findings import Effect, judge, mean_effect, paired_differences, paired_eff
 from .methods import ALGORITHMS, SelfTraining, check_method
 from .pseudo import pseudo_label_quality
 from .report import finding_name
-from .train import Diverged, TrainConfig, new_model, resolve_device
+from .train import Diverged, TrainConfig, check_task_aug, new_model, resolve_device
 from .world import load_world
 
 LIB = Path(__file__).parent
@@ -72,6 +72,39 @@ FINDINGS = {
               "one after the other, and the pseudo-label loss normalisation keeps it stable.",
         paper="Joint training and self-training stack; the loss normalisation matters most with strong augmentation "
               "(Zoph et al. 2020, Sec. 5 and Appendix)."),
+    # Newell & Deng 2020 and the overview article, as ../shared/STUDY.md summarises them.
+    "ND-1": dict(
+        claim="The utility U(n) of self-supervised pre-training (how many more labels scratch training needs) falls "
+              "toward zero as labels grow, often before accuracy plateaus.",
+        paper="Utility falls toward 0 with ample labels for VAE, Rotation, CMC and AMDIM: \"better regularization, not "
+              "better optimization\" (Newell & Deng 2020, Fig. 3)."),
+    "ND-2": dict(
+        claim="Larger models benefit more: from scratch the large model is worse than the small one with few labels; "
+              "pre-trained it is better.",
+        paper="ResNet50 against ResNet9 (Newell & Deng 2020, Sec. 4.2)."),
+    "ND-3": dict(
+        claim="Harder, more varied data gets more utility from pre-training.",
+        paper="Utility rises with the variation factors texture, color, viewpoint and lighting (Newell & Deng 2020, "
+              "Sec. 4.3)."),
+    "ND-4": dict(
+        claim="Freezing more of the pre-trained network hurts, and linear evaluation does not predict the ranking "
+              "after fine-tuning.",
+        paper="Fine-tuning all layers > freezing more layers > linear probe; linear-probe rankings of the methods "
+              "differ from fine-tuned ones (Newell & Deng 2020, Sec. 4.4)."),
+    "ND-5": dict(
+        claim="Self-supervised methods rank differently on different tasks.",
+        paper="The best of VAE, Rotation, CMC and AMDIM changes between classification, pose estimation, "
+              "segmentation and depth (Newell & Deng 2020, Sec. 4.5)."),
+    "BL-1": dict(
+        claim="Handcrafted, contrastive and clustering pretext methods on one downstream evaluation; autoencoder "
+              "features are the least invariant to augmentation.",
+        paper="Taxonomy of the overview article: autoencoders are \"not invariant enough\"; contrastive and "
+              "clustering methods learn invariance to the augmentations they are trained with."),
+    "BL-2": dict(
+        claim="Iterated self-training: teacher → confident pseudo-labels → noisy student → the student as the next "
+              "teacher improves over the rounds.",
+        paper="The noisy-student loop, repeated with the student as the next teacher (Xie et al. 2020; the overview "
+              "article)."),
 }
 
 # The papers' numbers as tables, set next to ours in the reports (He et al. 2019, R50 Mask R-CNN, box AP).
@@ -83,16 +116,17 @@ PAPER_TABLES = {
              "pretrained": {"35k (30%)": 36.3, "10k (8.5%)": 26.0, "3.5k (3%)": 16.0, "1k (0.85%)": 9.9}},
 }
 
-DIVERGED_SCORES = {"classify": ("accuracy",), "segment": ("miou",), "detect": ("AP", "AP50", "AP75")}
-TASK_METRIC = {"classify": "accuracy", "segment": "miou", "detect": "AP"}
+DIVERGED_SCORES = {"classify": ("accuracy",), "segment": ("miou",), "detect": ("AP", "AP50", "AP75"),
+                   "pose": ("pose_accuracy",)}
+TASK_METRIC = {"classify": "accuracy", "segment": "miou", "detect": "AP", "pose": "pose_accuracy"}
 METRIC_UNITS = {"accuracy": "accuracy points", "miou": "mIoU points", "AP": "AP points", "AP50": "AP50 points",
-                "AP75": "AP75 points"}
+                "AP75": "AP75 points", "pose_accuracy": "pose accuracy points"}
 
 
 # The modules whose code decides a training run's numbers. A cached run is reused only by the code
 # that made it; plotting, reporting and verdict code are left out so that changing them never retrains.
-TRAINING_MODULES = ("augment", "data", "detection", "methods", "metrics", "models", "pretrain", "pseudo", "train",
-                    "world")
+TRAINING_MODULES = ("augment", "data", "detection", "methods", "metrics", "models", "pretrain", "pseudo", "selfsup",
+                    "train", "world")
 
 
 def code_hash() -> str:
@@ -132,9 +166,12 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
     if check_method(method) != "supervised":
         if unlabeled_file is None:
             raise ValueError(f"method {method!r} needs an unlabeled pool (unlabeled_file)")
+        # Round 1's teacher is the supervised run; round k's is the student of round k - 1 (Xie et al.'s loop).
+        previous = (dict(method=method, selftrain=replace(selftrain, rounds=selftrain.rounds - 1),
+                         unlabeled_file=unlabeled_file) if selftrain.rounds > 1 else {})
         teacher, _ = run_arm(train_file=train_file, val_file=val_file, task=task, init=init, checkpoint=checkpoint,
                              runs_dir=runs_dir, model=model, label_fraction=label_fraction, train=train,
-                             desc=f"{desc} (teacher)")
+                             desc=f"{desc} (teacher)", **previous)
         key.update(method=method, teacher=teacher, unlabeled_file=file_hash(unlabeled_file),
                    selftrain=asdict(selftrain))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
@@ -176,10 +213,13 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
                                               metric="seconds", value=record["seconds"])]
 
 
-def world_file(world_dir: str, task: str, split: str) -> Path:
+def world_file(world_dir: str, task: str, split: str, kind: str | None = None) -> Path:
     """The downstream world file a task trains (split 'train') or is scored on ('val'); split 'unlabeled'
-    is self-training's pool (images of every class, upstream and downstream, labels unused)."""
-    kind = "classify" if task == "classify" else "scenes"
+    is self-training's pool (images of every class, upstream and downstream, labels unused). `kind` picks
+    the files ('classify': one object per image, which also segments; 'scenes'); default: the task's own."""
+    kind = kind or ("classify" if task in ("classify", "pose") else "scenes")
+    if kind not in ("classify", "scenes"):
+        raise ValueError(f"world file kind must be 'classify' or 'scenes'; got {kind!r}")
     if split == "unlabeled":
         return Path(world_dir) / f"unlabeled_{kind}.npz"
     return Path(world_dir) / f"downstream_{kind}_{split}.npz"
@@ -191,12 +231,14 @@ def grid(**axes) -> list[dict]:
 
 
 def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_dir: str, task: str,
-          arm: str = "init", checkpoints: dict[str, str] | None = None, **base) -> pd.DataFrame:
+          arm: str = "init", checkpoints: dict[str, str] | None = None, files: str | None = None,
+          **base) -> pd.DataFrame:
     """Train every run: the `base` settings (model, TrainConfig, init, label_fraction, method, pseudo_*)
     overridden by the run's own keys. Init 'pretrained' starts from `upstream_checkpoint`, any other
     init but 'scratch' from its entry in `checkpoints`. Tidy rows: run_id, arm (the run's "arm" key if
     it has one, else the value of its setting named by `arm`), the run's keys, step, epoch, split,
-    metric, value. Finished runs come back from `runs_dir`."""
+    metric, value. `files` picks the world files (study.world_file's kind). Finished runs come back from
+    `runs_dir`."""
     checkpoints = {"pretrained": upstream_checkpoint, **(checkpoints or {})}
     specs = [{"init": "scratch", "label_fraction": 1.0, "method": "supervised", **base, **run} for run in runs]
     labels = [spec.pop("arm", None) or spec[arm] for spec in specs]
@@ -213,8 +255,9 @@ def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_di
                                               for k in TRAIN_KEYS if k in spec}) for spec in specs]
     selftrains = [SelfTraining(**{k.removeprefix("pseudo_"): spec[k] for k in PSEUDO_KEYS if k in spec})
                   for spec in specs]
-    for spec in specs:
+    for spec, cfg in zip(specs, configs):
         check_fraction(spec["label_fraction"])
+        check_task_aug(task, cfg.aug)
     rows = []
     # One bar over the runs; per-step bars would flood the report.
     # One line a minute at most: in a rendered report each refresh is a line of its own.
@@ -222,12 +265,12 @@ def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_di
                mininterval=60)
     for run, spec, cfg, selftrain, label in bar:
         run_id = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items())
-        _, history = run_arm(train_file=str(world_file(world_dir, task, "train")),
-                             val_file=str(world_file(world_dir, task, "val")), task=task, init=spec["init"],
+        _, history = run_arm(train_file=str(world_file(world_dir, task, "train", files)),
+                             val_file=str(world_file(world_dir, task, "val", files)), task=task, init=spec["init"],
                              checkpoint=checkpoints.get(spec["init"]), runs_dir=runs_dir,
                              model={k: spec[k] for k in MODEL_KEYS if k in spec},
                              label_fraction=spec["label_fraction"], train=cfg, desc=run_id, method=spec["method"],
-                             selftrain=selftrain, unlabeled_file=str(world_file(world_dir, task, "unlabeled")))
+                             selftrain=selftrain, unlabeled_file=str(world_file(world_dir, task, "unlabeled", files)))
         rows += [dict(run_id=run_id, **{**run, "arm": label}, **r) for r in history]
     results = pd.DataFrame(rows)
     percent = results["metric"].isin(METRIC_UNITS)  # fractions -> points, the unit the papers report

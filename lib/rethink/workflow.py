@@ -32,8 +32,9 @@ def logged(log: str, step, *args, **kwargs):
         return step(*args, **kwargs)
 
 
-def build_world(spec: dict, out_dir: str) -> None:
-    """Generate every world file of a profile. `spec` is the profile's `world` block of config/study.yaml."""
+def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> None:
+    """Generate the world files `names` (default: all of WORLD_FILES) of a profile. `spec` is the profile's
+    `world` block of config/study.yaml."""
     spec = dict(spec)
     sizes = {name: spec.pop(name) for name in WORLD_FILES}
     seed = spec.pop("seed")
@@ -42,7 +43,8 @@ def build_world(spec: dict, out_dir: str) -> None:
     classify_spec = W.WorldSpec(**spec)
     scene_spec = W.WorldSpec(**{**spec, "image_size": scene_size})
     out = Path(out_dir)
-    for name, (kind, class_set, offset) in WORLD_FILES.items():
+    for name in names or WORLD_FILES:
+        kind, class_set, offset = WORLD_FILES[name]
         classes = CLASS_SETS[class_set]
         started = time.perf_counter()
         if kind == "classify":
@@ -52,6 +54,8 @@ def build_world(spec: dict, out_dir: str) -> None:
                                      max_objects=max_objects)
         W.save_world(out / f"{name}.npz", data)
         print(f"{name}: {sizes[name]} images in {time.perf_counter() - started:.1f} s", flush=True)
+    if names:
+        return
     # The validation scenes as a COCO instances file, for readers who want to score their own detector.
     scenes = W.load_world(out / "downstream_scenes_val.npz")
     (out / "downstream_scenes_val_coco.json").write_text(json.dumps(W.to_coco(scenes)))
