@@ -24,8 +24,8 @@
 # trained unaugmented, as geometric augmentation would change the answer) and segmentation (the object's
 # mask with its class; mIoU). BL-1: the linear-probe and fine-tuned accuracies side by side, and the
 # invariance of each method's features to augmentation: (mean cosine between an image's features and those
-# of an augmented view of it − the mean cosine between two different images) / (1 − the latter); 1 is fully
-# invariant, 0 is no closer than another image. A randomly initialised network and the supervised upstream
+# of an augmented view of it − the mean cosine between an image and a view of another image) / (1 − the
+# latter); 1 is fully invariant, 0 is no closer than a view of another image. A randomly initialised network and the supervised upstream
 # checkpoint are shown for reference; they take no part in the verdict.
 #
 # **Pre-registered criteria** (config/study.yaml, 95% CIs over seeds). ND-4: averaged over the methods,
@@ -135,7 +135,7 @@ display(pd.concat(finals, names=["task"]).groupby(["task", "arm"]).value.apply(p
 
 # %%
 plots.save(plots.arm_bars(invariance.rename(columns={"method": "arm"}), "invariance", "BL-1: feature invariance under "
-                          f"{invariance_level} views", ylabel="invariance (1 = invariant, 0 = as far as another image)"),
+                          f"{invariance_level} views", ylabel="invariance (1 = invariant, 0 = as far as another image's view)"),
            Path(out_dir) / "bl1_invariance.png")
 zoo = pd.DataFrame({"linear probe": probe[probe.freeze == max(freezes)].groupby("arm").value.apply(plots.mean_ci_text),
                     "fine-tuned": probe[probe.freeze == 0].groupby("arm").value.apply(plots.mean_ci_text),

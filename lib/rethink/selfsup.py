@@ -263,10 +263,11 @@ def nearest_neighbour_accuracy(model, train: TaskData, val: TaskData, batch_size
 @torch.no_grad()
 def feature_invariance(model: Net, images_uint8_nhwc: torch.Tensor, views: nn.Module, generator_seed: int,
                        batch_size: int = 256) -> float:
-    """How much closer an augmented view of an image lies to it than another image does, in cosine
-    similarity of the embeddings: (cos(f(x), f(t(x))) - cos(f(x), f(y))) / (1 - cos(f(x), f(y))),
-    each averaged over the images, with y the next image. 1: fully invariant; 0: a view is no closer
-    than another image. NaN when every embedding is the same (collapse: the measure is undefined)."""
+    """How much closer an augmented view of an image lies to it than a view of another image does, in
+    cosine similarity of the embeddings: (cos(f(x), f(t(x))) - cos(f(x), f(t(y)))) / (1 - cos(f(x), f(t(y)))),
+    each averaged over the images, with y the next image. Both sides compare an image with a view, so a
+    shift that augmentation gives every image alike (borders, contrast) cancels. 1: fully invariant; 0: a
+    view of the image is no closer than a view of another. NaN when every embedding is the same (collapse)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -279,7 +280,7 @@ def feature_invariance(model: Net, images_uint8_nhwc: torch.Tensor, views: nn.Mo
         g = batched(lambda x: embed(views(x)), images_uint8_nhwc, device, batch_size).double()
     model.train(was_training)
     augmented = (f * g).sum(1).mean()
-    other = (f * f.roll(1, 0)).sum(1).mean()
+    other = (f * g.roll(1, 0)).sum(1).mean()
     return ((augmented - other) / (1 - other)).item()
 
 
