@@ -118,8 +118,8 @@ findings = [nd.nd1_finding(final["easy"], selfsup_methods, nd1_max_change, nd1_m
                            figure="nd2_model_size.png"),
             nd.nd3_finding(final["easy"], final["hard"], nd_method, nd3_min_gain, utility_max_factor, profile,
                            figure="nd3_hard_world.png")]
-results = pd.concat([easy.assign(experiment="ND-1", world="easy"), larger.assign(experiment="ND-2", world="easy"),
-                     hard.assign(experiment="ND-3", world="hard")])
+results = pd.concat([r.assign(experiment=name, world=world, run_id=name + " " + r.run_id)  # run_id unique in the CSV
+                     for name, world, r in (("ND-1", "easy", easy), ("ND-2", "easy", larger), ("ND-3", "hard", hard))])
 run = study.write_outputs(out_dir, results, findings, parameters)
 
 # %% [markdown]

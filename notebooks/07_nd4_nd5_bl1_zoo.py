@@ -102,8 +102,9 @@ findings = [nd.nd4_finding(probe, selfsup_methods, nd4_max_gap, nd4_max_rank_cor
             nd.nd5_finding(finals, selfsup_methods, nd5_max_rank_correlation, profile, figure="nd5_tasks.png"),
             nd.bl1_finding(invariance[invariance.method.isin(selfsup_methods)], bl1_max_gap, profile,
                            figure="bl1_invariance.png")]
-results = pd.concat([frozen.assign(experiment="ND-4", task="classify"),
-                     *(r.assign(experiment="ND-5", task=task) for task, r in by_task.items()),
+results = pd.concat([frozen.assign(experiment="ND-4", task="classify", run_id="ND-4 " + frozen.run_id),
+                     *(r.assign(experiment="ND-5", task=task, run_id=f"ND-5 task={task} " + r.run_id)
+                       for task, r in by_task.items()),
                      invariance.rename(columns={"method": "arm"}).assign(experiment="BL-1", run_id="invariance",
                                                                          split="val", metric="invariance")])
 run = study.write_outputs(out_dir, results, findings, parameters)

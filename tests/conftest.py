@@ -21,6 +21,20 @@ def tiny_world(tmp_path_factory):
     return root
 
 
+@pytest.fixture
+def student_run(tiny_world, tmp_path):
+    """study.run_arm's arguments for a noisy student on the tiny world, with a pool of its own."""
+    from rethink.train import TrainConfig
+
+    spec = W.WorldSpec(image_size=32, texture=0.2, color=0.2, viewpoint=0.2, lighting=0.2, clutter=0.2)
+    W.save_world(tmp_path / "pool.npz", W.generate_classification(64, W.DOWNSTREAM_CLASSES[:4], spec, seed=5))
+    return dict(train_file=str(tiny_world / "classify_train.npz"), val_file=str(tiny_world / "classify_val.npz"),
+                task="classify", init="scratch", checkpoint=None, runs_dir=str(tmp_path / "runs"),
+                model=dict(arch="resnet9", width=8, norm="gn"), label_fraction=0.5, desc="test",
+                train=TrainConfig(epochs_1x=1, batch_size=64, evals=1, progress=False),
+                unlabeled_file=str(tmp_path / "pool.npz"), method="noisy_student")
+
+
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(2)

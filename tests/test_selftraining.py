@@ -151,20 +151,14 @@ def test_a_detector_student_learns_from_pseudo_boxes(tiny_world):
     assert {"pseudo_loss", "AP"} <= {r["metric"] for r in history}
 
 
-def test_a_student_run_is_cached_after_its_teacher(tiny_world, tmp_path):
-    spec = W.WorldSpec(image_size=32, texture=0.2, color=0.2, viewpoint=0.2, lighting=0.2, clutter=0.2)
-    W.save_world(tmp_path / "pool.npz", W.generate_classification(64, W.DOWNSTREAM_CLASSES[:4], spec, seed=5))
-    kwargs = dict(train_file=str(tiny_world / "classify_train.npz"), val_file=str(tiny_world / "classify_val.npz"),
-                  task="classify", init="scratch", checkpoint=None, runs_dir=str(tmp_path / "runs"),
-                  model=dict(arch="resnet9", width=8, norm="gn"), label_fraction=0.5, desc="test",
-                  train=TrainConfig(epochs_1x=1, batch_size=64, evals=1, progress=False),
-                  unlabeled_file=str(tmp_path / "pool.npz"), selftrain=methods.SelfTraining(threshold=0.0))
-    digest, rows = study.run_arm(method="noisy_student", **kwargs)
+def test_a_student_run_is_cached_after_its_teacher(student_run, tmp_path):
+    kwargs = dict(student_run, selftrain=methods.SelfTraining(threshold=0.0))
+    digest, rows = study.run_arm(**kwargs)
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2  # the teacher, then the student
     assert {r["metric"] for r in rows if r["split"] == "pseudo"} == {"kept_share", "in_domain_share",
                                                                       "in_domain_accuracy"}
-    assert study.run_arm(method="noisy_student", **kwargs) == (digest, rows)  # read back
-    other, _ = study.run_arm(method="noisy_student", **{**kwargs, "selftrain": methods.SelfTraining(threshold=0.2)})
+    assert study.run_arm(**kwargs) == (digest, rows)  # read back
+    other, _ = study.run_arm(**{**kwargs, "selftrain": methods.SelfTraining(threshold=0.2)})
     assert other != digest and len(list((tmp_path / "runs").glob("*.json"))) == 3  # same teacher, new student
 
 

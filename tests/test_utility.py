@@ -1,6 +1,7 @@
 """Newell & Deng's utility on known curves, the tasks and training options ND needs (pose, segmentation of
 classification images, frozen stages, self-training rounds), and the ND/BL verdicts on constructed results."""
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -147,14 +148,8 @@ def test_frozen_stages_do_not_change(tiny_world):
             TrainConfig(freeze=bad)
 
 
-def test_each_self_training_round_learns_from_the_round_before(tiny_world, tmp_path):
-    spec = W.WorldSpec(image_size=32, texture=0.2, color=0.2, viewpoint=0.2, lighting=0.2, clutter=0.2)
-    W.save_world(tmp_path / "pool.npz", W.generate_classification(64, W.DOWNSTREAM_CLASSES[:4], spec, seed=5))
-    kwargs = dict(train_file=str(tiny_world / "classify_train.npz"), val_file=str(tiny_world / "classify_val.npz"),
-                  task="classify", init="scratch", checkpoint=None, runs_dir=str(tmp_path / "runs"),
-                  model=dict(arch="resnet9", width=8, norm="gn"), label_fraction=0.25, desc="test",
-                  train=TrainConfig(epochs_1x=1, batch_size=32, evals=1, progress=False),
-                  unlabeled_file=str(tmp_path / "pool.npz"), method="noisy_student")
+def test_each_self_training_round_learns_from_the_round_before(student_run, tmp_path):
+    kwargs = dict(student_run, label_fraction=0.25, train=replace(student_run["train"], batch_size=32))
     first, _ = study.run_arm(selftrain=methods.SelfTraining(threshold=0.0, rounds=1), **kwargs)
     third, _ = study.run_arm(selftrain=methods.SelfTraining(threshold=0.0, rounds=3), **kwargs)
     records = {p.stem: p.read_text() for p in (tmp_path / "runs").glob("*.json")}
