@@ -106,3 +106,12 @@ def test_notebooks_run_unchanged_on_real_formats(tmp_path, formats, notebooks):
     world = load_world(tmp_path / "cache/smoke/world/downstream_classify_train.npz")
     assert set(world["classes"]) == set(data["downstream"]["classes"])
     assert np.asarray(world["images"]).dtype == np.uint8
+
+
+def test_pseudo_label_quality_is_unknown_for_a_pool_without_labels():
+    from rethink.pseudo import pseudo_label_quality
+
+    info = {"kept": 2, "pool": 4, "kept_index": np.array([0, 2]), "kept_class": np.array([1, 0])}
+    quality = pseudo_label_quality(info, np.full(4, -1), ["a", "b"], ("a", "b"))
+    assert quality["kept_share"] == 0.5 and np.isnan(quality["in_domain_share"])
+    assert np.isnan(quality["in_domain_accuracy"])

@@ -111,13 +111,13 @@ def pseudo_label_quality(info: dict, pool_labels, pool_classes, classes: tuple[s
     share of the pool kept, the share of kept images that show a downstream class at all, and the
     accuracy of the pseudo-labels on those. A pool whose labels are unknown (-1, e.g. STL-10's unlabeled
     split) says nothing of the last two: NaN."""
-    known = torch.as_tensor(pool_labels)[info["kept_index"]]
-    if len(pool_labels) and (torch.as_tensor(pool_labels) < 0).all():
-        return {"kept_share": info["kept"] / max(info["pool"], 1), "in_domain_share": math.nan,
-                "in_domain_accuracy": math.nan}
-    names = [str(pool_classes[i]) for i in known.tolist()]
+    kept_share = info["kept"] / max(info["pool"], 1)
+    labels = torch.as_tensor(pool_labels)
+    if len(labels) and (labels < 0).all():
+        return {"kept_share": kept_share, "in_domain_share": math.nan, "in_domain_accuracy": math.nan}
+    names = [str(pool_classes[i]) for i in labels[info["kept_index"]].tolist()]
     in_domain = [(name, int(c)) for name, c in zip(names, info["kept_class"].tolist()) if name in classes]
     correct = sum(classes.index(name) == c for name, c in in_domain)
-    return {"kept_share": info["kept"] / max(info["pool"], 1),
+    return {"kept_share": kept_share,
             "in_domain_share": len(in_domain) / max(len(names), 1),
             "in_domain_accuracy": correct / max(len(in_domain), 1)}
