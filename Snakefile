@@ -10,7 +10,7 @@ from rethink.pretrain import pretrain
 from rethink.selfsup import selfsup_pretrain
 from rethink.report import write_index
 from rethink.study import TRAINING_MODULES
-from rethink.workflow import WORLD_FILES as WORLD_SPLITS, build_world, logged, run_notebook
+from rethink.workflow import WORLD_FILES as WORLD_SPLITS, build_data, build_world, logged, run_notebook
 
 min_version("9.0")
 
@@ -43,6 +43,8 @@ HARD_WORLD_FILES = [f"{CACHE}/world_hard/{name}.npz" for name in HARD_WORLD_SPLI
 # ND-2's large model; <method>_hard.pt on the hard world.
 SELFSUP_METHODS = list(PROFILE["selfsup_methods"])
 SELFSUP_CHECKPOINTS = [f"{CACHE}/checkpoints/{method}.pt" for method in SELFSUP_METHODS]
+# GPUs each training job asks a cluster executor for (the slurm profile turns this into --gpus); none on the CPU.
+GPUS = 0 if config["device"] == "cpu" else 1
 LIB_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink").glob("*.py"))
 TRAINING_SOURCES = [str(BASE / f"lib/rethink/{name}.py") for name in TRAINING_MODULES]
 
@@ -77,16 +79,19 @@ rule all:
 rule world:
     input:
         str(BASE / "lib/rethink/world.py"),
+        str(BASE / "lib/rethink/datasets.py"),
     output:
         WORLD_FILES,
     params:
         spec=PROFILE["world"],
+        data=PROFILE.get("data", {}),
+        device=config["device"],
     log:
         f"{CACHE}/logs/world.log",
     benchmark:
         f"{REPORTS}/benchmarks/world.tsv"
     run:
-        logged(log[0], build_world, params.spec, out_dir=Path(output[0]).parent)
+        logged(log[0], build_data, params.spec, Path(output[0]).parent, params.data, params.device)
 
 
 rule world_hard:
@@ -117,6 +122,8 @@ rule pretrain:
         device=config["device"],
         aug_backend=config["aug_backend"],
     threads: 2
+    resources:
+        gpu=GPUS,
     log:
         f"{CACHE}/logs/pretrain_{{name}}.log",
     benchmark:
@@ -145,6 +152,8 @@ rule selfsup:
         spec=selfsup_spec,
         device=config["device"],
     threads: 2
+    resources:
+        gpu=GPUS,
     log:
         f"{CACHE}/logs/selfsup_{{method}}{{variant}}.log",
     benchmark:
@@ -155,11 +164,14 @@ rule selfsup:
 
 
 def notebook_inputs(wildcards):
-    """Every notebook reads the world and the shared checkpoints; one whose block names an `nd_method`
-    (Newell & Deng's single-method findings) also reads that method on the large model and the hard world."""
-    method = PROFILE["notebooks"][wildcards.notebook].get("nd_method")
+    """The checkpoints a notebook reads: the supervised ones and SimCLR's (ZO-4) for all; every self-supervised
+    method for Newell & Deng's notebooks (their blocks hold the `label_counts` of the utility sweep); and, for
+    one whose block names an `nd_method`, that method on the large model and on the hard world."""
+    block = PROFILE["notebooks"][wildcards.notebook]
+    zoo = SELFSUP_CHECKPOINTS if "label_counts" in block else [SIMCLR_CHECKPOINT]
+    method = block.get("nd_method")
     extra = [f"{CACHE}/checkpoints/{method}{variant}.pt" for variant in ("_large", "_hard")] if method else []
-    return [CHECKPOINT, LONGER_CHECKPOINT, *SELFSUP_CHECKPOINTS, *extra]
+    return [CHECKPOINT, LONGER_CHECKPOINT, *zoo, *extra]
 
 
 rule notebook:
@@ -176,6 +188,8 @@ rule notebook:
     params:
         parameters=lambda wildcards: notebook_params(wildcards.notebook),
     threads: 2
+    resources:
+        gpu=GPUS,
     log:
         f"{CACHE}/logs/{{notebook}}.log",
     benchmark:

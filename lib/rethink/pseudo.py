@@ -6,6 +6,8 @@ tensor, labelled in batches, never image by image in Python.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import detection
@@ -107,10 +109,15 @@ class LossNormaliser:
 def pseudo_label_quality(info: dict, pool_labels, pool_classes, classes: tuple[str, ...]) -> dict[str, float]:
     """How good a classification teacher's kept pseudo-labels are, from the pool's hidden labels: the
     share of the pool kept, the share of kept images that show a downstream class at all, and the
-    accuracy of the pseudo-labels on those."""
-    names = [str(pool_classes[i]) for i in torch.as_tensor(pool_labels)[info["kept_index"]].tolist()]
+    accuracy of the pseudo-labels on those. A pool whose labels are unknown (-1, e.g. STL-10's unlabeled
+    split) says nothing of the last two: NaN."""
+    kept_share = info["kept"] / max(info["pool"], 1)
+    labels = torch.as_tensor(pool_labels)
+    if len(labels) and (labels < 0).all():
+        return {"kept_share": kept_share, "in_domain_share": math.nan, "in_domain_accuracy": math.nan}
+    names = [str(pool_classes[i]) for i in labels[info["kept_index"]].tolist()]
     in_domain = [(name, int(c)) for name, c in zip(names, info["kept_class"].tolist()) if name in classes]
     correct = sum(classes.index(name) == c for name, c in in_domain)
-    return {"kept_share": info["kept"] / max(info["pool"], 1),
+    return {"kept_share": kept_share,
             "in_domain_share": len(in_domain) / max(len(names), 1),
             "in_domain_accuracy": correct / max(len(in_domain), 1)}

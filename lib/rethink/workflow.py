@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import world as W
 
 # The data files every notebook may read, by name (without .npz) -> (kind, class set, split seed).
@@ -59,6 +61,68 @@ def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> Non
     # The validation scenes as a COCO instances file, for readers who want to score their own detector.
     scenes = W.load_world(out / "downstream_scenes_val.npz")
     (out / "downstream_scenes_val_coco.json").write_text(json.dumps(W.to_coco(scenes)))
+
+
+# The world files each part of a profile's `data` block replaces with a real dataset (rethink.datasets),
+# and the dataset splits they come from.
+DATA_PARTS = {"upstream": {"upstream_classify_train": "train", "upstream_classify_val": "val"},
+              "downstream": {"downstream_classify_train": "train", "downstream_classify_val": "val"},
+              "unlabeled": {"unlabeled_classify": "unlabeled"},
+              "scenes": {"downstream_scenes_train": "train", "downstream_scenes_val": "val",
+                         "unlabeled_scenes": "train"}}
+# Each format's names for the study's splits (COCO: one images folder and JSON per split, in the config).
+FORMAT_SPLITS = {"cifar10": {"train": "train", "val": "test"}, "stl10": {"train": "train", "val": "test"},
+                 "image_folder": {"train": "train", "val": "val"}, "coco": {"train": "train", "val": "val"}}
+
+
+def build_data(spec: dict, out_dir: str, data: dict | None = None, device: str = "cpu") -> None:
+    """Every world file of a profile: from the real datasets of its `data` block (config/study.yaml) where it
+    names one, from the procedural world otherwise. Real images are resized to the world's image sizes, and
+    each file holds a seeded random sample of at most the world's size for it (all images if fewer)."""
+    from . import datasets
+
+    data = dict(data or {})
+    if ("upstream" in data) != ("downstream" in data):
+        raise ValueError("data: name both `upstream` and `downstream` (a real upstream/downstream split), or neither")
+    real = {name: (part, split) for part in data for name, split in DATA_PARTS[part].items()}
+    if "upstream" in data and "unlabeled" not in data:  # the pool: every training image, labels hidden
+        real["unlabeled_classify"] = ("upstream+downstream", "train")
+    generated = [name for name in WORLD_FILES if name not in real]
+    if generated:
+        build_world(spec, out_dir, names=generated if real else None)
+    out, loaded = Path(out_dir), {}
+
+    def load(part: str, split: str) -> dict:
+        if (part, split) not in loaded:
+            part_spec = dict(data[part])
+            kind = "scenes" if part == "scenes" else "classify"
+            size = spec["scene_size"] if kind == "scenes" else spec["image_size"]
+            fmt = part_spec.get("format")
+            if fmt == "coco":
+                if split not in part_spec:
+                    raise ValueError(f"data.scenes needs a `{split}` entry (images folder and annotations JSON)")
+                part_spec = {"format": "coco", **part_spec.pop(split)}
+            else:
+                split = part_spec.pop("split", None) or FORMAT_SPLITS.get(fmt, {}).get(split, split)
+            loaded[(part, split)] = datasets.load_dataset(part_spec, split, size, device,
+                                                          max_objects=spec["max_objects"])
+        return loaded[(part, split)]
+
+    for name, (part, split) in real.items():
+        started = time.perf_counter()
+        if part == "upstream+downstream":
+            up, down = load("upstream", "train"), load("downstream", "train")
+            arrays = {"images": np.concatenate([up["images"], down["images"]]),
+                      "labels": np.concatenate([up["labels"], down["labels"] + len(up["classes"])]),
+                      "classes": np.concatenate([up["classes"], down["classes"]])}
+        else:
+            arrays = load(part, split)
+        # A seeded shuffle before the cap: folders list images class by class, and label fractions take prefixes.
+        keep = np.random.default_rng(spec["seed"] * 100 + WORLD_FILES[name][2]).permutation(len(arrays["images"]))
+        keep = keep[:spec[name]]
+        W.save_world(out / f"{name}.npz", {k: (v if k == "classes" else v[keep]) for k, v in arrays.items()})
+        print(f"{name}: {len(keep)} images from {data.get(part, {}).get('format', 'upstream+downstream')} "
+              f"in {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def run_notebook(source: str, out_dir: str, parameters: dict, cwd: str = ".") -> Path:

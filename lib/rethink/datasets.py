@@ -1,0 +1,429 @@
+"""Adapters from real datasets, in their standard on-disk formats, to the study's world files.
+
+Nothing is ever downloaded: each reader takes a local path and returns numpy arrays in the
+format of :mod:`rethink.world`, so every notebook runs unchanged on real data.
+Classification readers return {"images": uint8 [N,H,W,3], "labels": int64 [N] (-1 = no
+label), "classes"}; :func:`read_coco` returns the :func:`rethink.world.generate_scenes`
+format. :func:`load_dataset` reads one split of a config's dataset spec at a target size.
+
+Formats: CIFAR-10 (python version), STL-10 (binary version), an ImageFolder tree of
+JPEG/PNG files and COCO-style detection (an images folder plus an instances JSON).
+Files are decoded and resized with a DALI pipeline, on the GPU when the device is CUDA.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import _dali_device
+from .train import resolve_device
+
+__all__ = ["read_cifar10", "read_stl10", "read_image_folder", "read_coco", "decode_files", "class_subset",
+           "resize_images", "FORMATS", "load_dataset"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+_CIFAR10_HELP = ("the python version of CIFAR-10 (the folder cifar-10-batches-py with data_batch_1 ... "
+                 "data_batch_5, test_batch, batches.meta), from https://www.cs.toronto.edu/~kriz/cifar.html; "
+                 "rethink downloads nothing")
+_STL10_HELP = ("the binary version of STL-10 (the folder stl10_binary with train_X.bin, train_y.bin, test_X.bin, "
+               "test_y.bin, unlabeled_X.bin, class_names.txt), from https://cs.stanford.edu/~acoates/stl10/; "
+               "rethink downloads nothing")
+_IMAGE_FOLDER_HELP = ("an ImageFolder tree root/<split>/<class>/*.png (or .jpg, .jpeg), one folder per class; "
+                      "rethink downloads nothing")
+_COCO_HELP = ("COCO-format detection data: a folder of images and an instances JSON (with 'images', "
+              "'annotations' and 'categories'), e.g. from https://cocodataset.org; rethink downloads nothing")
+
+
+def _missing(path: Path, what: str, help_text: str) -> FileNotFoundError:
+    return FileNotFoundError(f"{what} {str(path)!r} does not exist: expected {help_text}")
+
+
+def _check_split(split: str, allowed: Sequence[str], fmt: str) -> None:
+    if split not in allowed:
+        raise ValueError(f"{fmt} has no split {split!r}; allowed: {', '.join(allowed)}")
+
+
+def _find_folder(path: str | Path, name: str, help_text: str) -> Path:
+    """The dataset folder itself, or its parent (a common slip in a config)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise _missing(path, "dataset folder", help_text)
+    return path / name if (path / name).is_dir() else path
+
+
+# ------------------------------------------------------------------------- CIFAR-10
+def _load_pickle(file: Path) -> dict:
+    if not file.is_file():
+        raise _missing(file, "CIFAR-10 file", _CIFAR10_HELP)
+    try:
+        with open(file, "rb") as fh:
+            # CIFAR ships as Python pickles; only local files the user points at are read.
+            obj = pickle.load(fh, encoding="bytes")
+    except Exception as exc:  # truncated, not a pickle, ...
+        raise ValueError(f"CIFAR-10 file {str(file)!r} is not a readable pickle ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"CIFAR-10 file {str(file)!r} holds a {type(obj).__name__}, not a dict")
+    return obj
+
+
+def read_cifar10(path: str | Path, split: str) -> dict[str, np.ndarray]:
+    """CIFAR-10, python version: split "train" (data_batch_1..5) or "test" (test_batch).
+
+    Returns {"images": uint8 [N,32,32,3], "labels": int64 [N], "classes": names}."""
+    _check_split(split, ("train", "test"), "CIFAR-10")
+    folder = _find_folder(path, "cifar-10-batches-py", _CIFAR10_HELP)
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    meta_file = folder / "batches.meta"
+    meta = _load_pickle(meta_file)
+    if b"label_names" not in meta:
+        raise ValueError(f"CIFAR-10 file {str(meta_file)!r} has no b'label_names'")
+    classes = np.array([n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"]])
+    images, labels = [], []
+    for name in names:
+        file = folder / name
+        batch = _load_pickle(file)
+        try:
+            data = np.asarray(batch[b"data"], dtype=np.uint8)
+            lab = np.asarray(batch[b"labels"], dtype=np.int64)
+        except KeyError as exc:
+            raise ValueError(f"CIFAR-10 file {str(file)!r} has no {exc.args[0]!r}") from exc
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(lab) != len(data):
+            raise ValueError(f"CIFAR-10 file {str(file)!r}: expected data [N,3072] and N labels; "
+                             f"got data {data.shape} and {len(lab)} labels")
+        if len(lab) and (lab.min() < 0 or lab.max() >= len(classes)):
+            raise ValueError(f"CIFAR-10 file {str(file)!r} has labels outside 0..{len(classes) - 1}")
+        # Each row holds the red, green and blue 32x32 planes one after another, row-major.
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(lab)
+    return {"images": np.ascontiguousarray(np.concatenate(images)), "labels": np.concatenate(labels),
+            "classes": classes}
+
+
+# --------------------------------------------------------------------------- STL-10
+_STL_PIXELS = 3 * 96 * 96
+
+
+def read_stl10(path: str | Path, split: str) -> dict[str, np.ndarray]:
+    """STL-10, binary version: split "train", "test" or "unlabeled" (labels -1).
+
+    Returns {"images": uint8 [N,96,96,3], "labels": int64 [N], "classes": names}. The
+    images are a read-only memory map (the unlabeled split is 2.7 GB), transposed to NHWC."""
+    _check_split(split, ("train", "test", "unlabeled"), "STL-10")
+    folder = _find_folder(path, "stl10_binary", _STL10_HELP)
+    names_file, x_file = folder / "class_names.txt", folder / f"{split}_X.bin"
+    for file in (names_file, x_file):
+        if not file.is_file():
+            raise _missing(file, "STL-10 file", _STL10_HELP)
+    classes = np.array([line.strip() for line in names_file.read_text().splitlines() if line.strip()])
+    size = x_file.stat().st_size
+    if size == 0 or size % _STL_PIXELS:
+        raise ValueError(f"STL-10 file {str(x_file)!r} holds {size} bytes, not a multiple of 3*96*96 = {_STL_PIXELS}")
+    raw = np.memmap(x_file, dtype=np.uint8, mode="r").reshape(-1, 3, 96, 96)
+    # Each image is stored column-major (channel, column, row): transpose to (row, column, channel).
+    images = raw.transpose(0, 3, 2, 1)
+    if split == "unlabeled":
+        return {"images": images, "labels": np.full(len(images), -1, np.int64), "classes": classes}
+    y_file = folder / f"{split}_y.bin"
+    if not y_file.is_file():
+        raise _missing(y_file, "STL-10 file", _STL10_HELP)
+    labels = np.fromfile(y_file, dtype=np.uint8).astype(np.int64) - 1  # stored 1..10
+    if len(labels) != len(images):
+        raise ValueError(f"STL-10 file {str(y_file)!r} holds {len(labels)} labels for {len(images)} images "
+                         f"in {str(x_file)!r}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise ValueError(f"STL-10 file {str(y_file)!r} has labels outside 1..{len(classes)}")
+    return {"images": images, "labels": labels, "classes": classes}
+
+
+# ------------------------------------------------------------------ decoding (DALI)
+def decode_files(paths: Sequence[str | Path], image_size: int, device: str = "cpu",
+                 batch_size: int = 64) -> np.ndarray:
+    """Decode JPEG/PNG files and squash each to image_size x image_size (linear, antialiased)
+    with a DALI pipeline: on the GPU ("mixed" decoder) when `device` resolves to CUDA, else
+    on the CPU. Returns uint8 [N,S,S,3] RGB in the order of `paths`."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    paths = [str(p) for p in paths]
+    n, size = len(paths), int(image_size)
+    if size <= 0:
+        raise ValueError(f"image_size must be positive; got {image_size}")
+    out = np.empty((n, size, size, 3), np.uint8)
+    if n == 0:
+        return out
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image file(s) do not exist, e.g. {missing[0]!r}")
+    dali_device, device_id = _dali_device(resolve_device(device))
+    batch = min(int(batch_size), n)
+
+    @pipeline_def
+    def pipe():
+        # The labels are the files' indices: outputs are placed by them, which also handles
+        # the last batch, where the reader wraps around to the first files again.
+        data, index = fn.readers.file(files=paths, labels=list(range(n)), random_shuffle=False)
+        images = fn.decoders.image(data, device="mixed" if dali_device == "gpu" else "cpu",
+                                   output_type=types.RGB)
+        return fn.resize(images, resize_x=size, resize_y=size), index
+
+    p = pipe(batch_size=batch, num_threads=max(1, min(4, os.cpu_count() or 1)), device_id=device_id,
+             seed=0, prefetch_queue_depth=1)
+    p.build()
+    seen = np.zeros(n, bool)
+    for start in range(0, n, batch):
+        try:
+            images, index = p.run()
+        except RuntimeError as exc:  # DALI's message does not name the file: find it
+            raise _decode_error(paths[start:start + batch], exc) from exc
+        if dali_device == "gpu":
+            images = images.as_cpu()
+        idx = index.as_array().reshape(-1)
+        out[idx] = images.as_array()
+        seen[idx] = True
+    if not seen.all():  # would mean the reader skipped files
+        raise RuntimeError(f"DALI returned {seen.sum()} of {n} images")
+    return out
+
+
+def _decode_error(files: list[str], exc: RuntimeError) -> ValueError:
+    """A ValueError naming the files of a failed DALI batch that torchvision cannot decode
+    either (or, if it can decode them all, the whole batch)."""
+    from torchvision.io import decode_image
+
+    bad = []
+    for file in files:
+        try:
+            decode_image(file)
+        except Exception:
+            bad.append(file)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # DALI's reason follows "encountered:"; its last lines only say that the pipeline broke.
+    reason = lines[lines.index("encountered:") + 1] if "encountered:" in lines[:-1] else lines[-1]
+    if bad:
+        return ValueError(f"could not decode {', '.join(bad)} (not a valid JPEG or PNG image): {reason}")
+    return ValueError(f"DALI could not decode an image among {', '.join(files)}: {reason}")
+
+
+# ----------------------------------------------------------------------- ImageFolder
+def read_image_folder(root: str | Path, split: str, image_size: int, device: str = "cpu") -> dict[str, np.ndarray]:
+    """An ImageFolder tree root/<split>/<class>/*.{jpg,jpeg,png}; classes are the sorted
+    subfolder names (every subfolder, so that splits agree even if one lacks a class).
+
+    Returns {"images": uint8 [N,S,S,3] (each squashed to image_size), "labels": int64 [N],
+    "classes": names}, in class order, files sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise _missing(root, "ImageFolder root", _IMAGE_FOLDER_HELP)
+    folder = root / split
+    if not folder.is_dir():
+        splits = sorted(d.name for d in root.iterdir() if d.is_dir())
+        raise FileNotFoundError(f"ImageFolder split folder {str(folder)!r} does not exist (splits found: "
+                                f"{', '.join(splits) or 'none'}): expected {_IMAGE_FOLDER_HELP}")
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    files, labels = [], []
+    for k, name in enumerate(classes):
+        found = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        files += found
+        labels += [k] * len(found)
+    if not files:
+        raise ValueError(f"ImageFolder split folder {str(folder)!r} holds no images (expected "
+                         f"<class>/*.png, *.jpg or *.jpeg; found {len(classes)} class folders)")
+    return {"images": decode_files(files, image_size, device), "labels": np.array(labels, np.int64),
+            "classes": np.array(classes)}
+
+
+# ---------------------------------------------------------------------------- COCO
+def _load_coco(annotations_file: Path):
+    from pycocotools.coco import COCO
+
+    if not annotations_file.is_file():
+        raise _missing(annotations_file, "COCO annotations file", _COCO_HELP)
+    try:
+        dataset = json.loads(annotations_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"COCO annotations file {str(annotations_file)!r} is not valid JSON ({exc})") from exc
+    lacking = [k for k in ("images", "annotations", "categories") if not isinstance(dataset, dict) or k not in dataset]
+    if lacking:
+        raise ValueError(f"COCO annotations file {str(annotations_file)!r} lacks {', '.join(map(repr, lacking))}: "
+                         f"expected {_COCO_HELP}")
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco.createIndex()
+    return coco
+
+
+def _nearest(a: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of a label map [H,W] to size x size (pixel centres)."""
+    h, w = a.shape
+    rows = np.minimum(((np.arange(size) + 0.5) * h / size).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(size) + 0.5) * w / size).astype(np.int64), w - 1)
+    return a[rows[:, None], cols[None, :]]
+
+
+def read_coco(images_dir: str | Path, annotations_file: str | Path, image_size: int, max_objects: int = 4,
+              device: str = "cpu") -> dict[str, np.ndarray]:
+    """COCO-format detection data in the :func:`rethink.world.generate_scenes` format.
+
+    Images (sorted by id) are squashed to image_size x image_size, x and y scaled separately,
+    and boxes with them. Per image the largest `max_objects` non-crowd annotations are kept,
+    largest first: instance id j <-> labels[:, j-1] <-> boxes[:, j-1]. The masks are painted
+    in that order, so smaller objects lie over larger ones (an annotation without a segmentation
+    paints its box), then resized nearest-neighbour.
+    Labels index the categories sorted by id; "classes" holds their names."""
+    if not 1 <= max_objects <= 255:
+        raise ValueError(f"max_objects must be in [1, 255], got {max_objects}")
+    images_dir, annotations_file = Path(images_dir), Path(annotations_file)
+    coco = _load_coco(annotations_file)
+    if not images_dir.is_dir():
+        raise _missing(images_dir, "COCO images folder", _COCO_HELP)
+    cat_ids = sorted(coco.cats)
+    if len(cat_ids) > 254:
+        raise ValueError(f"{str(annotations_file)!r} has {len(cat_ids)} categories; at most 254 fit the uint8 "
+                         f"semantic map")
+    cat_index = {c: k for k, c in enumerate(cat_ids)}
+    img_ids = sorted(coco.imgs)
+    n, size, m = len(img_ids), int(image_size), int(max_objects)
+    files = [images_dir / coco.imgs[i]["file_name"] for i in img_ids]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"COCO images folder {str(images_dir)!r} lacks {len(missing)} of the {n} images "
+                                f"that {str(annotations_file)!r} lists, e.g. {missing[0]!r}")
+    out = {"images": decode_files(files, size, device),
+           "semantic": np.zeros((n, size, size), np.uint8), "instances": np.zeros((n, size, size), np.uint8),
+           "labels": np.full((n, m), -1, np.int64), "boxes": np.zeros((n, m, 4), np.float32)}
+    for row, img_id in enumerate(img_ids):
+        info = coco.imgs[img_id]
+        h, w = int(info["height"]), int(info["width"])
+        anns = [a for a in coco.imgToAnns[img_id] if not a.get("iscrowd", 0)]
+        anns = sorted(anns, key=lambda a: -a.get("area", a["bbox"][2] * a["bbox"][3]))[:m]
+        inst = np.zeros((h, w), np.uint8)
+        for j, ann in enumerate(anns):
+            x, y, bw, bh = ann["bbox"]
+            if ann.get("segmentation"):
+                inst[coco.annToMask(ann) > 0] = j + 1
+            else:  # detection-only files (e.g. converted from VOC) give boxes alone: paint the box
+                inst[round(y):round(y + bh), round(x):round(x + bw)] = j + 1
+            box = np.array([x, y, x + bw, y + bh]) * [size / w, size / h, size / w, size / h]
+            out["boxes"][row, j] = np.clip(box, 0, size)
+            out["labels"][row, j] = cat_index[ann["category_id"]]
+        inst = _nearest(inst, size)
+        out["instances"][row] = inst
+        out["semantic"][row] = np.concatenate([[0], out["labels"][row] + 1])[inst]  # -1 padding never indexed
+    out["classes"] = np.array([str(coco.cats[c]["name"]) for c in cat_ids])
+    return out
+
+
+# --------------------------------------------------------------------- class subsets
+def class_subset(data: dict, classes: Sequence[str]) -> dict:
+    """Keep only the images of `classes`, relabelled 0..len(classes)-1 in the given order:
+    one dataset split into upstream and downstream tasks by class subsets.
+
+    Classification data keeps the images whose label is in `classes`. Scene data keeps the
+    objects of `classes` (others become background in "semantic" and "instances") and the
+    images with at least one of them."""
+    classes = [str(c) for c in classes]
+    available = [str(c) for c in data["classes"]]
+    unknown = [c for c in classes if c not in available]
+    if unknown or not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct names of this dataset; unknown: {unknown}; "
+                         f"available: {', '.join(available)}")
+    labels = np.asarray(data["labels"])
+    if (labels < 0).all():
+        raise ValueError("this split has no labels (an unlabeled split): a class subset cannot be taken")
+    remap = np.full(len(available) + 1, -1, np.int64)  # old label -> new, last entry for -1
+    remap[[available.index(c) for c in classes]] = np.arange(len(classes))
+    new = remap[labels]
+    if labels.ndim == 1:
+        keep = new >= 0
+        out = {k: (np.asarray(v)[keep] if k != "classes" else v) for k, v in data.items()}
+        out["labels"] = new[keep]
+    else:
+        out = _scene_subset(data, new)
+    out["classes"] = np.array(classes)
+    return out
+
+
+def _scene_subset(data: dict, new: np.ndarray) -> dict:
+    """Drop the objects whose new label is -1 from scenes, compacting the rest to the front."""
+    n, m = new.shape
+    kept = new >= 0
+    new_id = np.cumsum(kept, 1) * kept  # old slot -> compacted 1-based id (0 = dropped)
+    labels = np.full((n, m), -1, np.int64)
+    boxes = np.zeros((n, m, 4), np.float32)
+    rows, slots = np.nonzero(kept)
+    labels[rows, new_id[rows, slots] - 1] = new[rows, slots]
+    boxes[rows, new_id[rows, slots] - 1] = np.asarray(data["boxes"])[rows, slots]
+    id_table = np.concatenate([np.zeros((n, 1), np.int64), new_id], 1)
+    inst = np.take_along_axis(id_table, np.asarray(data["instances"]).reshape(n, -1).astype(np.int64), 1)
+    sem = np.take_along_axis(np.concatenate([np.zeros((n, 1), np.int64), labels + 1], 1), inst, 1)
+    shape = np.asarray(data["instances"]).shape
+    keep = kept.any(1)
+    out = {k: np.asarray(v)[keep] for k, v in data.items() if k != "classes"}
+    out.update(labels=labels[keep], boxes=boxes[keep], instances=inst.reshape(shape).astype(np.uint8)[keep],
+               semantic=sem.reshape(shape).astype(np.uint8)[keep])
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+def resize_images(images: np.ndarray, image_size: int) -> np.ndarray:
+    """uint8 [N,H,W,3] -> uint8 [N,S,S,3], bilinear with antialiasing, a chunk at a time
+    (the images may be a memory map larger than memory)."""
+    size = int(image_size)
+    out = np.empty((len(images), size, size, 3), np.uint8)
+    chunk = max(1, (1 << 25) // (3 * max(size * size, images.shape[1] * images.shape[2])))  # ~128 MB of floats
+    for i in range(0, len(images), chunk):
+        x = torch.from_numpy(np.ascontiguousarray(images[i:i + chunk])).permute(0, 3, 1, 2).float()
+        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[i:i + chunk] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
+
+
+FORMATS: dict[str, Callable[..., dict]] = {
+    "cifar10": read_cifar10,
+    "stl10": read_stl10,
+    "image_folder": read_image_folder,
+    "coco": read_coco,
+}
+# The path keys of each format's spec; "format" and the optional "classes" go with every one.
+_SPEC_PATHS = {"cifar10": ("path",), "stl10": ("path",), "image_folder": ("path",), "coco": ("images", "annotations")}
+
+
+def load_dataset(spec: dict, split: str, image_size: int, device: str = "cpu", max_objects: int = 4) -> dict:
+    """One split of a dataset spec, in the world-file format at image_size x image_size.
+
+    spec: {"format": one of FORMATS, "path": ... (cifar10, stl10, image_folder) or "images"
+    and "annotations" (coco), "classes": [optional subset, see class_subset]}. A "{split}"
+    in a path is replaced by `split`, e.g. "instances_{split}2017.json"."""
+    fmt = spec.get("format")
+    if fmt not in FORMATS:
+        raise ValueError(f"dataset spec key 'format' must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    allowed = ("format", *_SPEC_PATHS[fmt], "classes")
+    unknown = [k for k in spec if k not in allowed]
+    lacking = [k for k in _SPEC_PATHS[fmt] if k not in spec]
+    if unknown or lacking:
+        raise ValueError(f"dataset spec of format {fmt!r}: unknown keys {unknown}, missing keys {lacking}; "
+                         f"allowed keys: {', '.join(allowed)}")
+    paths = {k: str(spec[k]).replace("{split}", split) for k in _SPEC_PATHS[fmt]}
+    if fmt == "coco":
+        data = read_coco(paths["images"], paths["annotations"], image_size, max_objects, device)
+    elif fmt == "image_folder":
+        data = read_image_folder(paths["path"], split, image_size, device)
+    else:
+        data = FORMATS[fmt](paths["path"], split)
+    if spec.get("classes") is not None:
+        data = class_subset(data, spec["classes"])
+    if data["images"].shape[1:3] != (image_size, image_size):
+        data = {**data, "images": resize_images(data["images"], image_size)}
+    else:
+        data = {**data, "images": np.ascontiguousarray(data["images"])}  # a memory map becomes an array
+    return data
