@@ -89,6 +89,14 @@ plots.save(plots.arm_bars(final, "accuracy", f"BL-2: self-training rounds at {st
 display(final.groupby("arm").value.apply(plots.mean_ci_text).to_frame("accuracy"))
 
 # %% [markdown]
+# Validation accuracy over each round's training steps (mean over seeds, 95% CI band): whether a round had
+# converged, and whether a student starts from where its teacher ended or falls back.
+
+# %%
+plots.save(plots.training_curves(results, "accuracy", panel="label_fraction", x="step"),
+           Path(out_dir) / "bl2_curves_val_accuracy.png")
+
+# %% [markdown]
 # Each round's pseudo-labels (from the pool's hidden labels, mean over seeds): the share of the pool kept,
 # the share of kept images that show a downstream class, and the pseudo-labels' accuracy on those.
 
