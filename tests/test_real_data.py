@@ -47,6 +47,7 @@ def test_build_data_writes_every_world_file_from_real_formats(tmp_path):
     assert len(pool["images"]) == 12 and (pool["labels"] == -1).all()  # STL-10's unlabeled split: no labels
     scenes = load_world(tmp_path / "world/downstream_scenes_train.npz")  # no `scenes` part: the procedural world
     assert len(scenes["images"]) == SMOKE_WORLD["downstream_scenes_train"]
+    assert (tmp_path / "world/downstream_scenes_val_coco.json").is_file()  # generated scenes get their COCO file
 
     data = folder_coco_data(tmp_path / "b")
     build_data({**SMOKE_WORLD, "upstream_classify_train": 10}, tmp_path / "world2", data)
@@ -57,6 +58,7 @@ def test_build_data_writes_every_world_file_from_real_formats(tmp_path):
     scenes = load_task_data(tmp_path / "world2/downstream_scenes_val.npz", "detect")
     assert scenes.classes == ("bus", "cat", "dog") and scenes.images.shape[1:] == (48, 48, 3)
     assert scenes.coco["annotations"]
+    assert not (tmp_path / "world2/downstream_scenes_val_coco.json").exists()  # real scenes have their own JSON
 
 
 def test_a_missing_dataset_fails_naming_its_path_and_format(tmp_path):

@@ -56,7 +56,7 @@ def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> Non
                                      max_objects=max_objects)
         W.save_world(out / f"{name}.npz", data)
         print(f"{name}: {sizes[name]} images in {time.perf_counter() - started:.1f} s", flush=True)
-    if names:
+    if "downstream_scenes_val" not in (names or WORLD_FILES):
         return
     # The validation scenes as a COCO instances file, for readers who want to score their own detector.
     scenes = W.load_world(out / "downstream_scenes_val.npz")
@@ -72,7 +72,7 @@ DATA_PARTS = {"upstream": {"upstream_classify_train": "train", "upstream_classif
                          "unlabeled_scenes": "train"}}
 # Each format's names for the study's splits (COCO: one images folder and JSON per split, in the config).
 FORMAT_SPLITS = {"cifar10": {"train": "train", "val": "test"}, "stl10": {"train": "train", "val": "test"},
-                 "image_folder": {"train": "train", "val": "val"}, "coco": {"train": "train", "val": "val"}}
+                 "image_folder": {"train": "train", "val": "val"}}
 
 
 def build_data(spec: dict, out_dir: str, data: dict | None = None, device: str = "cpu") -> None:
@@ -97,14 +97,14 @@ def build_data(spec: dict, out_dir: str, data: dict | None = None, device: str =
             part_spec = dict(data[part])
             kind = "scenes" if part == "scenes" else "classify"
             size = spec["scene_size"] if kind == "scenes" else spec["image_size"]
-            fmt = part_spec.get("format")
+            fmt, dataset_split = part_spec.get("format"), split
             if fmt == "coco":
                 if split not in part_spec:
                     raise ValueError(f"data.scenes needs a `{split}` entry (images folder and annotations JSON)")
                 part_spec = {"format": "coco", **part_spec.pop(split)}
             else:
-                split = part_spec.pop("split", None) or FORMAT_SPLITS.get(fmt, {}).get(split, split)
-            loaded[(part, split)] = datasets.load_dataset(part_spec, split, size, device,
+                dataset_split = part_spec.pop("split", None) or FORMAT_SPLITS.get(fmt, {}).get(split, split)
+            loaded[(part, split)] = datasets.load_dataset(part_spec, dataset_split, size, device,
                                                           max_objects=spec["max_objects"])
         return loaded[(part, split)]
 
