@@ -104,12 +104,12 @@ def nd3_finding(easy: pd.DataFrame, hard: pd.DataFrame, method: str, min_gain: f
 
 def rank_correlations(final: pd.DataFrame, arms: list[str], a: dict, b: dict) -> dict:
     """seed -> Spearman's rho between the arms' values in the rows matching `a` and in those matching `b`."""
+    left, right = ([seed_values(final, arm, **where) for arm in arms] for where in (a, b))
     out = {}
     for seed in sorted(final.seed.unique()):
-        left = [seed_values(final, arm, **a).get(seed) for arm in arms]
-        right = [seed_values(final, arm, **b).get(seed) for arm in arms]
-        if None not in left + right:
-            out[seed] = float(stats.spearmanr(left, right).statistic)
+        x, y = [v.get(seed) for v in left], [v.get(seed) for v in right]
+        if None not in x + y:
+            out[seed] = float(stats.spearmanr(x, y).statistic)
     return out
 
 
