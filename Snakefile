@@ -6,10 +6,10 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from rethink.pretrain import pretrain
-from rethink.selfsup import selfsup_pretrain
-from rethink.report import write_index
-from rethink.study import TRAINING_MODULES
+from rethink.config import notebook_config, resolve
+from rethink.core.pretrain import pretrain
+from rethink.core.selfsup import selfsup_pretrain
+from rethink.report.index import write_index
 from rethink.workflow import WORLD_FILES as WORLD_SPLITS, build_data, build_world, logged, run_notebook
 
 min_version("9.0")
@@ -22,8 +22,9 @@ configfile: str(BASE / "config/study.yaml")
 
 validate(config, str(BASE / "config/study.schema.yaml"))
 
-PROFILE_NAME = config["profile"]
-PROFILE = config["profiles"][PROFILE_NAME]
+# `defaults` merged with the profile's overrides, each notebook's shared blocks filled in, validated.
+PROFILE = resolve(config)
+PROFILE_NAME = PROFILE["name"]
 CACHE = f"cache/{PROFILE_NAME}"
 REPORTS = PROFILE["reports_dir"]
 NOTEBOOKS = list(PROFILE["notebooks"])
@@ -44,31 +45,10 @@ HARD_WORLD_FILES = [f"{CACHE}/world_hard/{name}.npz" for name in HARD_WORLD_SPLI
 SELFSUP_METHODS = list(PROFILE["selfsup_methods"])
 SELFSUP_CHECKPOINTS = [f"{CACHE}/checkpoints/{method}.pt" for method in SELFSUP_METHODS]
 # GPUs each training job asks a cluster executor for (the slurm profile turns this into --gpus); none on the CPU.
-GPUS = 0 if config["device"] == "cpu" else 1
-LIB_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink").glob("*.py"))
-TRAINING_SOURCES = [str(BASE / f"lib/rethink/{name}.py") for name in TRAINING_MODULES]
-
-
-def notebook_params(notebook):
-    """Papermill parameters: the notebook's profile block, its pre-registered criteria, and paths."""
-    return {
-        **PROFILE["notebooks"][notebook],
-        **config["criteria"].get(notebook, {}),
-        "profile": PROFILE_NAME,
-        "device": config["device"],
-        "aug_backend": config["aug_backend"],
-        "world_dir": f"{CACHE}/world",
-        "upstream_checkpoint": CHECKPOINT,
-        "longer_checkpoint": LONGER_CHECKPOINT,
-        "simclr_checkpoint": SIMCLR_CHECKPOINT,
-        "checkpoints_dir": f"{CACHE}/checkpoints",
-        "hard_world_dir": f"{CACHE}/world_hard",
-        "selfsup_methods": SELFSUP_METHODS,
-        "large_arch": PROFILE["large_model"]["arch"],
-        "large_width": PROFILE["large_model"]["width"],
-        "runs_dir": f"{CACHE}/runs",
-        "out_dir": f"{REPORTS}/{notebook}",
-    }
+GPUS = 0 if PROFILE["device"] == "cpu" else 1
+LIB_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink").rglob("*.py"))
+# The code that decides a run's numbers (the run cache's code hash is this folder too).
+TRAINING_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink/core").rglob("*.py"))
 
 
 rule all:
@@ -78,14 +58,14 @@ rule all:
 
 rule world:
     input:
-        str(BASE / "lib/rethink/world.py"),
-        str(BASE / "lib/rethink/datasets.py"),
+        str(BASE / "lib/rethink/core/world.py"),
+        str(BASE / "lib/rethink/core/datasets.py"),
     output:
         WORLD_FILES,
     params:
         spec=PROFILE["world"],
         data=PROFILE.get("data", {}),
-        device=config["device"],
+        device=PROFILE["device"],
     log:
         f"{CACHE}/logs/world.log",
     benchmark:
@@ -96,7 +76,7 @@ rule world:
 
 rule world_hard:
     input:
-        str(BASE / "lib/rethink/world.py"),
+        str(BASE / "lib/rethink/core/world.py"),
     output:
         HARD_WORLD_FILES,
     params:
@@ -119,8 +99,8 @@ rule pretrain:
         name="|".join(SUPERVISED_PRETRAINING),
     params:
         spec=lambda wildcards: SUPERVISED_PRETRAINING[wildcards.name],
-        device=config["device"],
-        aug_backend=config["aug_backend"],
+        device=PROFILE["device"],
+        aug_backend=PROFILE["aug_backend"],
     threads: 2
     resources:
         gpu=GPUS,
@@ -150,7 +130,7 @@ rule selfsup:
         variant="|_large|_hard",
     params:
         spec=selfsup_spec,
-        device=config["device"],
+        device=PROFILE["device"],
     threads: 2
     resources:
         gpu=GPUS,
@@ -186,7 +166,7 @@ rule notebook:
         run=f"{REPORTS}/{{notebook}}/run.json",
         html=f"{REPORTS}/{{notebook}}/{{notebook}}.html",
     params:
-        parameters=lambda wildcards: notebook_params(wildcards.notebook),
+        parameters=lambda wildcards: notebook_config(PROFILE, wildcards.notebook, f"{REPORTS}/{wildcards.notebook}", root="."),
     threads: 2
     resources:
         gpu=GPUS,

@@ -34,41 +34,20 @@
 # AP75 at the longest schedule > `he2_min_gap_ap75` points.
 
 # %% tags=["parameters"]
-profile: str = "default"            # which config profile made these parameters
-world_dir: str = "../cache/default/world"
-upstream_checkpoint: str = "../cache/default/checkpoints/upstream.pt"
-runs_dir: str = "../cache/default/runs"   # per-run cache: a rerun reuses finished runs
-out_dir: str = "../reports/01_he1_he2_schedules"
-device: str = "auto"                # auto | cpu | cuda
-aug_backend: str = "kornia"         # kornia | dali (classification batches)
-# detection (the main panel)
-arch: str = "resnet9"
-width: int = 16                     # channels of the first stage
-norm: str = "gn"                    # gn | bn | none
-seeds: list = [0, 1, 2]
-epochs_1x: float = 2                # epochs over the downstream scenes in a 1x schedule
-batch_size: int = 32
-lr: float = 0.05                    # peak SGD learning rate
-grad_clip: float = 5.0              # max gradient norm (the box regression can spike)
-aug: str = "S1"                     # augmentation level S0-S4 (He et al.: flip + crop)
-evals: int = 4                      # validation evaluations per run
-schedules: list = [1, 2, 4, 6]      # multiples of the 1x schedule
-# classification (the second panel)
-classify_schedules: list = [1, 2, 6]
-classify_seeds: list = [0, 1, 2]
-classify_epochs_1x: float = 2
-classify_batch_size: int = 128
-classify_lr: float = 0.1
-classify_evals: int = 6
-# pre-registered criteria
-he1_min_gap_shortest: float = 0.0   # points
-he1_max_gap_longest: float = 2.0    # points
-he2_min_gap_ap75: float = -1.0      # points
+profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
+from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
+device: str = None          # auto | cpu | cuda (None: the config's)
+seeds: list = None          # e.g. [0] for a quick look (None: the profile's)
+out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake writes the reports)
+results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import study
+from rethink import config
 
-parameters = study.notebook_parameters(globals())  # as run, for run.json
+# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
+# what the cell above or papermill set wins. Each becomes a plain name below.
+parameters = config.notebook_parameters("01_he1_he2_schedules", globals())
+globals().update(parameters)
 
 # %%
 from pathlib import Path
@@ -77,10 +56,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from rethink import plots
-
-paths = dict(world_dir=world_dir, upstream_checkpoint=upstream_checkpoint, runs_dir=runs_dir)
-common = dict(arch=arch, width=width, norm=norm, aug=aug, aug_backend=aug_backend, device=device)
+from rethink.report import figures
+from rethink.study import he, outputs, runs, verdicts
 
 # %% [markdown]
 # ## Runs
@@ -88,20 +65,26 @@ common = dict(arch=arch, width=width, norm=norm, aug=aug, aug_backend=aug_backen
 # back from `runs_dir`.
 
 # %%
-detect = study.sweep(study.grid(init=["scratch", "pretrained"], schedule=schedules, seed=seeds), task="detect",
-                     epochs_1x=epochs_1x, batch_size=batch_size, lr=lr, grad_clip=grad_clip, evals=evals,
-                     **common, **paths)
-classify = study.sweep(study.grid(init=["scratch", "pretrained"], schedule=classify_schedules, seed=classify_seeds),
-                       task="classify", epochs_1x=classify_epochs_1x, batch_size=classify_batch_size, lr=classify_lr,
-                       evals=classify_evals, **common, **paths)
+if not from_results:
+    paths = dict(world_dir=world_dir, upstream_checkpoint=upstream_checkpoint, runs_dir=runs_dir)
+    common = dict(arch=arch, width=width, norm=norm, aug=aug, aug_backend=aug_backend, device=device)
+    detect = runs.sweep(runs.grid(init=["scratch", "pretrained"], schedule=schedules, seed=seeds), task="detect",
+                        epochs_1x=epochs_1x, batch_size=batch_size, lr=lr, grad_clip=grad_clip, evals=evals,
+                        **common, **paths)
+    classify = runs.sweep(runs.grid(init=["scratch", "pretrained"], schedule=classify_schedules, seed=classify_seeds),
+                          task="classify", epochs_1x=classify_epochs_1x, batch_size=classify_batch_size,
+                          lr=classify_lr, evals=classify_evals, **common, **paths)
+    outputs.write_results(out_dir, pd.concat([detect.assign(task="detect"), classify.assign(task="classify")]),
+                          parameters)
+results = outputs.read_results(out_dir, results_dir if from_results else None)
+detect, classify = (results[results.task == task] for task in ("detect", "classify"))
 findings = [
-    study.he1_finding(detect, "AP", he1_min_gap_shortest, he1_max_gap_longest, profile, figure="he1_schedules.png"),
-    study.he2_finding(detect, he2_min_gap_ap75, profile, figure="he2_metrics.png"),
-    study.he1_finding(classify, "accuracy", he1_min_gap_shortest, he1_max_gap_longest, profile,
-                      figure="he1_schedules.png", panel="classification"),
+    he.he1_finding(detect, "AP", he1_min_gap_shortest, he1_max_gap_longest, profile, figure="he1_schedules.png"),
+    he.he2_finding(detect, he2_min_gap_ap75, profile, figure="he2_metrics.png"),
+    he.he1_finding(classify, "accuracy", he1_min_gap_shortest, he1_max_gap_longest, profile,
+                   figure="he1_schedules.png", panel="classification"),
 ]
-results = pd.concat([detect.assign(task="detect"), classify.assign(task="classify")])
-run = study.write_outputs(out_dir, results, findings, parameters)
+outputs.write_findings(out_dir, findings, from_results)
 
 # %% [markdown]
 # ## HE-1: final box AP and accuracy against schedule length
@@ -109,40 +92,40 @@ run = study.write_outputs(out_dir, results, findings, parameters)
 
 # %%
 figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-plots.metric_curve(study.final_metric(detect, "AP"), "AP", "detection: box AP", ax=left)
-plots.metric_curve(study.final_metric(classify, "accuracy"), "accuracy", "classification: accuracy", ax=right)
+figures.metric_curve(verdicts.final_metric(detect, "AP"), "AP", "detection: box AP", ax=left)
+figures.metric_curve(verdicts.final_metric(classify, "accuracy"), "accuracy", "classification: accuracy", ax=right)
 figure.suptitle("HE-1: scratch vs pre-trained over schedule length (mean, 95% CI over seeds)")
 figure.tight_layout()
-plots.save(figure, Path(out_dir) / "he1_schedules.png")
+figures.save(figure, Path(out_dir) / "he1_schedules.png")
 
 # %% [markdown]
 # Box AP per schedule, ours (mean ± 95% CI half-width) next to the paper's R50 numbers (its own 1x).
 
 # %%
-display(study.paper_comparison(study.final_metric(detect, "AP"), study.PAPER_TABLES["HE-1"]))
-display(study.paper_comparison(study.final_metric(classify, "accuracy"), {}))
+display(outputs.paper_comparison(verdicts.final_metric(detect, "AP"), he.PAPER_TABLES["HE-1"]))
+display(outputs.paper_comparison(verdicts.final_metric(classify, "accuracy"), {}))
 
 # %% [markdown]
 # ## HE-2: AP, AP50 and AP75 at the longest schedule (the paper's Table 2)
 
 # %%
-display(study.metric_table(detect, max(schedules), study.PAPER_TABLES["HE-2"]))
+display(outputs.metric_table(detect, max(schedules), he.PAPER_TABLES["HE-2"]))
 longest = detect[detect.schedule == max(schedules)]
-figure = plots.metric_bars({m: study.final_metric(longest, m) for m in ("AP", "AP50", "AP75")},
+figure = figures.metric_bars({m: verdicts.final_metric(longest, m) for m in ("AP", "AP50", "AP75")},
                            f"HE-2: box AP at {max(schedules):g}x (mean, 95% CI over seeds)")
-plots.save(figure, Path(out_dir) / "he2_metrics.png")
+figures.save(figure, Path(out_dir) / "he2_metrics.png")
 
 # %% [markdown]
 # ## Training curves
 # Validation box AP and training loss over epochs, per schedule (mean over seeds, 95% CI band).
 
 # %%
-plots.save(plots.training_curves(detect, "AP"), Path(out_dir) / "he1_curves_val_ap.png")
-plots.save(plots.training_curves(detect, "loss", split="train"), Path(out_dir) / "he1_curves_train_loss.png")
-plots.save(plots.training_curves(classify, "accuracy"), Path(out_dir) / "he1_curves_val_accuracy.png")
+figures.save(figures.training_curves(detect, "AP"), Path(out_dir) / "he1_curves_val_ap.png")
+figures.save(figures.training_curves(detect, "loss", split="train"), Path(out_dir) / "he1_curves_train_loss.png")
+figures.save(figures.training_curves(classify, "accuracy"), Path(out_dir) / "he1_curves_val_accuracy.png")
 
 # %% [markdown]
 # ## Verdicts
 
 # %%
-display(Markdown(study.verdict_markdown(findings)))
+display(Markdown(outputs.verdict_markdown(findings)))

@@ -28,33 +28,20 @@
 # pre-trained − scratch at the smallest size > `he3_min_gap_smallest` points (95% CIs over seeds).
 
 # %% tags=["parameters"]
-profile: str = "default"            # which config profile made these parameters
-world_dir: str = "../cache/default/world"
-upstream_checkpoint: str = "../cache/default/checkpoints/upstream.pt"
-runs_dir: str = "../cache/default/runs"   # per-run cache: a rerun reuses finished runs
-out_dir: str = "../reports/02_he3_less_data"
-device: str = "auto"                # auto | cpu | cuda
-aug_backend: str = "kornia"         # kornia | dali (unused: detection batches go through Kornia)
-arch: str = "resnet9"
-width: int = 16                     # channels of the first stage
-norm: str = "gn"                    # gn | bn | none
-seeds: list = [0, 1, 2]
-epochs_1x: float = 2                # epochs over the *full* downstream scene set in a 1x schedule
-batch_size: int = 32
-lr: float = 0.05                    # peak SGD learning rate
-grad_clip: float = 5.0              # max gradient norm
-aug: str = "S1"                     # augmentation level S0-S4
-evals: int = 4                      # validation evaluations per run (the loss curves)
-label_fractions: list = [1.0, 0.3, 0.1, 0.03]  # nested shares of the downstream training scenes
-schedules: list = [1, 4]            # multiples of the full set's 1x, in iterations
-he3_catchup_fraction: float = 0.1   # the data size at which scratch must catch up (pre-registered)
-he3_max_gap_catchup: float = 2.0    # AP points (pre-registered)
-he3_min_gap_smallest: float = 0.0   # AP points (pre-registered)
+profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
+from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
+device: str = None          # auto | cpu | cuda (None: the config's)
+seeds: list = None          # e.g. [0] for a quick look (None: the profile's)
+out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake writes the reports)
+results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import study
+from rethink import config
 
-parameters = study.notebook_parameters(globals())  # as run, for run.json
+# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
+# what the cell above or papermill set wins. Each becomes a plain name below.
+parameters = config.notebook_parameters("02_he3_less_data", globals())
+globals().update(parameters)
 
 # %%
 from pathlib import Path
@@ -62,40 +49,44 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from rethink import plots
+from rethink.report import figures
+from rethink.study import he, outputs, runs, verdicts
 
 # %% [markdown]
 # ## Runs
 
 # %%
-study.require_member("he3_catchup_fraction", he3_catchup_fraction, label_fractions, "label_fractions")
-runs = study.fixed_iteration_runs(world_dir, "detect", label_fractions, schedules, seeds,
-                                  inits=["scratch", "pretrained"], epochs_1x=epochs_1x, batch_size=batch_size)
-results = study.sweep(runs, task="detect", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
-                      runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, lr=lr,
-                      grad_clip=grad_clip, aug=aug, aug_backend=aug_backend, evals=evals, device=device)
-findings = [study.he3_finding(results, he3_catchup_fraction, he3_max_gap_catchup, he3_min_gap_smallest, profile,
-                              figure="he3_data_size.png")]
-run = study.write_outputs(out_dir, results, findings, parameters)
+verdicts.require_member("he3_catchup_fraction", he3_catchup_fraction, label_fractions, "label_fractions")
+if not from_results:
+    grid = he.fixed_iteration_runs(world_dir, "detect", label_fractions, schedules, seeds,
+                                   inits=["scratch", "pretrained"], epochs_1x=epochs_1x, batch_size=batch_size)
+    results = runs.sweep(grid, task="detect", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
+                         runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, lr=lr,
+                         grad_clip=grad_clip, aug=aug, aug_backend=aug_backend, evals=evals, device=device)
+    outputs.write_results(out_dir, results, parameters)
+results = outputs.read_results(out_dir, results_dir if from_results else None)
+findings = [he.he3_finding(results, he3_catchup_fraction, he3_max_gap_catchup, he3_min_gap_smallest, profile,
+                           figure="he3_data_size.png")]
+outputs.write_findings(out_dir, findings, from_results)
 
 # %% [markdown]
 # ## Box AP against data size, each arm at its best schedule
 
 # %%
-best = study.best_schedule(study.final_metric(results, "AP"))
-figure = plots.metric_curve(best, "AP", "HE-3: each arm at its best schedule", x="label_fraction", log_x=True)
-plots.save(figure, Path(out_dir) / "he3_data_size.png")
+best = he.best_schedule(verdicts.final_metric(results, "AP"))
+figure = figures.metric_curve(best, "AP", "HE-3: each arm at its best schedule", x="label_fraction", log_x=True)
+figures.save(figure, Path(out_dir) / "he3_data_size.png")
 
 # %% [markdown]
 # Ours (mean ± 95% CI half-width, each arm at its best schedule) and the schedule that was best; then the
 # paper's numbers (COCO, 118k images = 100%).
 
 # %%
-table = study.paper_comparison(best, {}, by="label_fraction")
+table = outputs.paper_comparison(best, {}, by="label_fraction")
 for arm in ("scratch", "pretrained"):
     table[(arm, "best schedule")] = best[best.arm == arm].groupby("label_fraction").schedule.first()
 display(table.sort_index(axis=1).sort_index(ascending=False))
-display(pd.DataFrame(study.PAPER_TABLES["HE-3"]))
+display(pd.DataFrame(he.PAPER_TABLES["HE-3"]))
 
 # %% [markdown]
 # ## The overfitting signature: training and validation loss
@@ -105,11 +96,11 @@ display(pd.DataFrame(study.PAPER_TABLES["HE-3"]))
 
 # %%
 longest = results[results.schedule == max(schedules)]
-plots.save(plots.training_curves(longest, "loss", panel="label_fraction", x="step", splits=("train", "val")),
+figures.save(figures.training_curves(longest, "loss", panel="label_fraction", x="step", splits=("train", "val")),
            Path(out_dir) / "he3_loss_curves.png")
 
 # %% [markdown]
 # ## Verdict
 
 # %%
-display(Markdown(study.verdict_markdown(findings)))
+display(Markdown(outputs.verdict_markdown(findings)))

@@ -18,7 +18,7 @@
 # helps, with 100% it hurts. Both hold for the stronger "ImageNet++" checkpoint too.
 #
 # **Here.** Downstream classification on the study's world: a grid of augmentation level (`aug_levels`,
-# the ladder of `rethink.augment`, Kornia or DALI on the training device) × share of the downstream labels
+# the ladder of `rethink.core.augment`, Kornia or DALI on the training device) × share of the downstream labels
 # (`label_fractions`) × initialisation: random (`scratch`), the upstream supervised checkpoint
 # (`pretrained`, the study's "ImageNet") and the same pre-training run longer (`pretrained_longer`, the
 # study's "ImageNet++"). Every cell trains the same number of iterations (`schedule` × `epochs_1x` over the full set),
@@ -30,63 +30,54 @@
 # labels > `zo2_min_gain_smallest`, and gain with all labels − gain with the fewest < `zo2_max_drop`.
 
 # %% tags=["parameters"]
-profile: str = "default"            # which config profile made these parameters
-world_dir: str = "../cache/default/world"
-upstream_checkpoint: str = "../cache/default/checkpoints/upstream.pt"
-longer_checkpoint: str = "../cache/default/checkpoints/upstream_longer.pt"  # "ImageNet++"
-simclr_checkpoint: str = "../cache/default/checkpoints/simclr.pt"          # (notebook 05)
-runs_dir: str = "../cache/default/runs"   # per-run cache: a rerun reuses finished runs
-out_dir: str = "../reports/04_zo1_zo2_augmentation_data"
-device: str = "auto"                # auto | cpu | cuda
-aug_backend: str = "kornia"         # kornia | dali: who augments the classification batches
-arch: str = "resnet9"
-width: int = 16                     # channels of the first stage (the checkpoints' width)
-norm: str = "gn"
-seeds: list = [0, 1, 2]
-epochs_1x: float = 1                # epochs over the *full* downstream set in 1x; every label share trains as long
-schedule: float = 4                 # multiple of 1x (He et al.'s step policy)
-batch_size: int = 64
-lr: float = 0.1                     # peak SGD learning rate
-evals: int = 2                      # validation evaluations per run
-aug_levels: list = ["S1", "S4"]     # weakest first
-label_fractions: list = [0.2, 0.5, 1.0]
-inits: list = ["scratch", "pretrained", "pretrained_longer"]
-zo1_max_drop: float = 0.0           # accuracy points (pre-registered)
-zo1_max_gain_strongest: float = 0.0  # accuracy points (pre-registered)
-zo2_min_gain_smallest: float = 0.0  # accuracy points (pre-registered)
-zo2_max_drop: float = 0.0           # accuracy points (pre-registered)
+profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
+from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
+device: str = None          # auto | cpu | cuda (None: the config's)
+seeds: list = None          # e.g. [0] for a quick look (None: the profile's)
+out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake writes the reports)
+results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import study
+from rethink import config
 
-parameters = study.notebook_parameters(globals())  # as run, for run.json
+# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
+# what the cell above or papermill set wins. Each becomes a plain name below.
+parameters = config.notebook_parameters("04_zo1_zo2_augmentation_data", globals())
+globals().update(parameters)
 
 # %%
 from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from rethink import plots
+from rethink.report import figures
+from rethink.study import outputs, runs, verdicts, zo
 
 # %% [markdown]
 # ## Runs
+# The sweep trains every run (finished runs are read back from `runs_dir`) and writes `results.csv`; with
+# `from_results` it trains nothing. Everything after this cell reads `results.csv` only.
 
 # %%
-runs = study.zo_runs(world_dir, label_fractions, aug_levels, seeds, inits, epochs_1x, batch_size)
-results = study.sweep(runs, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
-                      checkpoints={"pretrained_longer": longer_checkpoint}, runs_dir=runs_dir, arch=arch,
-                      width=width, norm=norm, batch_size=batch_size, schedule=schedule, lr=lr, evals=evals,
-                      aug_backend=aug_backend, device=device)
-findings = [study.zo1_finding(results, zo1_max_drop, zo1_max_gain_strongest, profile, figure="zo_pretraining_gain.png"),
-            study.zo2_finding(results, zo2_min_gain_smallest, zo2_max_drop, profile, figure="zo_pretraining_gain.png")]
-run = study.write_outputs(out_dir, results, findings, parameters)
+if not from_results:
+    grid = zo.zo_runs(world_dir, label_fractions, aug_levels, seeds, inits, epochs_1x, batch_size)
+    results = runs.sweep(grid, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
+                         checkpoints={"pretrained_longer": longer_checkpoint}, runs_dir=runs_dir, arch=arch,
+                         width=width, norm=norm, batch_size=batch_size, schedule=schedule, lr=lr, evals=evals,
+                         aug_backend=aug_backend, device=device)
+    outputs.write_results(out_dir, results, parameters,
+                          checkpoints={"pretrained": upstream_checkpoint, "pretrained_longer": longer_checkpoint})
+results = outputs.read_results(out_dir, results_dir if from_results else None)
+findings = [zo.zo1_finding(results, zo1_max_drop, zo1_max_gain_strongest, profile, figure="zo_pretraining_gain.png"),
+            zo.zo2_finding(results, zo2_min_gain_smallest, zo2_max_drop, profile, figure="zo_pretraining_gain.png")]
+outputs.write_findings(out_dir, findings, from_results)
 
 # %% [markdown]
 # The two upstream checkpoints on the upstream validation set (the paper's ImageNet and ImageNet++ models
 # reach 84.5% and 86.9% top-1):
 
 # %%
-display(study.checkpoint_table({"pretrained": upstream_checkpoint, "pretrained_longer": longer_checkpoint}))
+display(outputs.checkpoint_table(out_dir))
 
 # %% [markdown]
 # ## The change in accuracy from pre-training, per cell
@@ -94,12 +85,12 @@ display(study.checkpoint_table({"pretrained": upstream_checkpoint, "pretrained_l
 # 95% CI; dots: seeds). Above zero pre-training helps, below it hurts.
 
 # %%
-final = study.final_metric(results, "accuracy")
+final = verdicts.final_metric(results, "accuracy")
 comparisons = {f"{init} − scratch": (init, "scratch") for init in inits if init != "scratch"}
-gains = study.cell_gains(final, comparisons)
-figure = plots.gain_bars(gains, "ZO-1/ZO-2: accuracy change from pre-training")
-plots.save(figure, Path(out_dir) / "zo_pretraining_gain.png")
-display(study.gain_table(gains))
+gains = zo.cell_gains(final, comparisons)
+figure = figures.gain_bars(gains, "ZO-1/ZO-2: accuracy change from pre-training")
+figures.save(figure, Path(out_dir) / "zo_pretraining_gain.png")
+display(outputs.gain_table(gains))
 
 # %% [markdown]
 # ## Had the arms converged?
@@ -107,17 +98,17 @@ display(study.gain_table(gains))
 # rising at the last step had not converged, and its cell's gain says more about speed than about the end point.
 
 # %%
-plots.save(plots.training_curves(results[results.label_fraction == max(label_fractions)], "accuracy", panel="aug",
-                                 x="step"), Path(out_dir) / "zo_curves_val_accuracy.png")
+figures.save(figures.training_curves(results[results.label_fraction == max(label_fractions)], "accuracy",
+                                     panel="aug", x="step"), Path(out_dir) / "zo_curves_val_accuracy.png")
 
 # %% [markdown]
 # Accuracy of every arm (mean ± 95% CI half-width over seeds), per augmentation level and label share:
 
 # %%
-display(final.groupby(["aug", "label_fraction", "arm"]).value.apply(plots.mean_ci_text).unstack("arm"))
+display(final.groupby(["aug", "label_fraction", "arm"]).value.apply(figures.mean_ci_text).unstack("arm"))
 
 # %% [markdown]
 # ## Verdicts
 
 # %%
-display(Markdown(study.verdict_markdown(findings)))
+display(Markdown(outputs.verdict_markdown(findings)))

@@ -25,7 +25,7 @@
 # device, keeping images whose top class probability is at least `pseudo_threshold` (soft labels:
 # the teacher's distribution). The student starts from the teacher's init, trains as many iterations on
 # each labelled batch plus `pseudo_batch_size` pseudo-labelled images, equally augmented, with Zoph et
-# al.'s loss normalisation (`rethink.pseudo.LossNormaliser`). Algorithms by name: `rethink.methods`.
+# al.'s loss normalisation (`rethink.core.pseudo.LossNormaliser`). Algorithms by name: `rethink.core.selftrain`.
 #
 # **Pre-registered criteria** (config/study.yaml, 95% CIs over seeds, accuracy points). ZO-3: student −
 # teacher > `zo3_min_gain` in every cell, on random and on pre-trained init. ZO-4: at the strongest
@@ -35,48 +35,28 @@
 # (pseudo-labels first, then the labels) and the joint run without loss normalisation > `zo5_min_gain`.
 
 # %% tags=["parameters"]
-profile: str = "default"            # which config profile made these parameters
-world_dir: str = "../cache/default/world"
-upstream_checkpoint: str = "../cache/default/checkpoints/upstream.pt"
-longer_checkpoint: str = "../cache/default/checkpoints/upstream_longer.pt"  # (notebook 04)
-simclr_checkpoint: str = "../cache/default/checkpoints/simclr.pt"
-runs_dir: str = "../cache/default/runs"   # per-run cache: a rerun reuses finished runs
-out_dir: str = "../reports/05_zo3_zo5_self_training"
-device: str = "auto"                # auto | cpu | cuda
-aug_backend: str = "kornia"         # kornia | dali: who augments the classification batches
-arch: str = "resnet9"
-width: int = 16                     # channels of the first stage (the checkpoints' width)
-norm: str = "gn"
-seeds: list = [0, 1, 2]
-epochs_1x: float = 1                # epochs over the *full* downstream set in 1x; every label share trains as long
-schedule: float = 4                 # multiple of 1x (He et al.'s step policy)
-batch_size: int = 64                # labelled images per step
-lr: float = 0.1                     # peak SGD learning rate
-evals: int = 2                      # validation evaluations per run
-aug_levels: list = ["S1", "S4"]     # weakest first
-label_fractions: list = [0.2, 0.5, 1.0]
-pseudo_threshold: float = 0.5       # the teacher's top class probability a pseudo-label needs
-pseudo_soft: bool = True            # soft (the teacher's distribution) or hard (one-hot) pseudo-labels
-pseudo_weight: float = 1.0          # alpha: the pseudo-label loss's weight
-pseudo_batch_size: int = 32         # pseudo-labelled images per step
-zo3_min_gain: float = 0.0           # accuracy points (pre-registered)
-zo4_max_gain: float = 0.0           # accuracy points (pre-registered)
-zo4_min_gain_selftraining: float = 0.0  # accuracy points (pre-registered)
-zo5_aug: str = "S1"                 # ZO-5's cell (pre-registered)
-zo5_label_fraction: float = 1.0
-zo5_min_gain: float = 0.0           # accuracy points (pre-registered)
+profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
+from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
+device: str = None          # auto | cpu | cuda (None: the config's)
+seeds: list = None          # e.g. [0] for a quick look (None: the profile's)
+out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake writes the reports)
+results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import study
+from rethink import config
 
-parameters = study.notebook_parameters(globals())  # as run, for run.json
+# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
+# what the cell above or papermill set wins. Each becomes a plain name below.
+parameters = config.notebook_parameters("05_zo3_zo5_self_training", globals())
+globals().update(parameters)
 
 # %%
 from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from rethink import plots
+from rethink.report import figures
+from rethink.study import outputs, runs, verdicts, zo
 
 # %% [markdown]
 # ## Runs
@@ -85,23 +65,27 @@ from rethink import plots
 # labels; ZO-5's sequential and unnormalised students at its cell.
 
 # %%
-study.require_member("zo5_aug", zo5_aug, aug_levels, "aug_levels")
-study.require_member("zo5_label_fraction", zo5_label_fraction, label_fractions, "label_fractions")
-corner = (aug_levels[-1], max(label_fractions))
-runs = (study.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["scratch", "pretrained"], epochs_1x, batch_size,
-                      students=["scratch", "pretrained"], extra_students=study.ZO5_ARMS,
-                      extra_cell=(zo5_aug, zo5_label_fraction))
-        + study.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["simclr"], epochs_1x, batch_size,
-                        students=["simclr"], student_cells=[corner]))
-results = study.sweep(runs, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
-                      checkpoints={"simclr": simclr_checkpoint}, runs_dir=runs_dir, arch=arch, width=width, norm=norm,
-                      batch_size=batch_size, schedule=schedule, lr=lr, evals=evals, aug_backend=aug_backend, device=device,
-                      pseudo_threshold=pseudo_threshold, pseudo_soft=pseudo_soft, pseudo_weight=pseudo_weight,
-                      pseudo_batch_size=pseudo_batch_size)
-findings = [study.zo3_finding(results, zo3_min_gain, profile, figure="zo3_self_training_gain.png"),
-            study.zo4_finding(results, zo4_max_gain, zo4_min_gain_selftraining, profile, figure="zo4_simclr.png"),
-            study.zo5_finding(results, zo5_aug, zo5_label_fraction, zo5_min_gain, profile, figure="zo5_joint.png")]
-run = study.write_outputs(out_dir, results, findings, parameters)
+verdicts.require_member("zo5_aug", zo5_aug, aug_levels, "aug_levels")
+verdicts.require_member("zo5_label_fraction", zo5_label_fraction, label_fractions, "label_fractions")
+if not from_results:
+    corner = (aug_levels[-1], max(label_fractions))
+    grid = (zo.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["scratch", "pretrained"], epochs_1x, batch_size,
+                       students=["scratch", "pretrained"], extra_students=zo.ZO5_ARMS,
+                       extra_cell=(zo5_aug, zo5_label_fraction))
+            + zo.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["simclr"], epochs_1x, batch_size,
+                         students=["simclr"], student_cells=[corner]))
+    results = runs.sweep(grid, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
+                         checkpoints={"simclr": simclr_checkpoint}, runs_dir=runs_dir, arch=arch, width=width,
+                         norm=norm, batch_size=batch_size, schedule=schedule, lr=lr, evals=evals,
+                         aug_backend=aug_backend, device=device, pseudo_threshold=pseudo_threshold,
+                         pseudo_soft=pseudo_soft, pseudo_weight=pseudo_weight, pseudo_batch_size=pseudo_batch_size)
+    outputs.write_results(out_dir, results, parameters,
+                          checkpoints={"pretrained (supervised)": upstream_checkpoint, "simclr": simclr_checkpoint})
+results = outputs.read_results(out_dir, results_dir if from_results else None)
+findings = [zo.zo3_finding(results, zo3_min_gain, profile, figure="zo3_self_training_gain.png"),
+            zo.zo4_finding(results, zo4_max_gain, zo4_min_gain_selftraining, profile, figure="zo4_simclr.png"),
+            zo.zo5_finding(results, zo5_aug, zo5_label_fraction, zo5_min_gain, profile, figure="zo5_joint.png")]
+outputs.write_findings(out_dir, findings, from_results)
 
 # %% [markdown]
 # ## ZO-3: the gain from self-training in every cell
@@ -109,13 +93,13 @@ run = study.write_outputs(out_dir, results, findings, parameters)
 # comparison, the gain from pre-training in the same cells (pretrained − scratch, the runs of notebook 04).
 
 # %%
-final = study.final_metric(results, "accuracy")
-gains = study.cell_gains(final, {"self-training on scratch": ("scratch+ST", "scratch"),
+final = verdicts.final_metric(results, "accuracy")
+gains = zo.cell_gains(final, {"self-training on scratch": ("scratch+ST", "scratch"),
                                  "self-training on pretrained": ("pretrained+ST", "pretrained"),
                                  "pre-training (pretrained − scratch)": ("pretrained", "scratch")})
-plots.save(plots.gain_bars(gains, "ZO-3: accuracy change from self-training (and from pre-training)"),
+figures.save(figures.gain_bars(gains, "ZO-3: accuracy change from self-training (and from pre-training)"),
            Path(out_dir) / "zo3_self_training_gain.png")
-display(study.gain_table(gains))
+display(outputs.gain_table(gains))
 
 # %% [markdown]
 # The pseudo-labels: the share of the unlabeled pool the teachers kept, the share of kept images that
@@ -132,13 +116,13 @@ display(quality.groupby(["aug", "label_fraction", "arm", "metric"]).value.mean()
 # upstream validation set beside the supervised checkpoint's accuracy):
 
 # %%
-display(study.checkpoint_table({"pretrained (supervised)": upstream_checkpoint, "simclr": simclr_checkpoint}))
-simclr_gains = study.cell_gains(final, {"simclr − scratch": ("simclr", "scratch"),
+display(outputs.checkpoint_table(out_dir))
+simclr_gains = zo.cell_gains(final, {"simclr − scratch": ("simclr", "scratch"),
                                         "pretrained − scratch": ("pretrained", "scratch"),
                                         "self-training on simclr": ("simclr+ST", "simclr")})
-plots.save(plots.gain_bars(simclr_gains, "ZO-4: SimCLR init against supervised pre-training"),
+figures.save(figures.gain_bars(simclr_gains, "ZO-4: SimCLR init against supervised pre-training"),
            Path(out_dir) / "zo4_simclr.png")
-display(study.gain_table(simclr_gains))
+display(outputs.gain_table(simclr_gains))
 
 # %% [markdown]
 # ## ZO-5: joint against sequential self-training, and the loss normalisation
@@ -147,12 +131,12 @@ display(study.gain_table(simclr_gains))
 
 # %%
 cell = final[(final.aug == zo5_aug) & (final.label_fraction == zo5_label_fraction)
-             & final.arm.isin(["scratch", "scratch+ST", *study.ZO5_ARMS])]
-plots.save(plots.arm_bars(cell, "accuracy", f"ZO-5 at {study.cell_name(zo5_aug, zo5_label_fraction)}"),
+             & final.arm.isin(["scratch", "scratch+ST", *zo.ZO5_ARMS])]
+figures.save(figures.arm_bars(cell, "accuracy", f"ZO-5 at {zo.cell_name(zo5_aug, zo5_label_fraction)}"),
            Path(out_dir) / "zo5_joint.png")
 joint = results[(results.aug == zo5_aug) & (results.label_fraction == zo5_label_fraction)
                 & results.arm.isin(["scratch+ST", "scratch+ST unnormalised"])]
-plots.save(plots.training_curves(joint, "loss", panel="label_fraction", x="step", splits=("train",)),
+figures.save(figures.training_curves(joint, "loss", panel="label_fraction", x="step", splits=("train",)),
            Path(out_dir) / "zo5_losses.png")
 display(joint[joint.metric.isin(["loss", "pseudo_loss"]) & (joint.split == "train")]
         .groupby(["arm", "metric", "step"]).value.mean().unstack("step").round(3))
@@ -161,4 +145,4 @@ display(joint[joint.metric.isin(["loss", "pseudo_loss"]) & (joint.split == "trai
 # ## Verdicts
 
 # %%
-display(Markdown(study.verdict_markdown(findings)))
+display(Markdown(outputs.verdict_markdown(findings)))

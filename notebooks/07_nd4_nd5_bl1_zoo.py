@@ -35,39 +35,20 @@
 # autoencoder's invariance − the least invariant other method's < `bl1_max_gap` (seeds: draws of the views).
 
 # %% tags=["parameters"]
-profile: str = "default"            # which config profile made these parameters
-world_dir: str = "../cache/default/world"
-upstream_checkpoint: str = "../cache/default/checkpoints/upstream.pt"
-checkpoints_dir: str = "../cache/default/checkpoints"  # <method>.pt of every self-supervised method
-runs_dir: str = "../cache/default/runs"   # per-run cache: a rerun reuses finished runs
-out_dir: str = "../reports/07_nd4_nd5_bl1_zoo"
-device: str = "auto"                # auto | cpu | cuda
-aug_backend: str = "kornia"         # kornia | dali: who augments the classification batches
-selfsup_methods: list = ["simclr", "rotation", "autoencoder", "swav", "jigsaw"]
-arch: str = "resnet9"
-width: int = 16                     # channels of the first stage (the checkpoints' width)
-norm: str = "gn"
-seeds: list = [0, 1, 2]
-label_counts: list = [40, 120, 400, 1200, 4000]  # notebook 06's counts (one of them is zoo_label_count)
-zoo_label_count: int = 4000         # downstream labels for every run here
-freezes: list = [0, 2, 4]           # backbone stages frozen: 0 fine-tunes all, 4 is the linear probe
-tasks: list = ["classify", "pose", "segment"]
-invariance_level: str = "S4"        # the augmentation ladder level whose views BL-1 compares
-epochs_1x: float = 0.5              # epochs over the full downstream set in 1x
-schedule: float = 4                 # multiple of 1x (He et al.'s step policy)
-batch_size: int = 64
-lr: float = 0.1                     # peak SGD learning rate
-evals: int = 2                      # validation evaluations per run
-aug: str = "S1"                     # augmentation while fine-tuning (pose: none)
-nd4_max_gap: float = 0.0            # accuracy points (pre-registered)
-nd4_max_rank_correlation: float = 0.5  # Spearman rho (pre-registered)
-nd5_max_rank_correlation: float = 0.5  # Spearman rho (pre-registered)
-bl1_max_gap: float = 0.0            # invariance (pre-registered)
+profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
+from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
+device: str = None          # auto | cpu | cuda (None: the config's)
+seeds: list = None          # e.g. [0] for a quick look (None: the profile's)
+out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake writes the reports)
+results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import study
+from rethink import config
 
-parameters = study.notebook_parameters(globals())  # as run, for run.json
+# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
+# what the cell above or papermill set wins. Each becomes a plain name below.
+parameters = config.notebook_parameters("07_nd4_nd5_bl1_zoo", globals())
+globals().update(parameters)
 
 # %%
 from pathlib import Path
@@ -75,49 +56,55 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from rethink import plots
-from rethink import selfsup_study as nd
+from rethink.report import figures
+from rethink.study import bl, nd, outputs, runs, verdicts
 
 # %% [markdown]
 # ## Runs
 
 # %%
-study.require_member("zoo_label_count", zoo_label_count, label_counts, "label_counts")
-study.require_member("autoencoder", "autoencoder", selfsup_methods, "selfsup_methods (BL-1 needs it)")
+verdicts.require_member("zoo_label_count", zoo_label_count, label_counts, "label_counts")
+verdicts.require_member("autoencoder", "autoencoder", selfsup_methods, "selfsup_methods (BL-1 needs it)")
 checkpoints = {m: f"{checkpoints_dir}/{m}.pt" for m in selfsup_methods}
-settings = dict(world_dir=world_dir, upstream_checkpoint=upstream_checkpoint, checkpoints=checkpoints,
-                runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, schedule=schedule, lr=lr,
-                evals=evals, aug_backend=aug_backend, device=device)
-runs = lambda **axes: nd.label_count_runs(world_dir, [zoo_label_count], epochs_1x, batch_size, seed=seeds, **axes)
-frozen = study.sweep(runs(init=selfsup_methods, freeze=freezes), task="classify", aug=aug, **settings)
-by_task = {task: study.sweep(runs(init=["scratch", *selfsup_methods]), task=task, files="classify",
-                             aug="S0" if task == "pose" else aug, **settings) for task in tasks}
-invariance = nd.invariance_table(world_dir, {**checkpoints, "random init (reference)": None,
-                                             "supervised (reference)": upstream_checkpoint},
-                                 arch, width, norm, invariance_level, seeds, device)
-probe = study.final_metric(frozen, "accuracy")
-finals = {task: study.final_metric(results, study.TASK_METRIC[task]) for task, results in by_task.items()}
+if not from_results:
+    settings = dict(world_dir=world_dir, upstream_checkpoint=upstream_checkpoint, checkpoints=checkpoints,
+                    runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, schedule=schedule,
+                    lr=lr, evals=evals, aug_backend=aug_backend, device=device)
+    zoo_runs = lambda **axes: nd.label_count_runs(world_dir, [zoo_label_count], epochs_1x, batch_size, seed=seeds,
+                                                  **axes)
+    frozen = runs.sweep(zoo_runs(init=selfsup_methods, freeze=freezes), task="classify", aug=aug, **settings)
+    by_task = {task: runs.sweep(zoo_runs(init=["scratch", *selfsup_methods]), task=task, files="classify",
+                                aug="S0" if task == "pose" else aug, **settings) for task in tasks}
+    invariance = bl.invariance_table(world_dir, {**checkpoints, "random init (reference)": None,
+                                                 "supervised (reference)": upstream_checkpoint},
+                                     arch, width, norm, invariance_level, seeds, device)
+    outputs.write_results(out_dir, pd.concat(
+        [frozen.assign(experiment="ND-4", task="classify", run_id="ND-4 " + frozen.run_id),
+         *(r.assign(experiment="ND-5", task=task, run_id=f"ND-5 task={task} " + r.run_id) for task, r in by_task.items()),
+         invariance.rename(columns={"method": "arm"}).assign(experiment="BL-1", run_id="invariance", split="val",
+                                                             metric="invariance")]),
+        parameters, checkpoints=checkpoints)
+results = outputs.read_results(out_dir, results_dir if from_results else None)
+probe = verdicts.final_metric(results[results.experiment == "ND-4"], "accuracy")
+finals = {task: verdicts.final_metric(results[(results.experiment == "ND-5") & (results.task == task)],
+                                      verdicts.TASK_METRIC[task]) for task in tasks}
+invariance = results[results.experiment == "BL-1"].rename(columns={"arm": "method"})[["method", "seed", "value"]]
 findings = [nd.nd4_finding(probe, selfsup_methods, nd4_max_gap, nd4_max_rank_correlation, profile,
                            figure="nd4_freeze.png"),
             nd.nd5_finding(finals, selfsup_methods, nd5_max_rank_correlation, profile, figure="nd5_tasks.png"),
-            nd.bl1_finding(invariance[invariance.method.isin(selfsup_methods)], bl1_max_gap, profile,
+            bl.bl1_finding(invariance[invariance.method.isin(selfsup_methods)], bl1_max_gap, profile,
                            figure="bl1_invariance.png")]
-results = pd.concat([frozen.assign(experiment="ND-4", task="classify", run_id="ND-4 " + frozen.run_id),
-                     *(r.assign(experiment="ND-5", task=task, run_id=f"ND-5 task={task} " + r.run_id)
-                       for task, r in by_task.items()),
-                     invariance.rename(columns={"method": "arm"}).assign(experiment="BL-1", run_id="invariance",
-                                                                         split="val", metric="invariance")])
-run = study.write_outputs(out_dir, results, findings, parameters)
+outputs.write_findings(out_dir, findings, from_results)
 
 # %% [markdown]
 # ## ND-4: freezing more of the network
 # Accuracy per method and number of frozen stages (mean with 95% CI over seeds):
 
 # %%
-plots.save(plots.metric_bars({f"{k} stages frozen": probe[probe.freeze == k] for k in sorted(freezes)},
+figures.save(figures.metric_bars({f"{k} stages frozen": probe[probe.freeze == k] for k in sorted(freezes)},
                              "ND-4: fine-tuning against frozen features", ylabel="validation accuracy (points)"),
            Path(out_dir) / "nd4_freeze.png")
-display(probe.groupby(["arm", "freeze"]).value.apply(plots.mean_ci_text).unstack("freeze"))
+display(probe.groupby(["arm", "freeze"]).value.apply(figures.mean_ci_text).unstack("freeze"))
 
 # %% [markdown]
 # ## ND-5: the methods on three tasks
@@ -125,9 +112,9 @@ display(probe.groupby(["arm", "freeze"]).value.apply(plots.mean_ci_text).unstack
 
 # %%
 gains = nd.task_gains(finals, selfsup_methods)
-plots.save(plots.metric_bars({task: gains[gains.task == task] for task in tasks}, "ND-5: gain over scratch by task",
+figures.save(figures.metric_bars({task: gains[gains.task == task] for task in tasks}, "ND-5: gain over scratch by task",
                              ylabel="fine-tuned − scratch (points)"), Path(out_dir) / "nd5_tasks.png")
-display(pd.concat(finals, names=["task"]).groupby(["task", "arm"]).value.apply(plots.mean_ci_text).unstack("task"))
+display(pd.concat(finals.values()).groupby(["task", "arm"]).value.apply(figures.mean_ci_text).unstack("task"))
 
 # %% [markdown]
 # ## BL-1: the pretext zoo
@@ -135,16 +122,16 @@ display(pd.concat(finals, names=["task"]).groupby(["task", "arm"]).value.apply(p
 # checkpoint's own numbers on the upstream validation set (its loss and a 1-nearest-neighbour probe).
 
 # %%
-plots.save(plots.arm_bars(invariance.rename(columns={"method": "arm"}), "invariance", "BL-1: feature invariance under "
+figures.save(figures.arm_bars(invariance.rename(columns={"method": "arm"}), "invariance", "BL-1: feature invariance under "
                           f"{invariance_level} views", ylabel="invariance (1 = invariant, 0 = as far as another image's view)"),
            Path(out_dir) / "bl1_invariance.png")
-zoo = pd.DataFrame({"linear probe": probe[probe.freeze == max(freezes)].groupby("arm").value.apply(plots.mean_ci_text),
-                    "fine-tuned": probe[probe.freeze == 0].groupby("arm").value.apply(plots.mean_ci_text),
-                    "invariance": invariance.groupby("method").value.apply(lambda v: "{:.2f} ± {:.2f}".format(*plots.mean_ci(v)))})
-display(zoo.join(study.checkpoint_table(checkpoints).round(3)))
+zoo = pd.DataFrame({"linear probe": probe[probe.freeze == max(freezes)].groupby("arm").value.apply(figures.mean_ci_text),
+                    "fine-tuned": probe[probe.freeze == 0].groupby("arm").value.apply(figures.mean_ci_text),
+                    "invariance": invariance.groupby("method").value.apply(lambda v: "{:.2f} ± {:.2f}".format(*figures.mean_ci(v)))})
+display(zoo.join(outputs.checkpoint_table(out_dir, decimals=3)))
 
 # %% [markdown]
 # ## Verdicts
 
 # %%
-display(Markdown(study.verdict_markdown(findings)))
+display(Markdown(outputs.verdict_markdown(findings)))

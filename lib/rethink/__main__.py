@@ -1,11 +1,45 @@
-"""python -m rethink readme: splice the generated findings table into README.md (run by `make study`).
+"""python -m rethink readme | render
 
-Everything else runs through the Snakefile."""
+  readme   splice the generated findings table into README.md (run by `make study`)
+  render   re-render every report of a profile from its committed results.csv, training nothing: the
+           notebooks run with from_results=True (a change of presentation never costs a retrain), then
+           the index and the findings table are written again
+
+Everything that trains runs through the Snakefile."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from .report import splice_readme
+from . import config
+from .report.index import splice_readme, write_index
+
+
+def render(profile: str, notebooks: list[str] | None = None) -> list[Path]:
+    """Re-render the reports of `profile` (all of them, or `notebooks`) from their results.csv."""
+    from .workflow import logged, run_notebook
+
+    settings = config.load(profile)
+    reports = config.study_dir() / settings["reports_dir"]
+    names = notebooks or [nb for nb in settings["notebooks"] if (reports / nb / "results.csv").is_file()]
+    if not names:
+        raise FileNotFoundError(f"no report of profile {profile!r} under {reports} has a results.csv to render from; "
+                                f"run `snakemake --config profile={profile}` first")
+    folders = []
+    for name in names:
+        folder = reports / name
+        relative = str(folder.relative_to(config.study_dir()))  # as Snakemake passes it: the report shows no home folder
+        if not (folder / "results.csv").is_file():
+            raise FileNotFoundError(f"{folder / 'results.csv'} does not exist: nothing to render {name} from")
+        print(f"rendering {name} from {folder / 'results.csv'}", flush=True)
+        log = config.study_dir() / f"cache/{profile}/logs/render_{name}.log"
+        logged(log, run_notebook, str(config.ROOT / "notebooks" / f"{name}.py"), folder,
+               dict(profile=profile, from_results=True, out_dir=relative, results_dir=relative),
+               cwd=str(config.study_dir()))
+        folders.append(folder)
+    every = [reports / nb for nb in settings["notebooks"] if (reports / nb / "findings.json").is_file()]
+    write_index(every, reports)
+    return folders
 
 
 def main(argv=None) -> None:
@@ -15,8 +49,14 @@ def main(argv=None) -> None:
     p.add_argument("--findings", default="reports/findings.md")
     p.add_argument("--readme", default="README.md")
     p.add_argument("--smoke-benchmarks", help="the smoke profile's benchmarks folder, if it ran")
+    p = sub.add_parser("render", help="re-render committed reports from their results.csv, training nothing")
+    p.add_argument("--profile", default="default")
+    p.add_argument("notebooks", nargs="*", help="notebook names (default: every report with a results.csv)")
     args = parser.parse_args(argv)
-    splice_readme(args.findings, args.readme, args.smoke_benchmarks)
+    if args.command == "readme":
+        splice_readme(args.findings, args.readme, args.smoke_benchmarks)
+    else:
+        render(args.profile, args.notebooks)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import world as W
+from .core import world as W
 
 # The data files every notebook may read, by name (without .npz) -> (kind, class set, split seed).
 WORLD_FILES = {
@@ -79,7 +79,7 @@ def build_data(spec: dict, out_dir: str, data: dict | None = None, device: str =
     """Every world file of a profile: from the real datasets of its `data` block (config/study.yaml) where it
     names one, from the procedural world otherwise. Real images are resized to the world's image sizes, and
     each file holds a seeded random sample of at most the world's size for it (all images if fewer)."""
-    from . import datasets
+    from .core import datasets
 
     data = dict(data or {})
     if ("upstream" in data) != ("downstream" in data):

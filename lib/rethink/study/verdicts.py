@@ -6,6 +6,10 @@ effects. Each condition is judged on the effect's confidence interval:
   failed    the whole interval violates it,
   undecided otherwise (the interval is too wide to tell).
 Verdict: any condition failed -> "not reproduced"; all met -> "reproduced"; else "inconclusive".
+
+The helpers below turn a results table (rethink.study.runs.sweep's tidy rows) into effects: each arm's
+final metric per seed, paired differences between arms, and one findings.json entry per finding. A
+paper's module (he, zo, nd, bl) names its effects and conditions with them.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import math
 from dataclasses import dataclass, asdict
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
@@ -92,3 +97,50 @@ def judge(finding_id: str, claim: str, criterion: dict, effects: dict[str, Effec
         "profile": profile,
         "verdict": verdict([c["status"] for c in conditions]),
     }
+
+
+# Each task's headline metric, and the unit of every metric once turned into points.
+TASK_METRIC = {"classify": "accuracy", "segment": "miou", "detect": "AP", "pose": "pose_accuracy"}
+METRIC_UNITS = {"accuracy": "accuracy points", "miou": "mIoU points", "AP": "AP points", "AP50": "AP50 points",
+                "AP75": "AP75 points", "pose_accuracy": "pose accuracy points"}
+
+
+def final_metric(results: pd.DataFrame, metric: str, split: str = "val") -> pd.DataFrame:
+    """The last evaluation of each run: one row per (arm, schedule, seed)."""
+    rows = results[(results.metric == metric) & (results.split == split)]
+    return rows.loc[rows.groupby("run_id").step.idxmax()]
+
+
+def seed_values(final: pd.DataFrame, arm: str, **where) -> dict[int, float]:
+    """seed -> value of one arm in the rows of `final` that match `where` (e.g. schedule=6.0)."""
+    rows = final[final.arm == arm]
+    for key, value in where.items():
+        rows = rows[rows[key] == value]
+    return dict(zip(rows.seed, rows.value))
+
+
+def gap(final: pd.DataFrame, a: str, b: str, metric: str, **where) -> Effect:
+    """Arm a minus arm b, paired by seed, over the rows matching `where`."""
+    return paired_effect(seed_values(final, a, **where), seed_values(final, b, **where), unit=METRIC_UNITS[metric])
+
+
+def seed_gaps(final: pd.DataFrame, a: str, b: str, **where) -> dict[int, float]:
+    """seed -> arm a minus arm b, over the rows matching `where`."""
+    return paired_differences(seed_values(final, a, **where), seed_values(final, b, **where))
+
+
+def finding(claims: dict, finding_id: str, text: str, conditions: list[dict], effects: dict[str, Effect],
+            profile: str, figure: str | None = None, panel: str | None = None, primary: str | None = None) -> dict:
+    """A findings.json entry for a finding of a paper's `claims` (its CLAIMS table), judged against its
+    pre-registered conditions."""
+    criterion = dict(text=text, conditions=conditions, primary=primary or conditions[0]["effect"])
+    entry = judge(finding_id, claims[finding_id]["claim"], criterion, effects, claims[finding_id]["paper"], profile)
+    return {**entry, "figure": figure, **({"panel": panel} if panel else {})}
+
+
+def require_member(name: str, value, allowed: list, allowed_name: str) -> None:
+    """A criterion that names a cell of the grid must name one that runs: checked before any training."""
+    if value not in allowed:
+        raise ValueError(f"{name} {value!r} must be one of the {allowed_name} {list(allowed)}")
+
+

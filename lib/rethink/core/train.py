@@ -3,7 +3,7 @@ augmentation on the training device, tqdm progress, periodic evaluation and chec
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, asdict, field, replace
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
 import torch
@@ -68,6 +68,12 @@ def resolve_device(device: str) -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
     return device
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """SGD steps in one epoch over n images: the ragged last batch is dropped (BatchNorm dislikes tiny
+    batches), and a set smaller than a batch is one batch. Every schedule in the study counts with this."""
+    return n // min(batch_size, n)
 
 
 def step_schedule(total_steps: int, steps_1x: int) -> list[int]:
@@ -208,8 +214,8 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
                                 weight_decay=cfg.weight_decay)
     n = len(train)
     batch_size = min(cfg.batch_size, n)
-    steps_per_epoch = n // batch_size  # drop the ragged last batch: BatchNorm dislikes tiny batches
-    steps_1x = max(1, round(cfg.epochs_1x * steps_per_epoch))
+    epoch_steps = steps_per_epoch(n, cfg.batch_size)
+    steps_1x = max(1, round(cfg.epochs_1x * epoch_steps))
     total = max(1, round(cfg.schedule * steps_1x))
     scheduler = make_scheduler(optimizer, cfg, total, steps_1x)
     eval_steps = sorted({max(1, round(total * (i + 1) / cfg.evals)) for i in range(cfg.evals)})
@@ -217,7 +223,7 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
     history, running, running_pseudo, seen, step = [], 0.0, 0.0, 0, 0
     bar = tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
     while step < total:
-        for batch in torch.randperm(n, generator=order_rng)[: steps_per_epoch * batch_size].view(-1, batch_size):
+        for batch in torch.randperm(n, generator=order_rng)[: epoch_steps * batch_size].view(-1, batch_size):
             index = batch.to(train.images.device)
             images, targets = augment(train.images[index], batch_targets(train, index))
             with autocast(device):
@@ -232,7 +238,7 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
                 loss = combine(loss, pseudo_loss)
             if not torch.isfinite(loss):
                 raise Diverged(f"{desc}: loss became {loss.item()} at step {step}; lower lr (now {cfg.lr})",
-                               step, step / steps_per_epoch, history)
+                               step, step / epoch_steps, history)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -243,7 +249,7 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
             running, seen = running + human_loss, seen + 1
             bar.update(1)
             if step in eval_steps:
-                epoch = step / steps_per_epoch
+                epoch = step / epoch_steps
                 history.append(dict(step=step, epoch=epoch, split="train", metric="loss", value=running / seen))
                 if pseudo is not None:
                     history.append(dict(step=step, epoch=epoch, split="train", metric="pseudo_loss",

@@ -1,6 +1,6 @@
 """Training algorithms by name, in one table (as USB registers its algorithms): a run names one in its
-`method` setting and rethink.study trains it. (Self-supervised pre-training, SimCLR among it, has a
-table of its own: rethink.selfsup.)
+`method` setting and rethink.study.runs trains it. (Self-supervised pre-training, SimCLR among it, has a
+table of its own: rethink.core.selfsup.)
 
   supervised      the labelled set alone
   noisy_student   Zoph et al. 2020 / Xie et al. 2020: the teacher (the supervised run of the same
@@ -13,28 +13,17 @@ table of its own: rethink.selfsup.)
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import torch
 
 from .data import TaskData
 from .pseudo import LossNormaliser, check_threshold, check_weight, pseudo_label
-from .train import TrainConfig, fit
+from .registry import Registry
+from .train import TrainConfig, fit, steps_per_epoch
 
-ALGORITHMS: dict[str, Callable] = {}
-
-
-def algorithm(name: str):
-    def register(fn):
-        ALGORITHMS[name] = fn
-        return fn
-    return register
-
-
-def check_method(method: str) -> str:
-    if method not in ALGORITHMS:
-        raise ValueError(f"method must be one of {', '.join(ALGORITHMS)}; got {method!r}")
-    return method
+ALGORITHMS = Registry("method")
+algorithm = ALGORITHMS.register
+check_method = ALGORITHMS.check
 
 
 @dataclass(frozen=True)
@@ -75,9 +64,10 @@ def sequential(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: st
                selftrain: SelfTraining) -> tuple[list, dict]:
     pseudo, info = pseudo_label(teacher, pool, train.task, train.classes, selftrain.threshold, selftrain.soft)
     # The pseudo-label phase gets as many steps as the fine-tuning phase (none if the teacher kept nothing).
-    steps = lambda n: n // min(cfg.batch_size, n)
-    first = fit(model, pseudo, val, replace(cfg, epochs_1x=cfg.epochs_1x * steps(len(train)) / steps(len(pseudo))),
-                desc=f"{desc} (pseudo-labels)") if len(pseudo) else []
+    first = []
+    if len(pseudo):
+        epochs = cfg.epochs_1x * steps_per_epoch(len(train), cfg.batch_size) / steps_per_epoch(len(pseudo), cfg.batch_size)
+        first = fit(model, pseudo, val, replace(cfg, epochs_1x=epochs), desc=f"{desc} (pseudo-labels)")
     offset = first[-1]["step"] if first else 0
     second = fit(model, train, val, cfg, desc=desc)
     return ([{**r, "split": f"pseudo_phase_{r['split']}"} for r in first]

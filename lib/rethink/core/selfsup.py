@@ -1,5 +1,5 @@
-"""Self-supervised pre-training methods by name, in one table (as methods.ALGORITHMS holds the
-supervised ones), the loop that turns any of them into a checkpoint, and two probes of the features
+"""Self-supervised pre-training methods by name, in one table (as selftrain.ALGORITHMS holds the
+self-training ones), the loop that turns any of them into a checkpoint, and two probes of the features
 they learn: the 1-NN accuracy and the invariance to augmentation.
 
   simclr       contrastive: two augmented views of an image attract, other images repel
@@ -28,22 +28,13 @@ from tqdm import tqdm
 from .data import TaskData, load_task_data
 from .models import Net
 from .pseudo import batched
-from .train import Diverged, TrainConfig, autocast, make_scheduler, new_model, resolve_device, save_checkpoint
+from .registry import Registry
+from .train import Diverged, TrainConfig, autocast, make_scheduler, new_model, resolve_device, save_checkpoint, \
+    steps_per_epoch
 
-METHODS: dict[str, type[SelfSupervised]] = {}
-
-
-def method(name: str):
-    def register(cls):
-        METHODS[name] = cls
-        return cls
-    return register
-
-
-def check_selfsup(name: str) -> str:
-    if name not in METHODS:
-        raise ValueError(f"selfsup method must be one of {', '.join(METHODS)}; got {name!r}")
-    return name
+METHODS = Registry("selfsup method")
+method = METHODS.register
+check_selfsup = METHODS.check
 
 
 def check_options(name: str, options: dict) -> dict:
@@ -301,9 +292,9 @@ def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: in
     cfg = TrainConfig(epochs_1x=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed)
     params = list(model.parameters()) + list(pretext.parameters())
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    epoch_steps = steps_per_epoch(len(train), batch_size)
     batch_size = min(batch_size, len(train))  # as fit does: at least one step per epoch
-    steps_per_epoch = len(train) // batch_size
-    total = max(1, round(epochs * steps_per_epoch))
+    total = max(1, round(epochs * epoch_steps))
     scheduler = make_scheduler(optimizer, cfg, total, total)
     order = torch.Generator().manual_seed(seed)
     history, step = [], 0
@@ -311,14 +302,14 @@ def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: in
     with tqdm(total=total, desc=method) as bar:
         while step < total:
             losses = []
-            epoch = torch.randperm(len(train), generator=order)[: steps_per_epoch * batch_size]
+            epoch = torch.randperm(len(train), generator=order)[: epoch_steps * batch_size]
             for batch in epoch.view(-1, batch_size):
                 x = train.images[batch.to(train.images.device)].permute(0, 3, 1, 2).float().div(255).to(device)
                 with autocast(device):
                     loss = pretext.loss(model, x)
                 if not torch.isfinite(loss):
                     raise Diverged(f"{method}: loss became {loss.item()} at step {step}; lower lr (now {lr})",
-                                   step, step / steps_per_epoch, history)
+                                   step, step / epoch_steps, history)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -328,7 +319,7 @@ def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: in
                 bar.update(1)
                 if step >= total:
                     break
-            history.append(dict(step=step, epoch=step / steps_per_epoch, split="train", metric=f"{method}_loss",
+            history.append(dict(step=step, epoch=step / epoch_steps, split="train", metric=f"{method}_loss",
                                 value=sum(losses) / len(losses)))
     final = {"loss": history[-1]["value"], "nn_accuracy": nearest_neighbour_accuracy(model, train, val)}
     save_checkpoint(out, model, val=final, history=history, selfsup=method, options=options)

@@ -10,10 +10,6 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return (logits.argmax(1) == labels).float().mean().item()
-
-
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     # A bincount of (target, pred) pairs: torch has no segmentation metric of its own.
     index = target.reshape(-1).long() * num_classes + pred.reshape(-1).long()

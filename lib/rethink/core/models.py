@@ -5,7 +5,7 @@ serves classification (pool the last level), segmentation and detection (stride-
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -251,7 +251,3 @@ class Net(nn.Module):
 def build_model(**kwargs) -> Net:
     """build_model(arch=..., width=..., norm=..., task=..., num_classes=...): unknown keys are an error."""
     return Net(ModelConfig(**kwargs))
-
-
-def model_config_dict(model: Net) -> dict:
-    return asdict(model.cfg)

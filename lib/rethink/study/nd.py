@@ -1,23 +1,83 @@
-"""Newell & Deng 2020 and the overview article (ND-1 to ND-5, BL-1, BL-2): the runs of notebooks 06 to 08
-and their verdicts. The self-supervised checkpoints themselves come from rethink.selfsup (Snakemake's
-`selfsup` rule); the training runs and the effects' statistics are rethink.study's."""
+"""Newell & Deng 2020, "How Useful is Self-Supervised Pretraining for Visual Tasks?" (arXiv 2003.14323):
+ND-1 to ND-5 on the study's world, fine-tuning the self-supervised checkpoints of rethink.core.selfsup
+(Snakemake's `selfsup` rule). The criteria's values are pre-registered in config/study.yaml.
+
+Their utility of pre-training, U(n) = n̂/n − 1, where a model trained from scratch on n̂ labels scores what
+the fine-tuned model scores on n: how many more labels scratch training needs for the same result.
+
+The scratch curve is measured at a few label counts only, so n̂ is read off it by interpolation, linear in
+log n (the curves are close to straight there). Written by hand: it is a few lines of numpy, and no pinned
+library computes it. Two choices the paper leaves open, made here and reported with every value:
+- the curve's monotone envelope is used (more labels never score less), so n̂ is unique;
+- a score beyond the measured range extends the nearest segment of the curve, and n̂ is clamped to
+  [n_min / max_factor, n_max * max_factor], so U stays finite; such values are flagged as extrapolated.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .findings import mean_effect, paired_differences
-from .study import METRIC_UNITS, final_metric, finding, gap, iteration_matched_runs, seed_gaps, seed_values, \
-    world_file
-from .utility import utility
-from .world import load_world
+from .runs import iteration_matched_runs, n_train
+from .verdicts import METRIC_UNITS, final_metric, finding, gap, mean_effect, paired_differences, seed_gaps, seed_values
+
+# What each finding claims and what the paper reports.
+CLAIMS = {
+    "ND-1": dict(
+        claim="The utility U(n) of self-supervised pre-training (how many more labels scratch training needs) falls "
+              "toward zero as labels grow, often before accuracy plateaus.",
+        paper="Utility falls toward 0 with ample labels for VAE, Rotation, CMC and AMDIM: \"better regularization, not "
+              "better optimization\" (Newell & Deng 2020, Fig. 3)."),
+    "ND-2": dict(
+        claim="Larger models benefit more: from scratch the large model is worse than the small one with few labels; "
+              "pre-trained it is better.",
+        paper="ResNet50 against ResNet9 (Newell & Deng 2020, Sec. 4.2)."),
+    "ND-3": dict(
+        claim="Harder, more varied data gets more utility from pre-training.",
+        paper="Utility rises with the variation factors texture, color, viewpoint and lighting (Newell & Deng 2020, "
+              "Sec. 4.3)."),
+    "ND-4": dict(
+        claim="Freezing more of the pre-trained network hurts, and linear evaluation does not predict the ranking "
+              "after fine-tuning.",
+        paper="Fine-tuning all layers > freezing more layers > linear probe; linear-probe rankings of the methods "
+              "differ from fine-tuned ones (Newell & Deng 2020, Sec. 4.4)."),
+    "ND-5": dict(
+        claim="Self-supervised methods rank differently on different tasks.",
+        paper="The best of VAE, Rotation, CMC and AMDIM changes between classification, pose estimation, "
+              "segmentation and depth (Newell & Deng 2020, Sec. 4.5)."),
+}
+
+
+def matched_count(counts, scratch, score: float, max_factor: float = 10.0) -> tuple[float, bool]:
+    """n̂ with scratch(n̂) = score on the scratch curve (counts ascending, one score each) -> (n̂, extrapolated)."""
+    counts, scratch = np.asarray(counts, float), np.asarray(scratch, float)
+    if len(counts) < 2 or np.any(np.diff(counts) <= 0):
+        raise ValueError(f"the scratch curve needs at least 2 strictly increasing label counts; got {counts.tolist()}")
+    if max_factor < 1:
+        raise ValueError(f"max_factor must be >= 1; got {max_factor}")
+    envelope = np.maximum.accumulate(scratch)
+    rising = np.concatenate([[True], np.diff(envelope) > 0])  # keep each level's first count
+    log_n, level = np.log(counts[rising]), envelope[rising]
+    low, high = np.log(counts[0] / max_factor), np.log(counts[-1] * max_factor)
+    if len(level) == 1:  # a flat curve: any other score lies beyond it
+        if score == level[0]:
+            return float(counts[0]), False
+        return float(np.exp(high if score > level[0] else low)), True
+    if level[0] <= score <= level[-1]:
+        return float(np.exp(np.interp(score, level, log_n))), False
+    i = -2 if score > level[-1] else 0  # extend the last (or first) segment
+    slope = (log_n[i + 1] - log_n[i]) / (level[i + 1] - level[i])
+    return float(np.exp(np.clip(log_n[i] + slope * (score - level[i]), low, high))), True
+
+
+def utility(counts, scratch, finetuned, max_factor: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """U(n) = n̂/n − 1 at every count of the curves (the same counts, ascending) -> (U, extrapolated flags)."""
+    matched = [matched_count(counts, scratch, score, max_factor) for score in finetuned]
+    n_hat = np.array([m[0] for m in matched])
+    return n_hat / np.asarray(counts, float) - 1, np.array([m[1] for m in matched])
+
 
 RANK_UNIT = "Spearman rho"
-
-
-def n_train(world_dir: str, task: str = "classify") -> int:
-    return len(load_world(world_file(world_dir, task, "train"))["images"])
 
 
 def label_count_runs(world_dir: str, label_counts: list[int], epochs_1x: float, batch_size: int, **axes) -> list[dict]:
@@ -70,7 +130,7 @@ def nd1_finding(final: pd.DataFrame, methods: list[str], max_change: float, max_
             f"U({most}) < {max_utility_largest:g} (95% CIs)")
     conditions = [dict(effect=f"utility_change_{fewest}_to_{most}_labels", op="<", value=max_change),
                   dict(effect=f"utility_at_{most}_labels", op="<", value=max_utility_largest)]
-    return finding("ND-1", text, conditions, effects, profile, figure)
+    return finding(CLAIMS, "ND-1", text, conditions, effects, profile, figure)
 
 
 def nd2_finding(final: pd.DataFrame, method: str, large: str, max_gap_scratch: float, min_gap_finetuned: float,
@@ -86,7 +146,7 @@ def nd2_finding(final: pd.DataFrame, method: str, large: str, max_gap_scratch: f
             f"and fine-tuned from {method} > {min_gap_finetuned:g} points (95% CIs)")
     conditions = [dict(effect=f"large_minus_small_scratch_{fewest}_labels", op="<", value=max_gap_scratch),
                   dict(effect=f"large_minus_small_{method}_{fewest}_labels", op=">", value=min_gap_finetuned)]
-    return finding("ND-2", text, conditions, effects, profile, figure, primary=conditions[1]["effect"])
+    return finding(CLAIMS, "ND-2", text, conditions, effects, profile, figure, primary=conditions[1]["effect"])
 
 
 def nd3_finding(easy: pd.DataFrame, hard: pd.DataFrame, method: str, min_gain: float, max_factor: float,
@@ -98,7 +158,7 @@ def nd3_finding(easy: pd.DataFrame, hard: pd.DataFrame, method: str, min_gain: f
                                                       unit="utility")}
     text = (f"{method}'s utility averaged over the label counts, on the hard world minus on the easy one > "
             f"{min_gain:g} (95% CI)")
-    return finding("ND-3", text, [dict(effect="utility_hard_minus_easy", op=">", value=min_gain)], effects, profile,
+    return finding(CLAIMS, "ND-3", text, [dict(effect="utility_hard_minus_easy", op=">", value=min_gain)], effects, profile,
                    figure)
 
 
@@ -128,12 +188,12 @@ def nd4_finding(final: pd.DataFrame, methods: list[str], max_gap: float, max_ran
                "rank_correlation_probe_vs_finetune":
                mean_effect(rank_correlations(final, methods, dict(freeze=probe), dict(freeze=tuned)).values(),
                            unit=RANK_UNIT)}
-    text = (f"averaged over the methods, linear probe (freeze {probe}) − fine-tuning (freeze {tuned}) accuracy < "
+    text = (f"averaged over the methods, linear probe (freeze {probe:g}) − fine-tuning (freeze {tuned:g}) accuracy < "
             f"{max_gap:g} points, and Spearman's rho between the methods' probe and fine-tuned accuracies < "
             f"{max_rank_correlation:g} (95% CIs)")
     conditions = [dict(effect="linear_probe_minus_finetune", op="<", value=max_gap),
                   dict(effect="rank_correlation_probe_vs_finetune", op="<", value=max_rank_correlation)]
-    return finding("ND-4", text, conditions, effects, profile, figure)
+    return finding(CLAIMS, "ND-4", text, conditions, effects, profile, figure)
 
 
 def task_gains(finals: dict[str, pd.DataFrame], methods: list[str]) -> pd.DataFrame:
@@ -156,73 +216,10 @@ def nd5_finding(finals: dict[str, pd.DataFrame], methods: list[str], max_rank_co
                                                              unit=RANK_UNIT)}
     text = (f"Spearman's rho between the methods' gains over scratch on two tasks ({', '.join(tasks)}), averaged "
             f"over the pairs of tasks, < {max_rank_correlation:g} (95% CI)")
-    return finding("ND-5", text, [dict(effect="rank_correlation_between_tasks", op="<", value=max_rank_correlation)],
+    return finding(CLAIMS, "ND-5", text, [dict(effect="rank_correlation_between_tasks", op="<", value=max_rank_correlation)],
                    effects, profile, figure)
-
-
-def bl1_finding(invariance: pd.DataFrame, max_gap: float, profile: str, figure: str | None = None,
-                autoencoder: str = "autoencoder") -> dict:
-    """BL-1: the autoencoder's feature invariance minus the least invariant other method's, per seed (each seed
-    a draw of the augmentations), < max_gap. `invariance` has columns method, seed, value."""
-    wide = invariance.pivot_table(index="seed", columns="method", values="value")
-    others = wide.drop(columns=[autoencoder])
-    effects = {"autoencoder_minus_least_invariant_other":
-               mean_effect((wide[autoencoder] - others.min(axis=1)).values, unit="invariance")}
-    text = (f"feature invariance of the autoencoder − that of the least invariant of {', '.join(others.columns)} < "
-            f"{max_gap:g} (95% CI)")
-    return finding("BL-1", text, [dict(effect="autoencoder_minus_least_invariant_other", op="<", value=max_gap)],
-                   effects, profile, figure)
-
-
-def round_arm(k: int) -> str:
-    return "teacher (round 0)" if k == 0 else f"round {k}"
-
-
-def bl2_runs(world_dir: str, aug: str, label_fraction: float, init: str, rounds: int, seeds: list[int],
-             epochs_1x: float, batch_size: int) -> list[dict]:
-    """BL-2: the supervised teacher, then `rounds` noisy students, each the next one's teacher."""
-    if rounds < 1:
-        raise ValueError(f"bl2_rounds must be >= 1; got {rounds}")
-    base = iteration_matched_runs(world_dir, "classify", [label_fraction], epochs_1x, batch_size, init=[init],
-                                  aug=[aug], seed=seeds)
-    return ([dict(run, arm=round_arm(0)) for run in base]
-            + [dict(run, arm=round_arm(k), method="noisy_student", pseudo_rounds=k)
-               for k in range(1, rounds + 1) for run in base])
-
-
-def bl2_finding(final: pd.DataFrame, min_gain: float, profile: str, figure: str | None = None) -> dict:
-    """BL-2: the last round's student beats the teacher and the first round's student, each by > min_gain."""
-    last = max(int(a.split()[-1]) for a in final.arm.unique() if a.startswith("round"))
-    effects = {f"round_{last}_minus_teacher": gap(final, round_arm(last), round_arm(0), "accuracy"),
-               f"round_{last}_minus_round_1": gap(final, round_arm(last), round_arm(1), "accuracy")}
-    text = (f"accuracy of the round-{last} student − the teacher's, and − the round-1 student's, each > {min_gain:g} "
-            f"points (95% CIs)")
-    conditions = [dict(effect=name, op=">", value=min_gain) for name in effects]
-    return finding("BL-2", text, conditions, effects, profile, figure)
 
 
 def utility_final(results: pd.DataFrame, world_dir: str) -> pd.DataFrame:
     """Final validation accuracy per run, with its label count."""
     return final_metric(with_label_counts(results, world_dir), "accuracy")
-
-
-def invariance_table(world_dir: str, checkpoints: dict[str, str | None], arch: str, width: int, norm: str, level: str,
-                     seeds: list[int], device: str) -> pd.DataFrame:
-    """BL-1's invariance of each checkpoint's features (None: a randomly initialised network) on the downstream
-    validation images, under views of augmentation `level`; one row per (method, seed), each seed a draw of the
-    views: columns method, seed, value."""
-    from .augment import KorniaAugment
-    from .data import load_task_data
-    from .selfsup import feature_invariance
-    from .train import new_model, resolve_device
-
-    device = resolve_device(device)
-    data = load_task_data(world_file(world_dir, "classify", "val"), "classify", device)
-    rows = []
-    for name, path in checkpoints.items():
-        model = new_model(data, arch, width, norm, seed=0, init="scratch" if path is None else name,
-                          checkpoint=path).to(device)
-        for seed in seeds:
-            views = KorniaAugment(level, data.images.shape[1], seed=seed).to(device)
-            rows.append(dict(method=name, seed=seed, value=feature_invariance(model, data.images, views, seed)))
-    return pd.DataFrame(rows)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -129,9 +129,6 @@ class WorldSpec:
             raise ValueError(f"WorldSpec.max_tilt must be in [0, 1), got {self.max_tilt!r}")
         if self.noise_std < 0 or self.max_fragments < 0 or self.min_visible_px < 0:
             raise ValueError("WorldSpec.noise_std, max_fragments and min_visible_px must be >= 0")
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 # -------------------------------------------------------------------------- helpers

@@ -1,0 +1,130 @@
+"""config/study.yaml, resolved: the `defaults` block with one profile's overrides merged in, each
+notebook's parameters assembled from the shared blocks it `uses`, and the whole validated against
+config/study.schema.yaml before anything runs. The Snakefile and the notebooks both read the config
+through here, so a notebook run by hand gets exactly what Snakemake would pass it.
+
+Merging: mappings merge key by key, recursively; a list or a scalar in a profile replaces the default,
+and null removes the key (a profile that leaves a notebook out).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository (the package lives in lib/rethink)
+CONFIG = ROOT / "config" / "study.yaml"
+SCHEMA = ROOT / "config" / "study.schema.yaml"
+
+
+def merge(base: dict, override: dict) -> dict:
+    """`base` with `override` merged in: mappings key by key, None deletes, anything else replaced."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _check(instance, schema: dict, where: str) -> None:
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors[:10]]
+        raise ValueError(f"{where} is not valid against {SCHEMA.relative_to(ROOT)}:\n" + "\n".join(lines))
+
+
+def resolve(config: dict, profile: str | None = None) -> dict:
+    """The profile `profile` (default: the config's `profile` key) of a loaded config/study.yaml, merged and
+    validated: its settings, each notebook's block with its shared blocks filled in, and the top-level
+    device, aug_backend and criteria."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    _check(config, schema, str(CONFIG.relative_to(ROOT)))
+    name = profile or config["profile"]
+    if name not in config["profiles"]:
+        raise ValueError(f"profile {name!r} is not in config/study.yaml; allowed: {', '.join(config['profiles'])}")
+    settings = merge(config["defaults"], config["profiles"][name] or {})
+    for notebook, block in settings["notebooks"].items():
+        block = dict(block)
+        shared = {}
+        for part in block.pop("uses", []):
+            if part not in settings:
+                raise ValueError(f"profile {name!r}: notebook {notebook} uses {part!r}, which is not a block of the profile")
+            shared.update(settings[part])
+        settings["notebooks"][notebook] = {**shared, **block}
+    _check(settings, {"$ref": "#/$defs/profile", "$defs": schema["$defs"]}, f"profile {name!r} of {CONFIG.relative_to(ROOT)}")
+    return {"name": name, **settings, "device": config["device"], "aug_backend": config["aug_backend"],
+            "criteria": config["criteria"]}
+
+
+def load(profile: str | None = None, overrides: dict | None = None) -> dict:
+    """config/study.yaml resolved for `profile`; `overrides` are top-level keys as `--config` gives them."""
+    return resolve({**yaml.safe_load(CONFIG.read_text()), **(overrides or {})}, profile)
+
+
+def study_dir() -> Path:
+    """Where the study's cache/ and build/ live for a notebook run by hand: the repository, or the folder
+    that RETHINK_STUDY_DIR names (a Snakemake working directory elsewhere)."""
+    return Path(os.environ.get("RETHINK_STUDY_DIR", ROOT))
+
+
+def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, root: str | Path | None = None) -> dict:
+    """A notebook's papermill parameters under a resolved profile: its block, its pre-registered criteria,
+    the device and the paths of the files it reads, relative to the working directory (Snakemake's is the
+    `root` it passes, ".": JupyterLab's is notebooks/; run.json records no home folder). `out_dir` defaults
+    to build/lab/<profile>/<notebook>: a notebook run by hand never writes over the committed reports."""
+    base = Path(root) if root is not None else study_dir()
+    rel = lambda path: os.path.relpath(base / path)
+    if notebook not in profile["notebooks"]:
+        raise ValueError(f"notebook {notebook!r} has no block in profile {profile['name']!r}; "
+                         f"allowed: {', '.join(profile['notebooks'])}")
+    cache = f"cache/{profile['name']}"
+    return {
+        **profile["notebooks"][notebook],
+        **profile["criteria"].get(notebook, {}),
+        "profile": profile["name"],
+        "device": profile["device"],
+        "aug_backend": profile["aug_backend"],
+        "selfsup_methods": list(profile["selfsup_methods"]),
+        "large_arch": profile["large_model"]["arch"],
+        "large_width": profile["large_model"]["width"],
+        "world_dir": rel(f"{cache}/world"),
+        "hard_world_dir": rel(f"{cache}/world_hard"),
+        "checkpoints_dir": rel(f"{cache}/checkpoints"),
+        "upstream_checkpoint": rel(f"{cache}/checkpoints/upstream.pt"),
+        "longer_checkpoint": rel(f"{cache}/checkpoints/upstream_longer.pt"),  # Zoph et al.'s "ImageNet++"
+        "simclr_checkpoint": rel(f"{cache}/checkpoints/simclr.pt"),
+        "runs_dir": rel(f"{cache}/runs"),
+        "results_dir": rel(f"{profile['reports_dir']}/{notebook}"),
+        "out_dir": out_dir or rel(f"build/lab/{profile['name']}/{notebook}"),
+        "from_results": False,
+    }
+
+
+def notebook_parameters(notebook: str, namespace: dict) -> dict:
+    """Every parameter of `notebook`, as run: what its parameters cell and papermill set in `namespace`
+    (a value of None there means "from the config"), the rest from config/study.yaml under the namespace's
+    `profile`. With `from_results`, the settings come from the run.json beside the results (the settings
+    that made them), so that a re-rendered report states what was trained."""
+    given = {k: v for k, v in namespace.items() if not k.startswith("_") and v is not None
+             and isinstance(v, (str, int, float, bool, list))}
+    params = notebook_config(load(given.get("profile")), notebook)  # paths under study_dir()
+    if given.get("from_results"):
+        run_json = Path(given.get("results_dir", params["results_dir"])) / "run.json"
+        if not run_json.is_file():
+            raise FileNotFoundError(f"from_results: {run_json} does not exist; it is written with results.csv by a "
+                                    f"run of the notebook that trains (snakemake, or from_results=False)")
+        recorded = json.loads(run_json.read_text())["parameters"]
+        params.update({k: v for k, v in recorded.items() if k not in ("out_dir", "results_dir", "from_results")})
+    unknown = sorted(k for k in given if k not in params and k not in ("In", "Out"))
+    if unknown:
+        raise ValueError(f"{notebook}: unknown parameters {unknown}; allowed: {', '.join(sorted(params))}")
+    return {**params, **{k: given[k] for k in params if k in given}}

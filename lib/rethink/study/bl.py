@@ -1,0 +1,86 @@
+"""The overview article "(Self-)Supervised Pre-training? Self-training? Which one to start with?": BL-1 (the
+pretext zoo and the invariance of its features) and BL-2 (iterated self-training, Xie et al.'s loop). The
+criteria's values are pre-registered in config/study.yaml."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .runs import iteration_matched_runs, world_file
+from .verdicts import finding, gap, mean_effect
+
+# What each finding claims and what the overview reports.
+CLAIMS = {
+    "BL-1": dict(
+        claim="Handcrafted, contrastive and clustering pretext methods on one downstream evaluation; autoencoder "
+              "features are the least invariant to augmentation.",
+        paper="Taxonomy of the overview article: autoencoders are \"not invariant enough\"; contrastive and "
+              "clustering methods learn invariance to the augmentations they are trained with."),
+    "BL-2": dict(
+        claim="Iterated self-training: teacher → confident pseudo-labels → noisy student → the student as the next "
+              "teacher improves over the rounds.",
+        paper="The noisy-student loop, repeated with the student as the next teacher (Xie et al. 2020; the overview "
+              "article)."),
+}
+
+
+def bl1_finding(invariance: pd.DataFrame, max_gap: float, profile: str, figure: str | None = None,
+                autoencoder: str = "autoencoder") -> dict:
+    """BL-1: the autoencoder's feature invariance minus the least invariant other method's, per seed (each seed
+    a draw of the augmentations), < max_gap. `invariance` has columns method, seed, value."""
+    wide = invariance.pivot_table(index="seed", columns="method", values="value")
+    others = wide.drop(columns=[autoencoder])
+    effects = {"autoencoder_minus_least_invariant_other":
+               mean_effect((wide[autoencoder] - others.min(axis=1)).values, unit="invariance")}
+    text = (f"feature invariance of the autoencoder − that of the least invariant of {', '.join(others.columns)} < "
+            f"{max_gap:g} (95% CI)")
+    return finding(CLAIMS, "BL-1", text, [dict(effect="autoencoder_minus_least_invariant_other", op="<", value=max_gap)],
+                   effects, profile, figure)
+
+
+def round_arm(k: int) -> str:
+    return "teacher (round 0)" if k == 0 else f"round {k}"
+
+
+def bl2_runs(world_dir: str, aug: str, label_fraction: float, init: str, rounds: int, seeds: list[int],
+             epochs_1x: float, batch_size: int) -> list[dict]:
+    """BL-2: the supervised teacher, then `rounds` noisy students, each the next one's teacher."""
+    if rounds < 1:
+        raise ValueError(f"bl2_rounds must be >= 1; got {rounds}")
+    base = iteration_matched_runs(world_dir, "classify", [label_fraction], epochs_1x, batch_size, init=[init],
+                                  aug=[aug], seed=seeds)
+    return ([dict(run, arm=round_arm(0)) for run in base]
+            + [dict(run, arm=round_arm(k), method="noisy_student", pseudo_rounds=k)
+               for k in range(1, rounds + 1) for run in base])
+
+
+def bl2_finding(final: pd.DataFrame, min_gain: float, profile: str, figure: str | None = None) -> dict:
+    """BL-2: the last round's student beats the teacher and the first round's student, each by > min_gain."""
+    last = max(int(a.split()[-1]) for a in final.arm.unique() if a.startswith("round"))
+    effects = {f"round_{last}_minus_teacher": gap(final, round_arm(last), round_arm(0), "accuracy"),
+               f"round_{last}_minus_round_1": gap(final, round_arm(last), round_arm(1), "accuracy")}
+    text = (f"accuracy of the round-{last} student − the teacher's, and − the round-1 student's, each > {min_gain:g} "
+            f"points (95% CIs)")
+    conditions = [dict(effect=name, op=">", value=min_gain) for name in effects]
+    return finding(CLAIMS, "BL-2", text, conditions, effects, profile, figure)
+
+
+def invariance_table(world_dir: str, checkpoints: dict[str, str | None], arch: str, width: int, norm: str, level: str,
+                     seeds: list[int], device: str) -> pd.DataFrame:
+    """BL-1's invariance of each checkpoint's features (None: a randomly initialised network) on the downstream
+    validation images, under views of augmentation `level`; one row per (method, seed), each seed a draw of the
+    views: columns method, seed, value."""
+    from ..core.augment import KorniaAugment
+    from ..core.data import load_task_data
+    from ..core.selfsup import feature_invariance
+    from ..core.train import new_model, resolve_device
+
+    device = resolve_device(device)
+    data = load_task_data(world_file(world_dir, "classify", "val"), "classify", device)
+    rows = []
+    for name, path in checkpoints.items():
+        model = new_model(data, arch, width, norm, seed=0, init="scratch" if path is None else name,
+                          checkpoint=path).to(device)
+        for seed in seeds:
+            views = KorniaAugment(level, data.images.shape[1], seed=seed).to(device)
+            rows.append(dict(method=name, seed=seed, value=feature_invariance(model, data.images, views, seed)))
+    return pd.DataFrame(rows)

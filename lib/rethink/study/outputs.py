@@ -1,0 +1,153 @@
+"""What a notebook shows and writes: tables set next to the papers' numbers, the verdicts in words, and
+its files (results.csv, findings.json, run.json)."""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..core.train import resolve_device
+from ..report.figures import mean_ci_text
+from ..report.index import finding_name
+from .verdicts import final_metric
+
+LIB = Path(__file__).parent.parent
+
+def paper_comparison(final: pd.DataFrame, paper: dict[str, dict], by: str = "schedule") -> pd.DataFrame:
+    """Ours (mean ± 95% CI half-width over seeds) next to the paper's numbers: one row per value of `by`,
+    columns (arm, source). `paper` maps arm -> {value of by: number}; a cell one side lacks shows —."""
+    ours = final.groupby([by, "arm"]).value.apply(mean_ci_text).unstack("arm")
+    columns = {}
+    for arm in ours.columns:
+        columns[(arm, "ours")] = ours[arm]
+        if arm in paper:
+            columns[(arm, "paper")] = pd.Series({k: f"{v:.1f}" for k, v in paper[arm].items()})
+    return pd.DataFrame(columns).rename_axis(by).fillna("—")
+
+
+def metric_table(results: pd.DataFrame, schedule: float, paper: dict[str, tuple[float, ...]] | None = None,
+                 metrics: tuple[str, ...] = ("AP", "AP50", "AP75")) -> pd.DataFrame:
+    """The paper's Table 2 shape: AP, AP50, AP75 per arm at one schedule (mean ± 95% CI), with the paper's rows."""
+    rows = {}
+    for metric in metrics:
+        final = final_metric(results, metric)
+        final = final[final.schedule == schedule]
+        for arm, values in final.groupby("arm").value:
+            rows.setdefault(f"{arm} (ours, {schedule:g}x)", {})[metric] = mean_ci_text(values)
+    for arm, numbers in (paper or {}).items():
+        rows[f"{arm} (paper)"] = {m: f"{v:.1f}" for m, v in zip(metrics, numbers)}
+    return pd.DataFrame(rows).T
+
+
+def gain_table(gains: pd.DataFrame) -> pd.DataFrame:
+    """study.cell_gains as the paper prints it: mean ± 95% CI half-width per comparison and augmentation
+    level (rows) and label fraction (columns)."""
+    table = gains.groupby(["comparison", "aug", "label_fraction"]).value.apply(mean_ci_text).unstack("label_fraction")
+    return table.rename(columns=lambda f: f"{f:.0%} labels")
+
+
+def checkpoint_table(out_dir: str, decimals: int | None = None):
+    """Each checkpoint's own final numbers on its upstream validation set, from the report's checkpoints.csv
+    (rows: checkpoints, columns: metrics); empty where the results were saved without it."""
+    path = Path(out_dir) / "checkpoints.csv"
+    if not path.is_file():  # results saved before checkpoints.csv existed
+        print(f"(no {path}: the checkpoints' own numbers were not saved with these results)")
+        return pd.DataFrame(index=pd.Index([], name="checkpoint"))
+    rows = pd.read_csv(path)
+    table = rows.pivot(index="checkpoint", columns="metric", values="value").loc[rows.checkpoint.unique()]
+    return table if decimals is None else table.round(decimals)
+
+
+def verdict_markdown(findings: list[dict]) -> str:
+    """A sentence per finding, written from the computed verdict and effects."""
+    lines = []
+    for f in findings:
+        lines.append(f"**{finding_name(f)}: {f['verdict']}** at this scale (profile `{f['profile']}`, {f['n_seeds']} seeds). "
+                     f"Criterion: {f['criterion']['text']}.")
+        for c in f["conditions"]:
+            lines.append(f"- {c['effect']}: {c['estimate']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] "
+                         f"{c['unit']} — needs {c['op']} {c['value']:g}: **{c['status']}**")
+        lines.append(f"\n{verdict_sentence(f)}\n\nPaper: {f['paper']}")
+    return "\n".join(lines)
+
+
+def verdict_sentence(finding: dict) -> str:
+    """Whether the finding held at this scale, in words, from the computed verdict."""
+    named = lambda status: ", ".join(c["effect"] for c in finding["conditions"] if c["status"] == status)
+    if finding["verdict"] == "reproduced":
+        return "The finding held at this scale: every condition's whole confidence interval meets the criterion."
+    if finding["verdict"] == "not reproduced":
+        return f"The finding did not hold at this scale: the confidence interval of {named('failed')} lies " \
+               f"entirely on the wrong side of the criterion."
+    return f"Undecided at this scale: the confidence interval of {named('undecided')} straddles the criterion, " \
+           f"so more seeds are needed to tell."
+
+
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=LIB).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "lib", "notebooks", "config", "Snakefile",
+                                "workflow"], capture_output=True, text=True, cwd=LIB.parent.parent).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_results(out_dir: str, results: pd.DataFrame, parameters: dict,
+                  checkpoints: dict[str, str] | None = None) -> dict:
+    """The sweep's half of a notebook: results.csv, run.json (parameters, git commit, package versions) and,
+    for `checkpoints` (name -> path), checkpoints.csv with each checkpoint's own numbers from the JSON its
+    rule writes beside it (supervised: loss and accuracy; self-supervised: its loss and the 1-NN probe)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results.to_csv(out / "results.csv", index=False)
+    rows = [dict(checkpoint=name, metric=metric, value=value) for name, path in (checkpoints or {}).items()
+            for metric, value in json.loads(Path(path).with_suffix(".json").read_text())["val"].items()]
+    if rows:
+        pd.DataFrame(rows).to_csv(out / "checkpoints.csv", index=False)
+    packages = {name: metadata.version(name) for name in
+                ("torch", "torchvision", "kornia", "nvidia-dali-cuda120", "pycocotools", "papermill", "snakemake")}
+    device = resolve_device(parameters.get("device", "auto"))
+    run = dict(parameters=parameters, git_commit=git_commit(), python=sys.version.split()[0],
+               platform=platform.platform(), packages=packages,
+               device=torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu")
+    (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    return run
+
+
+RESULT_FILES = ("results.csv", "run.json", "checkpoints.csv")
+
+
+def read_results(out_dir: str, results_dir: str | None = None) -> pd.DataFrame:
+    """The other half's only input: results.csv in `out_dir`. With `results_dir` (a re-render from committed
+    results), its result files are first copied into `out_dir` unless it is the same folder. Floats are read
+    back exactly as written, so a re-render computes the very effects the sweep's run did."""
+    out = Path(out_dir)
+    if results_dir is not None and Path(results_dir).resolve() != out.resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        for name in RESULT_FILES:
+            if (Path(results_dir) / name).is_file():
+                shutil.copyfile(Path(results_dir) / name, out / name)
+    path = out / "results.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: it is written by the notebook's sweep (run it with "
+                                f"from_results=False, or `snakemake`), or set results_dir to a report folder that has one")
+    return pd.read_csv(path)  # pandas 3 reads floats back exactly (round trip) by default
+
+
+def write_findings(out_dir: str, findings: list[dict], from_results: bool = False) -> None:
+    """findings.json; a re-render from results also notes its own commit in run.json, beside the one that trained."""
+    out = Path(out_dir)
+    (out / "findings.json").write_text(json.dumps(findings, indent=2) + "\n")
+    if from_results:
+        run = json.loads((out / "run.json").read_text())
+        run["rendered_from_results_at"] = git_commit()
+        (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")

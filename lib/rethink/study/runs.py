@@ -1,0 +1,201 @@
+"""Training runs as the study asks for them: grids of settings, a sweep that trains each run once and
+caches it on disk (keyed by everything that decides its numbers, rethink.core's code among it), and
+the tidy results table every notebook's verdicts are computed from."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sys
+import time
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ..core.data import check_fraction, load_task_data
+from ..core.pseudo import pseudo_label_quality
+from ..core.selftrain import ALGORITHMS, SelfTraining, check_method
+from ..core.train import Diverged, TrainConfig, check_task_aug, new_model, resolve_device, steps_per_epoch
+from ..core.world import load_world
+from .verdicts import METRIC_UNITS
+
+CORE = Path(__file__).parent.parent / "core"
+
+DIVERGED_SCORES = {"classify": ("accuracy",), "segment": ("miou",), "detect": ("AP", "AP50", "AP75"),
+                   "pose": ("pose_accuracy",)}
+
+
+def code_hash() -> str:
+    """The code that decides a run's numbers: every source file under rethink/core, found by walking it (a
+    module added there counts without being listed). A cached run is reused only by the code that made it;
+    study, report and workflow code is outside core/, so that changing it never retrains."""
+    h = hashlib.sha256()
+    for path in sorted(CORE.rglob("*.py")):
+        h.update(path.relative_to(CORE).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def file_hash(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+MODEL_KEYS = ("arch", "width", "norm", "bn_batch")
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name != "progress")
+FLOAT_KEYS = tuple(f.name for f in fields(TrainConfig) if f.type == "float")
+# A run's self-training settings, as `pseudo_<field of SelfTraining>`.
+PSEUDO_KEYS = tuple(f"pseudo_{f.name}" for f in fields(SelfTraining))
+RUN_KEYS = ("init", "label_fraction", "method") + MODEL_KEYS + TRAIN_KEYS + PSEUDO_KEYS
+
+
+def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint: str | None, runs_dir: str,
+            model: dict, label_fraction: float, train: TrainConfig, desc: str, method: str = "supervised",
+            selftrain: SelfTraining | None = None, unlabeled_file: str | None = None) -> tuple[str, list[dict]]:
+    """One training run (cached on disk by everything that determines it, its final weights beside it)
+    -> (its cache digest, tidy history rows). `model` holds build_model's arch, width, norm and bn_batch.
+    A self-training `method` first runs (or finds) its teacher: the supervised run of the same settings."""
+    device = resolve_device(train.device)  # the key holds the device used, not "auto": CPU and CUDA differ
+    selftrain = selftrain or SelfTraining()
+    model = {**model, "bn_batch": model.get("bn_batch", 0) if model["norm"] == "bn" else 0}  # only BN reads it
+    key = dict(train_file=file_hash(train_file), val_file=file_hash(val_file), task=task, init=init,
+               checkpoint=file_hash(checkpoint) if init != "scratch" else None, **model,
+               label_fraction=label_fraction,
+               train={**{k: v for k, v in asdict(train).items() if k != "progress"}, "device": device},
+               code=code_hash())
+    teacher = None
+    if check_method(method) != "supervised":
+        if unlabeled_file is None:
+            raise ValueError(f"method {method!r} needs an unlabeled pool (unlabeled_file)")
+        # Round 1's teacher is the supervised run; round k's is the student of round k - 1 (Xie et al.'s loop).
+        previous = (dict(method=method, selftrain=replace(selftrain, rounds=selftrain.rounds - 1),
+                         unlabeled_file=unlabeled_file) if selftrain.rounds > 1 else {})
+        teacher, _ = run_arm(train_file=train_file, val_file=val_file, task=task, init=init, checkpoint=checkpoint,
+                             runs_dir=runs_dir, model=model, label_fraction=label_fraction, train=train,
+                             desc=f"{desc} (teacher)", **previous)
+        key.update(method=method, teacher=teacher, unlabeled_file=file_hash(unlabeled_file),
+                   selftrain=asdict(selftrain))
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    cached, weights = Path(runs_dir) / f"{digest}.json", Path(runs_dir) / f"{digest}.pt"
+    if not cached.is_file():
+        train_data = load_task_data(train_file, task, device, label_fraction)
+        val_data = load_task_data(val_file, task, device)
+        net = new_model(train_data, seed=train.seed, init=init, checkpoint=checkpoint, **model)
+        extra, quality = {}, []
+        if teacher:
+            teacher_net = new_model(train_data, seed=train.seed, **model)
+            teacher_net.load_state_dict(torch.load(Path(runs_dir) / f"{teacher}.pt", map_location="cpu",
+                                                   weights_only=True))
+            pool = load_world(unlabeled_file)
+            extra = dict(teacher=teacher_net.to(device), pool=torch.from_numpy(pool["images"]).to(device),
+                         selftrain=selftrain)
+        started = time.perf_counter()
+        try:
+            history, info = ALGORITHMS[method](net, train_data, val_data, train, desc=desc, **extra)
+            if teacher and task == "classify":
+                quality = [dict(step=history[-1]["step"], epoch=history[-1]["epoch"], split="pseudo", metric=m, value=v)
+                           for m, v in pseudo_label_quality(info, pool["labels"], pool["classes"],
+                                                            train_data.classes).items()]
+        except Diverged as stop:
+            # A run whose loss blew up is a result, not a crash (HE-4: training without normalization can
+            # diverge): its model is unusable, so it scores 0 from the step where it diverged.
+            history = stop.history + [dict(step=stop.step, epoch=stop.epoch, split="val", metric=m, value=0.0)
+                                      for m in DIVERGED_SCORES[task]]
+            history.append(dict(step=stop.step, epoch=stop.epoch, split="train", metric="diverged", value=1.0))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(net.state_dict(), weights)  # a later student's teacher; written before the record that names it
+        cached.write_text(json.dumps({"key": key, "seconds": time.perf_counter() - started,
+                                      "history": history + quality}))
+    record = json.loads(cached.read_text())
+    # The run's training time, measured when it ran, travels with its rows: a rerun that reads the
+    # cache back must still report what the run cost.
+    last = record["history"][-1]
+    return digest, record["history"] + [dict(step=last["step"], epoch=last["epoch"], split="train",
+                                              metric="seconds", value=record["seconds"])]
+
+
+def world_file(world_dir: str, task: str, split: str, kind: str | None = None) -> Path:
+    """The downstream world file a task trains (split 'train') or is scored on ('val'); split 'unlabeled'
+    is self-training's pool (images of every class, upstream and downstream, labels unused). `kind` picks
+    the files ('classify': one object per image, which also segments; 'scenes'); default: the task's own."""
+    kind = kind or ("classify" if task in ("classify", "pose") else "scenes")
+    if kind not in ("classify", "scenes"):
+        raise ValueError(f"world file kind must be 'classify' or 'scenes'; got {kind!r}")
+    if split == "unlabeled":
+        return Path(world_dir) / f"unlabeled_{kind}.npz"
+    return Path(world_dir) / f"downstream_{kind}_{split}.npz"
+
+
+def grid(**axes) -> list[dict]:
+    """Every combination of the axes' values as one run each: grid(init=[...], schedule=[...], seed=[...])."""
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_dir: str, task: str,
+          arm: str = "init", checkpoints: dict[str, str] | None = None, files: str | None = None,
+          **base) -> pd.DataFrame:
+    """Train every run: the `base` settings (model, TrainConfig, init, label_fraction, method, pseudo_*)
+    overridden by the run's own keys. Init 'pretrained' starts from `upstream_checkpoint`, any other
+    init but 'scratch' from its entry in `checkpoints`. Tidy rows: run_id, arm (the run's "arm" key if
+    it has one, else the value of its setting named by `arm`), the run's keys, step, epoch, split,
+    metric, value. `files` picks the world files (study.world_file's kind). Finished runs come back from
+    `runs_dir`."""
+    checkpoints = {"pretrained": upstream_checkpoint, **(checkpoints or {})}
+    specs = [{"init": "scratch", "label_fraction": 1.0, "method": "supervised", **base, **run} for run in runs]
+    labels = [spec.pop("arm", None) or spec[arm] for spec in specs]
+    for spec in specs:
+        unknown = sorted(set(spec) - set(RUN_KEYS))
+        if unknown:
+            raise ValueError(f"unknown run settings {unknown}; allowed: {', '.join(RUN_KEYS)}")
+        if spec["init"] != "scratch" and spec["init"] not in checkpoints:
+            raise ValueError(f"init {spec['init']!r} unknown; allowed: scratch, {', '.join(checkpoints)}")
+        check_method(spec["method"])
+    # Build every config before the first run, so that a bad value fails before any training.
+    # YAML's 4 and 4.0 are one schedule: cast so that they make one cache key.
+    configs = [TrainConfig(progress=False, **{k: float(spec[k]) if k in FLOAT_KEYS else spec[k]
+                                              for k in TRAIN_KEYS if k in spec}) for spec in specs]
+    selftrains = [SelfTraining(**{k.removeprefix("pseudo_"): spec[k] for k in PSEUDO_KEYS if k in spec})
+                  for spec in specs]
+    for spec, cfg in zip(specs, configs):
+        check_fraction(spec["label_fraction"])
+        check_task_aug(task, cfg.aug)
+    rows = []
+    # One bar over the runs; per-step bars would flood the report.
+    # One line a minute at most: in a rendered report each refresh is a line of its own.
+    bar = tqdm(list(zip(runs, specs, configs, selftrains, labels)), desc=f"{task} runs", file=sys.stderr,
+               mininterval=60)
+    for run, spec, cfg, selftrain, label in bar:
+        run_id = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items())
+        _, history = run_arm(train_file=str(world_file(world_dir, task, "train", files)),
+                             val_file=str(world_file(world_dir, task, "val", files)), task=task, init=spec["init"],
+                             checkpoint=checkpoints.get(spec["init"]), runs_dir=runs_dir,
+                             model={k: spec[k] for k in MODEL_KEYS if k in spec},
+                             label_fraction=spec["label_fraction"], train=cfg, desc=run_id, method=spec["method"],
+                             selftrain=selftrain, unlabeled_file=str(world_file(world_dir, task, "unlabeled", files)))
+        rows += [dict(run_id=run_id, **{**run, "arm": label}, **r) for r in history]
+    results = pd.DataFrame(rows)
+    percent = results["metric"].isin(METRIC_UNITS)  # fractions -> points, the unit the papers report
+    results.loc[percent, "value"] *= 100
+    return results
+
+
+def iteration_matched_runs(world_dir: str, task: str, label_fractions: list[float], epochs_1x: float,
+                           batch_size: int, **axes) -> list[dict]:
+    """Every data size of `label_fractions` crossed with the grid of `axes`, each size trained for the full
+    set's `epochs_1x` in iterations (so a smaller set is seen for more epochs)."""
+    n_full = n_train(world_dir, task)
+    steps_1x = round(epochs_1x * steps_per_epoch(n_full, batch_size))
+    runs = []
+    for fraction in label_fractions:
+        check_fraction(fraction)
+        n = max(1, round(n_full * fraction))
+        epochs = epochs_1x if fraction == 1 else steps_1x / steps_per_epoch(n, batch_size)  # 1.0: the same runs as HE-1
+        runs += [dict(label_fraction=fraction, epochs_1x=epochs, **run) for run in grid(**axes)]
+    return runs
+
+
+def n_train(world_dir: str, task: str = "classify") -> int:
+    """The number of images in the task's downstream training file (all its labels)."""
+    return len(load_world(world_file(world_dir, task, "train"))["images"])
