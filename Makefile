@@ -1,6 +1,7 @@
 # make study  - set up .venv, run the whole study (default profile), write reports/ and README's table
 # make test   - set up .venv, run the tests (including the whole DAG under the smoke profile)
 # make smoke  - the whole DAG under the smoke profile, into build/smoke/
+# make render - re-render every committed report from its results.csv (trains nothing)
 # make lab    - JupyterLab on the notebooks (jupytext opens the .py files as notebooks)
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup study smoke test lab lint clean
+.PHONY: setup study smoke test render lab lint clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +31,10 @@ smoke: setup
 
 test: setup
 	python -m pytest -q
+
+render: setup
+	python -m rethink render --profile default
+	python -m rethink readme --findings reports/findings.md --readme README.md
 
 lint: setup
 	snakemake --lint --config profile=smoke

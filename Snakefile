@@ -6,10 +6,8 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+# Snakemake parses this file again for every job: the training code (torch) is imported inside the rules.
 from rethink.config import notebook_config, resolve
-from rethink.core.pretrain import pretrain
-from rethink.core.selfsup import selfsup_pretrain
-from rethink.report.index import write_index
 from rethink.workflow import WORLD_FILES as WORLD_SPLITS, build_data, build_world, logged, run_notebook
 
 min_version("9.0")
@@ -109,6 +107,8 @@ rule pretrain:
     benchmark:
         f"{REPORTS}/benchmarks/pretrain_{{name}}.tsv"
     run:
+        from rethink.core.pretrain import pretrain
+
         logged(log[0], pretrain, Path(input[0]).parent, output[0], device=params.device,
                aug_backend=params.aug_backend, **params.spec)
 
@@ -139,6 +139,8 @@ rule selfsup:
     benchmark:
         f"{REPORTS}/benchmarks/selfsup_{{method}}{{variant}}.tsv"
     run:
+        from rethink.core.selfsup import selfsup_pretrain
+
         logged(log[0], selfsup_pretrain, wildcards.method, Path(input[0]).parent, output[0], device=params.device,
                **params.spec)
 
@@ -187,4 +189,6 @@ rule index:
     log:
         f"{CACHE}/logs/index.log",
     run:
+        from rethink.report.index import write_index
+
         logged(log[0], write_index, [Path(f).parent for f in input], Path(output.index).parent)

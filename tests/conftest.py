@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rethink import world as W
+from rethink.core import world as W
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +29,7 @@ def tiny_world(tmp_path_factory):
 @pytest.fixture
 def student_run(tiny_world, tmp_path):
     """study.run_arm's arguments for a noisy student on the tiny world, with a pool of its own."""
-    from rethink.train import TrainConfig
+    from rethink.core.train import TrainConfig
 
     spec = W.WorldSpec(image_size=32, texture=0.2, color=0.2, viewpoint=0.2, lighting=0.2, clutter=0.2)
     W.save_world(tmp_path / "pool.npz", W.generate_classification(64, W.DOWNSTREAM_CLASSES[:4], spec, seed=5))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rethink.augment import (
+from rethink.core.augment import (
     BACKENDS,
     LEVELS,
     DaliAugment,

@@ -14,8 +14,8 @@ from PIL import Image
 
 from conftest import (BACKGROUND, CIFAR10_CLASSES, STL10_CLASSES, class_colour, coco_layout, marked_images,
                       write_image_folder)
-from rethink import datasets as D
-from rethink import world as W
+from rethink.core import datasets as D
+from rethink.core import world as W
 
 SIZE = 32
 

@@ -1,6 +1,6 @@
 import torch
 
-from rethink import detection, metrics
+from rethink.core import detection, metrics
 
 
 def test_perfect_outputs_decode_to_ap_one():

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from rethink.findings import Effect, condition_status, judge, mean_effect, paired_effect, verdict
+from rethink.study.verdicts import Effect, condition_status, judge, mean_effect, paired_effect, verdict
 
 CRITERION = {"text": "gap at 1x > 0 and |gap at 6x| <= 1",
              "conditions": [{"effect": "gap_1x", "op": ">", "value": 0.0},

@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import yaml
 from conftest import write_cifar10, write_coco, write_image_folder, write_stl10
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
-from test_workflow import CONFIG, SCHEMA, snakemake
+from test_workflow import CONFIG, snakemake
 
-from rethink.data import load_task_data
+from rethink import config as study_config
+from rethink.core.data import load_task_data
+from rethink.core.world import load_world
 from rethink.workflow import WORLD_FILES, build_data
-from rethink.world import load_world
 
-SMOKE_WORLD = CONFIG["profiles"]["smoke"]["world"]
+SMOKE_WORLD = study_config.resolve(copy.deepcopy(CONFIG), "smoke")["world"]
 
 
 def cifar_stl_data(root) -> dict:
@@ -81,12 +80,12 @@ def test_a_bad_data_block_is_rejected_naming_the_key(path, value, named):
     config["profiles"]["smoke"]["data"] = {"upstream": {"format": "cifar10", "path": "a"},
                                            "downstream": {"format": "cifar10", "path": "a"}}
     config["profiles"]["smoke"]["data"]["upstream"][path[0]] = value
-    with pytest.raises(WorkflowError, match=named):
-        validate(config, SCHEMA)
+    with pytest.raises(ValueError, match=named):
+        study_config.resolve(config, "smoke")
     del config["profiles"]["smoke"]["data"]["downstream"]
     config["profiles"]["smoke"]["data"]["upstream"] = {"format": "cifar10", "path": "a"}
-    with pytest.raises(WorkflowError, match="downstream"):
-        validate(config, SCHEMA)
+    with pytest.raises(ValueError, match="downstream"):
+        study_config.resolve(config, "smoke")
 
 
 @pytest.mark.parametrize("formats,notebooks", [
@@ -111,7 +110,7 @@ def test_notebooks_run_unchanged_on_real_formats(tmp_path, formats, notebooks):
 
 
 def test_pseudo_label_quality_is_unknown_for_a_pool_without_labels():
-    from rethink.pseudo import pseudo_label_quality
+    from rethink.core.pseudo import pseudo_label_quality
 
     info = {"kept": 2, "pool": 4, "kept_index": np.array([0, 2]), "kept_class": np.array([1, 0])}
     quality = pseudo_label_quality(info, np.full(4, -1), ["a", "b"], ("a", "b"))

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from rethink import selfsup as S
-from rethink import world as W
-from rethink.models import build_model
-from rethink.data import load_task_data
-from rethink.train import load_checkpoint, new_model
+from rethink.core import selfsup as S
+from rethink.core import world as W
+from rethink.core.models import build_model
+from rethink.core.data import load_task_data
+from rethink.core.train import load_checkpoint, new_model
 
 NAMES = ["simclr", "rotation", "autoencoder", "swav", "jigsaw"]
 

@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
-from rethink import methods, study
-from rethink import world as W
-from rethink.data import load_task_data
-from rethink.pseudo import (LossNormaliser, pseudo_label, pseudo_label_boxes, pseudo_label_classes,
+from rethink.core import selftrain
+from rethink.study import runs
+from rethink.core import world as W
+from rethink.core.data import load_task_data
+from rethink.core.pseudo import (LossNormaliser, pseudo_label, pseudo_label_boxes, pseudo_label_classes,
                             pseudo_label_quality)
-from rethink.selfsup import nt_xent
-from rethink.train import TrainConfig, fit, new_model
+from rethink.core.selfsup import nt_xent
+from rethink.core.train import TrainConfig, fit, new_model
 
 
 def test_pseudo_labels_keep_only_confident_images():
@@ -81,11 +82,11 @@ def test_nt_xent_on_constructed_embeddings():
 
 
 def test_algorithms_are_registered_by_name():
-    assert {"supervised", "noisy_student", "sequential"} <= set(methods.ALGORITHMS)
+    assert {"supervised", "noisy_student", "sequential"} <= set(selftrain.ALGORITHMS)
     with pytest.raises(ValueError, match="method must be one of .*noisy_student"):
-        methods.check_method("mean_teacher")
+        selftrain.check_method("mean_teacher")
     with pytest.raises(ValueError, match="pseudo_threshold"):
-        methods.SelfTraining(threshold=2)
+        selftrain.SelfTraining(threshold=2)
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +126,14 @@ def test_noisy_student_trains_on_labels_and_pseudo_labels(teacher_and_pool):
     data, teacher, pool = teacher_and_pool
     student = new_model(data, "resnet9", 8, "gn", seed=1)
     cfg = TrainConfig(epochs_1x=1, batch_size=64, lr=0.05, aug="S4", evals=1, progress=False)
-    history, info = methods.ALGORITHMS["noisy_student"](student, data, data, cfg, "student", teacher=teacher,
+    history, info = selftrain.ALGORITHMS["noisy_student"](student, data, data, cfg, "student", teacher=teacher,
                                                         pool=torch.from_numpy(pool["images"]),
-                                                        selftrain=methods.SelfTraining(threshold=0.0, batch_size=32))
+                                                        selftrain=selftrain.SelfTraining(threshold=0.0, batch_size=32))
     metrics = {r["metric"]: r["value"] for r in history}
     assert info["kept"] > 0 and metrics["pseudo_loss"] > 0 and math.isfinite(metrics["loss"])
-    history, _ = methods.ALGORITHMS["sequential"](new_model(data, "resnet9", 8, "gn", seed=1), data, data, cfg,
+    history, _ = selftrain.ALGORITHMS["sequential"](new_model(data, "resnet9", 8, "gn", seed=1), data, data, cfg,
                                                   "sequential", teacher=teacher, pool=torch.from_numpy(pool["images"]),
-                                                  selftrain=methods.SelfTraining(threshold=0.0))
+                                                  selftrain=selftrain.SelfTraining(threshold=0.0))
     phases = pd.DataFrame(history)
     assert phases.split.str.startswith("pseudo_phase_").any()
     assert phases[phases.split == "val"].step.min() > phases[phases.split == "pseudo_phase_val"].step.max()
@@ -152,23 +153,23 @@ def test_a_detector_student_learns_from_pseudo_boxes(tiny_world):
 
 
 def test_a_student_run_is_cached_after_its_teacher(student_run, tmp_path):
-    kwargs = dict(student_run, selftrain=methods.SelfTraining(threshold=0.0))
-    digest, rows = study.run_arm(**kwargs)
+    kwargs = dict(student_run, selftrain=selftrain.SelfTraining(threshold=0.0))
+    digest, rows = runs.run_arm(**kwargs)
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2  # the teacher, then the student
     assert {r["metric"] for r in rows if r["split"] == "pseudo"} == {"kept_share", "in_domain_share",
                                                                       "in_domain_accuracy"}
-    assert study.run_arm(**kwargs) == (digest, rows)  # read back
-    other, _ = study.run_arm(**{**kwargs, "selftrain": methods.SelfTraining(threshold=0.2)})
+    assert runs.run_arm(**kwargs) == (digest, rows)  # read back
+    other, _ = runs.run_arm(**{**kwargs, "selftrain": selftrain.SelfTraining(threshold=0.2)})
     assert other != digest and len(list((tmp_path / "runs").glob("*.json"))) == 3  # same teacher, new student
 
 
 def test_sweep_checks_inits_and_pseudo_settings_before_training(tmp_path, monkeypatch):
-    monkeypatch.setattr(methods, "fit", lambda *a, **k: pytest.fail("trained before checking the settings"))
+    monkeypatch.setattr(selftrain, "fit", lambda *a, **k: pytest.fail("trained before checking the settings"))
     common = dict(task="classify", world_dir=str(tmp_path), upstream_checkpoint="up.pt", runs_dir=str(tmp_path),
                   arch="resnet9", width=8, norm="gn")
     with pytest.raises(ValueError, match="init 'imagenet' unknown; allowed: scratch, pretrained, simclr"):
-        study.sweep([dict(seed=0), dict(init="imagenet")], checkpoints={"simclr": "s.pt"}, **common)
+        runs.sweep([dict(seed=0), dict(init="imagenet")], checkpoints={"simclr": "s.pt"}, **common)
     with pytest.raises(ValueError, match="pseudo_threshold"):
-        study.sweep([dict(seed=0, method="noisy_student", pseudo_threshold=1.5)], **common)
+        runs.sweep([dict(seed=0, method="noisy_student", pseudo_threshold=1.5)], **common)
     with pytest.raises(ValueError, match="method must be one of"):
-        study.sweep([dict(seed=0, method="fixmatch")], **common)
+        runs.sweep([dict(seed=0, method="fixmatch")], **common)

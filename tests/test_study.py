@@ -3,9 +3,10 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from rethink import methods, study
-from rethink import world as W
-from rethink.train import TrainConfig
+from rethink.core import selftrain
+from rethink.study import he, outputs, runs, verdicts, zo
+from rethink.core import world as W
+from rethink.core.train import TrainConfig
 
 
 def test_runs_are_cached_by_everything_that_decides_them(tiny_world, tmp_path, monkeypatch):
@@ -13,14 +14,14 @@ def test_runs_are_cached_by_everything_that_decides_them(tiny_world, tmp_path, m
     kwargs = dict(train_file=str(tiny_world / "classify_train.npz"), val_file=str(tiny_world / "classify_val.npz"),
                   task="classify", init="scratch", checkpoint=None, runs_dir=str(tmp_path),
                   model=dict(arch="resnet9", width=8, norm="gn"), label_fraction=1.0, desc="test")
-    digest, first = study.run_arm(train=cfg, **kwargs)
+    digest, first = runs.run_arm(train=cfg, **kwargs)
     assert first[-1]["metric"] == "seconds" and first[-1]["value"] > 0  # what the run cost travels with it
     assert (tmp_path / f"{digest}.pt").is_file()  # its weights, for a student that takes it as teacher
     calls = []
     fake = [dict(step=1, epoch=1.0, split="val", metric="accuracy", value=0.5)]
-    monkeypatch.setattr(methods, "fit", lambda *a, **k: calls.append(1) or fake)
-    assert study.run_arm(train=cfg, **kwargs) == (digest, first) and not calls  # read back, not retrained
-    other, rows = study.run_arm(train=dataclasses.replace(cfg, lr=0.05), **kwargs)
+    monkeypatch.setattr(selftrain, "fit", lambda *a, **k: calls.append(1) or fake)
+    assert runs.run_arm(train=cfg, **kwargs) == (digest, first) and not calls  # read back, not retrained
+    other, rows = runs.run_arm(train=dataclasses.replace(cfg, lr=0.05), **kwargs)
     assert other != digest and rows[0] == fake[0] and calls  # a new run
     assert len(list(tmp_path.glob("*.json"))) == 2
 
@@ -40,27 +41,27 @@ def constructed(cells, metric="AP", seeds=range(4)):
 def test_he1_verdict_from_constructed_results():
     results = constructed({("scratch", 1, 1.0): 50, ("pretrained", 1, 1.0): 90, ("scratch", 6, 1.0): 80,
                            ("pretrained", 6, 1.0): 80.2}, metric="accuracy")
-    finding = study.he1_finding(results, "accuracy", 0.0, 2.0, "test", panel="classification")
+    finding = he.he1_finding(results, "accuracy", 0.0, 2.0, "test", panel="classification")
     assert finding["verdict"] == "reproduced" and finding["panel"] == "classification"
     assert [c["effect"] for c in finding["conditions"]] == ["gap_1x", "gap_6x"]
-    finding = study.he1_finding(results, "accuracy", 0.0, 0.1, "test")  # 0.2-point gap > 0.1 tolerance
+    finding = he.he1_finding(results, "accuracy", 0.0, 0.1, "test")  # 0.2-point gap > 0.1 tolerance
     assert finding["verdict"] == "not reproduced"
 
 
 def test_he2_judges_ap75_at_the_longest_schedule():
     cells = {("scratch", 1, 1.0): 10, ("pretrained", 1, 1.0): 30, ("scratch", 4, 1.0): 40, ("pretrained", 4, 1.0): 39}
     results = pd.concat([constructed(cells, metric) for metric in ("AP", "AP50", "AP75")])
-    finding = study.he2_finding(results, -1.0, "test")
+    finding = he.he2_finding(results, -1.0, "test")
     assert finding["verdict"] == "reproduced"
     assert finding["effect"]["estimate"] == pytest.approx(1.0, abs=0.1)  # scratch − pretrained at 4x
     worse = pd.concat([constructed({**cells, ("scratch", 4, 1.0): 35}, metric) for metric in ("AP", "AP50", "AP75")])
-    assert study.he2_finding(worse, -1.0, "test")["verdict"] == "not reproduced"
+    assert he.he2_finding(worse, -1.0, "test")["verdict"] == "not reproduced"
 
 
 def test_best_schedule_is_chosen_per_arm_and_data_size():
     final = constructed({("scratch", 1, 0.1): 10, ("scratch", 4, 0.1): 20, ("pretrained", 1, 0.1): 25,
                          ("pretrained", 4, 0.1): 15})
-    best = study.best_schedule(final)
+    best = he.best_schedule(final)
     assert dict(best.groupby("arm").schedule.first()) == {"pretrained": 1.0, "scratch": 4.0}
     assert len(best) == 2 * 4  # one schedule per arm, every seed
 
@@ -70,43 +71,43 @@ def test_he3_catches_up_at_the_named_size_but_not_at_the_smallest():
     for fraction, scratch, pretrained in ((1.0, 40, 40.5), (0.1, 30, 30.5), (0.03, 5, 15)):
         cells |= {("scratch", 1, fraction): scratch - 10, ("scratch", 4, fraction): scratch,  # scratch needs 4x
                   ("pretrained", 1, fraction): pretrained, ("pretrained", 4, fraction): pretrained - 3}
-    finding = study.he3_finding(constructed(cells), 0.1, 2.0, 0.0, "test")
+    finding = he.he3_finding(constructed(cells), 0.1, 2.0, 0.0, "test")
     assert finding["verdict"] == "reproduced"
     assert [c["effect"] for c in finding["conditions"]] == ["gap_10%data", "gap_3%data"]
     assert finding["conditions"][1]["estimate"] == pytest.approx(10, abs=0.1)
     with pytest.raises(ValueError, match="he3_catchup_fraction 0.2 must be one of the label_fractions"):
-        study.he3_finding(constructed(cells), 0.2, 2.0, 0.0, "test")
+        he.he3_finding(constructed(cells), 0.2, 2.0, 0.0, "test")
 
 
 def test_he4_compares_gn_with_small_batch_bn():
     results = constructed({("gn", 4, 1.0): 30, ("bn", 4, 1.0): 20, ("none", 4, 1.0): 25})
-    finding = study.he4_finding(results, 0.0, "test")
+    finding = he.he4_finding(results, 0.0, "test")
     assert finding["verdict"] == "reproduced" and finding["effect"]["estimate"] == pytest.approx(10, abs=0.1)
     flipped = constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 30})
-    assert study.he4_finding(flipped, 0.0, "test")["verdict"] == "not reproduced"
+    assert he.he4_finding(flipped, 0.0, "test")["verdict"] == "not reproduced"
 
 
 def test_grid_and_norm_runs():
-    assert study.grid(init=["a", "b"], seed=[0, 1]) == [
+    assert runs.grid(init=["a", "b"], seed=[0, 1]) == [
         dict(init="a", seed=0), dict(init="a", seed=1), dict(init="b", seed=0), dict(init="b", seed=1)]
-    runs = study.norm_runs(["gn", "bn", "syncbn"], [0], bn_batch=2)
-    assert [(r["arm"], r["norm"], r.get("bn_batch")) for r in runs] == [("gn", "gn", None), ("bn", "bn", 2),
+    arms = he.norm_runs(["gn", "bn", "syncbn"], [0], bn_batch=2)
+    assert [(r["arm"], r["norm"], r.get("bn_batch")) for r in arms] == [("gn", "gn", None), ("bn", "bn", 2),
                                                                        ("syncbn", "bn", 0)]
     with pytest.raises(ValueError, match="norms.*allowed"):
-        study.norm_runs(["ln"], [0], 2)
+        he.norm_runs(["ln"], [0], 2)
 
 
 def test_fixed_iteration_runs_keep_the_step_count(tmp_path):
     W.save_world(tmp_path / "downstream_scenes_train.npz",
                  W.generate_scenes(200, W.DOWNSTREAM_CLASSES[:2], W.WorldSpec(image_size=32), seed=0, max_objects=1))
-    runs = study.fixed_iteration_runs(str(tmp_path), "detect", [1.0, 0.25], [1], [0], ["scratch"], epochs_1x=2,
+    runs = he.fixed_iteration_runs(str(tmp_path), "detect", [1.0, 0.25], [1], [0], ["scratch"], epochs_1x=2,
                                       batch_size=16)
     full, quarter = runs
     assert full["epochs_1x"] == 2  # the full set keeps HE-1's settings: one cache entry
     steps = lambda run, n: round(run["epochs_1x"] * (n // 16))
     assert steps(full, 200) == steps(quarter, 50) == 24
     with pytest.raises(ValueError, match="label_fraction"):
-        study.fixed_iteration_runs(str(tmp_path), "detect", [0.0], [1], [0], ["scratch"], 2, 16)
+        he.fixed_iteration_runs(str(tmp_path), "detect", [0.0], [1], [0], ["scratch"], 2, 16)
 
 
 @pytest.fixture()
@@ -119,50 +120,50 @@ def study_world(tiny_world, tmp_path):
 
 
 def test_sweep_rejects_an_unknown_setting_before_training(study_world, monkeypatch):
-    monkeypatch.setattr(methods, "fit", lambda *a, **k: pytest.fail("trained before checking the settings"))
+    monkeypatch.setattr(selftrain, "fit", lambda *a, **k: pytest.fail("trained before checking the settings"))
     common = dict(world_dir=str(study_world), upstream_checkpoint="none.pt", runs_dir=str(study_world / "runs"))
     with pytest.raises(ValueError, match="unknown run settings.*depth"):
-        study.sweep([dict(seed=0), dict(depth=50)], task="classify", arch="resnet9", width=8, norm="gn", **common)
+        runs.sweep([dict(seed=0), dict(depth=50)], task="classify", arch="resnet9", width=8, norm="gn", **common)
     with pytest.raises(ValueError, match="aug"):
-        study.sweep([dict(seed=0), dict(aug="S9")], task="classify", arch="resnet9", width=8, norm="gn", **common)
+        runs.sweep([dict(seed=0), dict(aug="S9")], task="classify", arch="resnet9", width=8, norm="gn", **common)
 
 
 def test_sweep_trains_detection_arms_into_tidy_rows(study_world):
-    runs = study.norm_runs(["gn", "bn"], [0], bn_batch=2)
-    results = study.sweep(runs, task="detect", world_dir=str(study_world), upstream_checkpoint="none.pt",
+    arms = he.norm_runs(["gn", "bn"], [0], bn_batch=2)
+    results = runs.sweep(arms, task="detect", world_dir=str(study_world), upstream_checkpoint="none.pt",
                           runs_dir=str(study_world / "runs"), arch="resnet9", width=8, norm="gn", epochs_1x=1,
                           schedule=1, batch_size=16, lr=0.02, grad_clip=5.0, evals=1)
     assert set(results.arm) == {"gn", "bn"}
     assert {"AP", "AP50", "AP75", "loss", "seconds"} <= set(results.metric)
-    final = study.final_metric(results, "AP")
+    final = verdicts.final_metric(results, "AP")
     assert len(final) == 2 and final.value.between(0, 100).all()  # points, not fractions
     assert {"run_id", "seed", "step", "epoch", "split", "norm", "bn_batch"} <= set(results.columns)
 
 
 def test_a_diverged_run_is_recorded_as_scoring_zero(study_world, monkeypatch):
-    from rethink.train import Diverged
+    from rethink.core.train import Diverged
 
     def diverge(*args, **kwargs):
         raise Diverged("loss became nan", 7, 0.5, [dict(step=4, epoch=0.25, split="train", metric="loss", value=2.0)])
 
-    monkeypatch.setattr(methods, "fit", diverge)
-    results = study.sweep([dict(seed=0)], task="detect", world_dir=str(study_world), upstream_checkpoint="none.pt",
+    monkeypatch.setattr(selftrain, "fit", diverge)
+    results = runs.sweep([dict(seed=0)], task="detect", world_dir=str(study_world), upstream_checkpoint="none.pt",
                           runs_dir=str(study_world / "runs"), arch="resnet9", width=8, norm="none", epochs_1x=1)
-    final = study.final_metric(results, "AP75")
+    final = verdicts.final_metric(results, "AP75")
     assert final.value.tolist() == [0.0] and final.step.tolist() == [7]
     assert results[results.metric == "diverged"].value.tolist() == [1.0]
 
 
 def test_the_verdict_sentence_follows_the_computed_verdict():
-    held = study.he4_finding(constructed({("gn", 4, 1.0): 30, ("bn", 4, 1.0): 20}), 0.0, "test")
-    failed = study.he4_finding(constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 30}), 0.0, "test")
+    held = he.he4_finding(constructed({("gn", 4, 1.0): 30, ("bn", 4, 1.0): 20}), 0.0, "test")
+    failed = he.he4_finding(constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 30}), 0.0, "test")
     noisy = constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 20})
     noisy.loc[noisy.arm == "gn", "value"] += [3, -3, 4, -2]
-    undecided = study.he4_finding(noisy, 0.0, "test")
-    assert study.verdict_sentence(held).startswith("The finding held")
-    assert study.verdict_sentence(failed).startswith("The finding did not hold") and "gn_minus_bn" in \
-        study.verdict_sentence(failed)
-    assert undecided["verdict"] == "inconclusive" and "gn_minus_bn straddles" in study.verdict_sentence(undecided)
+    undecided = he.he4_finding(noisy, 0.0, "test")
+    assert outputs.verdict_sentence(held).startswith("The finding held")
+    assert outputs.verdict_sentence(failed).startswith("The finding did not hold") and "gn_minus_bn" in \
+        outputs.verdict_sentence(failed)
+    assert undecided["verdict"] == "inconclusive" and "gn_minus_bn straddles" in outputs.verdict_sentence(undecided)
 
 
 def zo_results(cells, seeds=range(3)):
@@ -185,27 +186,27 @@ def zoph_grid(gain):
 
 def test_zo1_and_zo2_verdicts_from_constructed_grids():
     paper_like = zo_results(zoph_grid(lambda aug, f: {("S1", 0.2): 5, ("S1", 1.0): 2, ("S4", 0.2): 3, ("S4", 1.0): -1}[aug, f]))
-    zo1 = study.zo1_finding(paper_like, 0.0, 0.0, "test")
+    zo1 = zo.zo1_finding(paper_like, 0.0, 0.0, "test")
     assert zo1["verdict"] == "reproduced"
     assert {c["effect"]: round(c["estimate"], 2) for c in zo1["conditions"]} == {
         "gain_S4_minus_S1_100%": -3.0, "gain_S4_100%": -1.0}
-    zo2 = study.zo2_finding(paper_like, 0.0, 0.0, "test")
+    zo2 = zo.zo2_finding(paper_like, 0.0, 0.0, "test")
     assert zo2["verdict"] == "reproduced" and zo2["effect"]["estimate"] == pytest.approx(-4.0)
     always_helps = zo_results(zoph_grid(lambda aug, f: 4.0 if aug == "S4" else 1.0))
-    assert study.zo1_finding(always_helps, 0.0, 0.0, "test")["verdict"] == "not reproduced"
-    assert study.zo2_finding(always_helps, 0.0, 0.0, "test")["verdict"] == "not reproduced"  # the gain never shrinks
+    assert zo.zo1_finding(always_helps, 0.0, 0.0, "test")["verdict"] == "not reproduced"
+    assert zo.zo2_finding(always_helps, 0.0, 0.0, "test")["verdict"] == "not reproduced"  # the gain never shrinks
 
 
 def test_zo3_needs_a_gain_in_every_cell_and_zo5_names_its_comparisons():
     cells = zoph_grid(lambda aug, f: 1.0)
     for (arm, aug, fraction), value in list(cells.items()):
-        cells[(arm + study.STUDENT, aug, fraction)] = value + 2.0
-    assert study.zo3_finding(zo_results(cells), 0.0, "test")["verdict"] == "reproduced"
-    assert len(study.zo3_finding(zo_results(cells), 0.0, "test")["conditions"]) == 8  # 4 cells x 2 inits
+        cells[(arm + zo.STUDENT, aug, fraction)] = value + 2.0
+    assert zo.zo3_finding(zo_results(cells), 0.0, "test")["verdict"] == "reproduced"
+    assert len(zo.zo3_finding(zo_results(cells), 0.0, "test")["conditions"]) == 8  # 4 cells x 2 inits
     cells[("pretrained+ST", "S4", 1.0)] = cells[("pretrained", "S4", 1.0)] - 1.0  # hurts in one cell
-    assert study.zo3_finding(zo_results(cells), 0.0, "test")["verdict"] == "not reproduced"
+    assert zo.zo3_finding(zo_results(cells), 0.0, "test")["verdict"] == "not reproduced"
     cells.update({("scratch+sequential", "S4", 0.2): 71.0, ("scratch+ST unnormalised", "S4", 0.2): 71.5})
-    zo5 = study.zo5_finding(zo_results(cells), "S4", 0.2, 0.0, "test")
+    zo5 = zo.zo5_finding(zo_results(cells), "S4", 0.2, 0.0, "test")
     assert {c["effect"]: round(c["estimate"], 2) for c in zo5["conditions"]} == {
         "joint_minus_supervised": 2.0, "joint_minus_sequential": 1.0, "joint_minus_unnormalised": 0.5}
     assert zo5["verdict"] == "reproduced"
@@ -213,20 +214,20 @@ def test_zo3_needs_a_gain_in_every_cell_and_zo5_names_its_comparisons():
 
 def test_cell_gains_pair_by_seed_and_skip_missing_arms():
     results = zo_results({("scratch", "S1", 1.0): 50, ("pretrained", "S1", 1.0): 53, ("scratch", "S4", 1.0): 40})
-    gains = study.cell_gains(study.final_metric(results, "accuracy"), {"gain": ("pretrained", "scratch")})
+    gains = zo.cell_gains(verdicts.final_metric(results, "accuracy"), {"gain": ("pretrained", "scratch")})
     assert set(gains.aug) == {"S1"} and gains.value.round(6).tolist() == [3.0, 3.0, 3.0]
-    table = study.gain_table(gains)
+    table = outputs.gain_table(gains)
     assert table.loc[("gain", "S1"), "100% labels"] == "3.0 ± 0.0"
 
 
 def test_zo_runs_cross_the_grid_and_add_students(tmp_path):
     W.save_world(tmp_path / "downstream_classify_train.npz",
                  W.generate_classification(100, W.DOWNSTREAM_CLASSES[:2], W.WorldSpec(image_size=32), seed=0))
-    runs = study.zo_runs(str(tmp_path), [0.2, 1.0], ["S1", "S4"], [0, 1], ["scratch", "pretrained"], epochs_1x=2,
-                         batch_size=10, students=["scratch"], extra_students=study.ZO5_ARMS, extra_cell=("S4", 0.2))
+    runs = zo.zo_runs(str(tmp_path), [0.2, 1.0], ["S1", "S4"], [0, 1], ["scratch", "pretrained"], epochs_1x=2,
+                         batch_size=10, students=["scratch"], extra_students=zo.ZO5_ARMS, extra_cell=("S4", 0.2))
     supervised = [r for r in runs if "method" not in r]
     students = [r for r in runs if r.get("method") == "noisy_student" and r["arm"] == "scratch+ST"]
     assert len(supervised) == 2 * 2 * 2 * 2 and len(students) == 2 * 2 * 2
-    extra = [r for r in runs if r.get("arm") in study.ZO5_ARMS]
+    extra = [r for r in runs if r.get("arm") in zo.ZO5_ARMS]
     assert len(extra) == 2 * 2 and {(r["aug"], r["label_fraction"]) for r in extra} == {("S4", 0.2)}
     assert {r["epochs_1x"] for r in runs if r["label_fraction"] == 0.2} == {10.0}  # as many steps as 100%

@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 import torch
 
-from rethink.data import load_task_data
-from rethink.train import (TrainConfig, evaluate, fit, init_from_checkpoint, load_checkpoint, new_model,
+from rethink.core.data import load_task_data
+from rethink.core.train import (TrainConfig, evaluate, fit, init_from_checkpoint, load_checkpoint, new_model,
                            save_checkpoint, step_schedule)
 
 
@@ -20,7 +20,7 @@ def test_lr_follows_warmup_and_steps(tiny_world):
     cfg = TrainConfig(epochs_1x=9, batch_size=64, warmup_steps=4, lr=0.1, evals=1, progress=False)
     seen = []
     # 256 images / 64 = 4 steps per epoch, 36 steps in 1x: drops after 12 and 28 steps.
-    from rethink import train as T
+    from rethink.core import train as T
     original = T.make_scheduler
 
     def spy(optimizer, *args):

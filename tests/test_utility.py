@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from rethink import methods, study
-from rethink import selfsup_study as nd
-from rethink import world as W
-from rethink.data import load_task_data
-from rethink.train import TrainConfig, evaluate, fit, new_model
-from rethink.utility import matched_count, utility
+from rethink.core import selftrain
+from rethink.study import bl, nd, runs
+from rethink.core import world as W
+from rethink.core.data import load_task_data
+from rethink.core.train import TrainConfig, evaluate, fit, new_model
+from rethink.study.nd import matched_count, utility
 
 COUNTS = [10, 100, 1000, 10000]
 
@@ -96,11 +96,11 @@ def test_nd2_nd4_nd5_bl1_bl2_verdicts_on_constructed_results():
 
     invariance = pd.DataFrame([dict(method=m, seed=s, value=v + 0.01 * s) for s in noise for m, v in
                                {"autoencoder": 0.1, "rotation": 0.4, "simclr": 0.9}.items()])
-    f = nd.bl1_finding(invariance, 0.0, "test")
+    f = bl.bl1_finding(invariance, 0.0, "test")
     assert f["effect"]["estimate"] == pytest.approx(-0.3) and f["verdict"] == "reproduced"
 
-    rounds = final_rows({(nd.round_arm(k), 100, s): 70 + k + noise[s] for k in range(4) for s in noise})
-    f = nd.bl2_finding(rounds, 0.0, "test")
+    rounds = final_rows({(bl.round_arm(k), 100, s): 70 + k + noise[s] for k in range(4) for s in noise})
+    f = bl.bl2_finding(rounds, 0.0, "test")
     assert [c["effect"] for c in f["conditions"]] == ["round_3_minus_teacher", "round_3_minus_round_1"]
     assert [c["estimate"] for c in f["conditions"]] == pytest.approx([3, 2]) and f["verdict"] == "reproduced"
 
@@ -150,14 +150,14 @@ def test_frozen_stages_do_not_change(tiny_world):
 
 def test_each_self_training_round_learns_from_the_round_before(student_run, tmp_path):
     kwargs = dict(student_run, label_fraction=0.25, train=replace(student_run["train"], batch_size=32))
-    first, _ = study.run_arm(selftrain=methods.SelfTraining(threshold=0.0, rounds=1), **kwargs)
-    third, _ = study.run_arm(selftrain=methods.SelfTraining(threshold=0.0, rounds=3), **kwargs)
+    first, _ = runs.run_arm(selftrain=selftrain.SelfTraining(threshold=0.0, rounds=1), **kwargs)
+    third, _ = runs.run_arm(selftrain=selftrain.SelfTraining(threshold=0.0, rounds=3), **kwargs)
     records = {p.stem: p.read_text() for p in (tmp_path / "runs").glob("*.json")}
     assert len(records) == 4  # the teacher and rounds 1, 2, 3: round 1 was read back, not retrained
     second = next(d for d, text in records.items() if f'"teacher": "{first}"' in text)
     assert f'"teacher": "{second}"' in records[third]
     with pytest.raises(ValueError, match="pseudo_rounds must be >= 1"):
-        methods.SelfTraining(rounds=0)
+        selftrain.SelfTraining(rounds=0)
 
 
 def test_label_count_runs_train_every_count_as_long(tiny_world, tmp_path):

@@ -9,10 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
-
-from rethink.findings import VERDICTS
+from rethink import config as study_config
+from rethink.study.verdicts import VERDICTS
+from rethink.workflow import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "config/study.yaml").read_text())
@@ -25,39 +24,69 @@ def snakemake(*args, cwd):
                           cwd=cwd, env=ENV, capture_output=True, text=True)
 
 
-def test_the_committed_config_is_valid():
-    validate(copy.deepcopy(CONFIG), SCHEMA)
+def test_every_profile_of_the_committed_config_resolves():
+    for profile in CONFIG["profiles"]:
+        resolved = study_config.resolve(copy.deepcopy(CONFIG), profile)
+        assert resolved["name"] == profile and resolved["notebooks"]
+        for block in resolved["notebooks"].values():
+            assert "uses" not in block and "seeds" in block  # the shared blocks are filled in
+
+
+def test_a_profile_overrides_only_what_differs():
+    default, smoke = (study_config.resolve(copy.deepcopy(CONFIG), p) for p in ("default", "smoke"))
+    assert smoke["world"]["downstream_classify_train"] == CONFIG["profiles"]["smoke"]["world"]["downstream_classify_train"]
+    assert smoke["world"]["image_size"] == default["world"]["image_size"] == CONFIG["defaults"]["world"]["image_size"]
+    assert smoke["notebooks"]["03_he4_normalization"]["norms"] == default["notebooks"]["03_he4_normalization"]["norms"]
+    assert smoke["notebooks"]["04_zo1_zo2_augmentation_data"]["seeds"] == smoke["classification"]["seeds"] != \
+        default["classification"]["seeds"]
+    full = study_config.resolve(copy.deepcopy(CONFIG), "full")
+    assert "06_nd1_nd3_utility" not in full["notebooks"]  # null drops a notebook
+    # The self-training settings are written once and reach both notebooks that self-train.
+    assert default["notebooks"]["05_zo3_zo5_self_training"]["pseudo_threshold"] == \
+        default["notebooks"]["08_bl2_iterated_self_training"]["pseudo_threshold"] == \
+        CONFIG["defaults"]["self_training"]["pseudo_threshold"]
+
+
+def test_the_merge_replaces_lists_and_merges_mappings():
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": 2}
+    assert study_config.merge(base, {"a": {"y": [3]}, "c": 3}) == {"a": {"x": 1, "y": [3]}, "b": 2, "c": 3}
+    assert study_config.merge(base, {"a": None}) == {"b": 2}
+    assert base == {"a": {"x": 1, "y": [1, 2]}, "b": 2}  # not modified
 
 
 @pytest.mark.parametrize("path,value,named", [
     (("aug_backend",), "opencv", "aug_backend"),
-    (("profiles", "default", "notebooks", "02_he3_less_data", "label_fractions"), [1.0, 0.3, 0.1, 2], "label_fractions"),
-    (("profiles", "default", "notebooks", "01_he1_he2_schedules", "aug"), "S9", "aug"),
-    (("profiles", "default", "notebooks", "03_he4_normalization", "norms"), ["gn", "layer"], "norms"),
-    (("profiles", "default", "notebooks", "03_he4_normalization", "bogus"), 1, "bogus"),  # unknown key
+    (("defaults", "notebooks", "02_he3_less_data", "label_fractions"), [1.0, 0.3, 0.1, 2], "label_fractions"),
+    (("defaults", "detection", "aug"), "S9", "aug"),
+    (("defaults", "notebooks", "03_he4_normalization", "norms"), ["gn", "layer"], "norms"),
+    (("defaults", "notebooks", "03_he4_normalization", "bogus"), 1, "bogus"),  # unknown key
+    (("defaults", "notebooks", "03_he4_normalization", "uses"), ["detektion"], "detektion"),  # unknown block
     (("criteria", "02_he3_less_data", "he3_catchup_fraction"), 0, "he3_catchup_fraction"),
     (("profiles", "smoke", "world", "texture"), 1.5, "texture"),
-    (("profiles", "smoke", "world", "colour"), 0.5, "colour"),  # unknown key
-    (("profiles", "default", "notebooks", "04_zo1_zo2_augmentation_data", "inits"), ["scratch", "imagenet"], "inits"),
-    (("profiles", "default", "notebooks", "05_zo3_zo5_self_training", "pseudo_threshold"), 1.0, "pseudo_threshold"),
-    (("profiles", "default", "notebooks", "05_zo3_zo5_self_training", "label_fractions"), [0.2, 0.5], "label_fractions"),
+    (("profiles", "smoke", "world", "colour"), 0.5, "colour"),  # unknown key in an override
+    (("profiles", "smoke", "classification", "seedz"), [0], "seedz"),  # unknown key in a shared block
+    (("defaults", "notebooks", "04_zo1_zo2_augmentation_data", "inits"), ["scratch", "imagenet"], "inits"),
+    (("defaults", "self_training", "pseudo_threshold"), 1.0, "pseudo_threshold"),
+    (("defaults", "notebooks", "05_zo3_zo5_self_training", "label_fractions"), [0.2, 0.5], "label_fractions"),
     (("criteria", "05_zo3_zo5_self_training", "zo5_aug"), "S7", "zo5_aug"),
-    (("profiles", "default", "selfsup_methods", "simclr", "temperature"), 0, "temperature"),
-    (("profiles", "default", "selfsup_methods", "swav", "clusters"), 8, "clusters"),  # unknown option
-    (("profiles", "default", "utility", "label_counts"), [40, 400, 4000], "label_counts"),  # fewer than five
-    (("profiles", "default", "notebooks", "07_nd4_nd5_bl1_zoo", "freezes"), [0, 2], "freezes"),  # no linear probe
-    (("profiles", "default", "notebooks", "07_nd4_nd5_bl1_zoo", "tasks"), ["classify", "depth"], "tasks"),
-    (("profiles", "default", "notebooks", "06_nd1_nd3_utility", "nd_method"), "vae", "nd_method"),
+    (("defaults", "selfsup_methods", "simclr", "temperature"), 0, "temperature"),
+    (("defaults", "selfsup_methods", "swav", "clusters"), 8, "clusters"),  # unknown option
+    (("defaults", "utility", "label_counts"), [40, 400, 4000], "label_counts"),  # fewer than five
+    (("defaults", "notebooks", "07_nd4_nd5_bl1_zoo", "freezes"), [0, 2], "freezes"),  # no linear probe
+    (("defaults", "notebooks", "07_nd4_nd5_bl1_zoo", "tasks"), ["classify", "depth"], "tasks"),
+    (("defaults", "notebooks", "06_nd1_nd3_utility", "nd_method"), "vae", "nd_method"),
     (("criteria", "07_nd4_nd5_bl1_zoo", "nd4_max_rank_correlation"), 2, "nd4_max_rank_correlation"),
 ])
 def test_a_bad_config_value_is_rejected_naming_the_key(path, value, named):
     config = copy.deepcopy(CONFIG)
     node = config
     for key in path[:-1]:
+        if node.get(key) is None:  # an empty override block
+            node[key] = {}
         node = node[key]
     node[path[-1]] = value
-    with pytest.raises(WorkflowError, match=named):
-        validate(config, SCHEMA)
+    with pytest.raises(ValueError, match=named):
+        study_config.resolve(config, path[1] if path[0] == "profiles" else "default")
 
 
 def test_snakemake_rejects_a_bad_profile_before_running(tmp_path):
@@ -74,15 +103,17 @@ def test_lint_is_clean(tmp_path):
     assert "Lints for" not in result.stdout + result.stderr
 
 
-def test_smoke_dag_end_to_end(tmp_path):
-    """The whole DAG in a temporary folder: every report renders and every finding parses."""
+def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
+    """The whole DAG in a temporary folder: every report renders and every finding parses. Then each notebook
+    alone, as a researcher runs it in JupyterLab: only the profile set, every other setting from the config."""
     result = snakemake("--cores", "2", "--config", "profile=smoke", cwd=tmp_path)
     logs = "\n".join(p.read_text() for p in (tmp_path / "cache/smoke/logs").glob("*.log")) if result.returncode else ""
     assert result.returncode == 0, result.stderr[-4000:] + logs[-4000:]
     reports = tmp_path / "build/smoke/reports"
     assert (reports / "index.html").read_text().count("<tr>") >= 2
     ids = set()
-    for notebook in CONFIG["profiles"]["smoke"]["notebooks"]:
+    notebooks = list(study_config.resolve(copy.deepcopy(CONFIG), "smoke")["notebooks"])
+    for notebook in notebooks:
         folder = reports / notebook
         findings = json.loads((folder / "findings.json").read_text())
         assert findings, notebook
@@ -104,6 +135,11 @@ def test_smoke_dag_end_to_end(tmp_path):
     # Nothing is recomputed when nothing changed.
     again = snakemake("-n", "--cores", "2", "--config", "profile=smoke", cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+    monkeypatch.setenv("RETHINK_STUDY_DIR", str(tmp_path))  # the cache the DAG filled
+    for notebook in notebooks:
+        out = tmp_path / "build/lab/smoke" / notebook
+        run_notebook(str(ROOT / "notebooks" / f"{notebook}.py"), out, {"profile": "smoke"}, cwd=str(tmp_path))
+        assert (out / "findings.json").read_text() == (reports / notebook / "findings.json").read_text(), notebook
 
 
 def test_the_slurm_profile_names_real_rules_and_training_asks_for_a_gpu(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from rethink.world import (DOWNSTREAM_CLASSES, SHAPES, SYMMETRY, UPSTREAM_CLASSES, WorldSpec,
+from rethink.core.world import (DOWNSTREAM_CLASSES, SHAPES, SYMMETRY, UPSTREAM_CLASSES, WorldSpec,
                            generate_classification, generate_scenes, load_world, save_world, to_coco)
 
 SPEC = WorldSpec(image_size=32)

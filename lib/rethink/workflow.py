@@ -1,4 +1,6 @@
-"""What the Snakemake rules run: build the world, execute a notebook, render the front page."""
+"""What the Snakemake rules run: build the world, execute a notebook, render the front page. Snakemake
+imports this module whenever it parses the Snakefile, once per job: the heavy libraries (torch, numpy)
+load inside the functions that need them."""
 from __future__ import annotations
 
 import contextlib
@@ -6,9 +8,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
-from .core import world as W
 
 # The data files every notebook may read, by name (without .npz) -> (kind, class set, split seed).
 WORLD_FILES = {
@@ -23,8 +22,6 @@ WORLD_FILES = {
     "unlabeled_classify": ("classify", "all", 7),
     "unlabeled_scenes": ("scenes", "all", 8),
 }
-CLASS_SETS = {"upstream": W.UPSTREAM_CLASSES, "downstream": W.DOWNSTREAM_CLASSES,
-              "all": W.UPSTREAM_CLASSES + W.DOWNSTREAM_CLASSES}
 
 
 def logged(log: str, step, *args, **kwargs):
@@ -37,6 +34,8 @@ def logged(log: str, step, *args, **kwargs):
 def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> None:
     """Generate the world files `names` (default: all of WORLD_FILES) of a profile. `spec` is the profile's
     `world` block of config/study.yaml."""
+    from .core import world as W
+
     spec = dict(spec)
     sizes = {name: spec.pop(name) for name in WORLD_FILES}
     seed = spec.pop("seed")
@@ -47,7 +46,8 @@ def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> Non
     out = Path(out_dir)
     for name in names or WORLD_FILES:
         kind, class_set, offset = WORLD_FILES[name]
-        classes = CLASS_SETS[class_set]
+        classes = {"upstream": W.UPSTREAM_CLASSES, "downstream": W.DOWNSTREAM_CLASSES,
+                   "all": W.UPSTREAM_CLASSES + W.DOWNSTREAM_CLASSES}[class_set]
         started = time.perf_counter()
         if kind == "classify":
             data = W.generate_classification(sizes[name], classes, classify_spec, seed=seed * 100 + offset)
@@ -79,7 +79,10 @@ def build_data(spec: dict, out_dir: str, data: dict | None = None, device: str =
     """Every world file of a profile: from the real datasets of its `data` block (config/study.yaml) where it
     names one, from the procedural world otherwise. Real images are resized to the world's image sizes, and
     each file holds a seeded random sample of at most the world's size for it (all images if fewer)."""
+    import numpy as np
+
     from .core import datasets
+    from .core import world as W
 
     data = dict(data or {})
     if ("upstream" in data) != ("downstream" in data):

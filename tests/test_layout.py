@@ -1,0 +1,93 @@
+"""The study's plumbing: the run cache's code hash, the registries, the notebooks' parameters from the
+config, and re-rendering committed reports from their results.csv."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rethink import config
+from rethink.core.registry import Registry
+from rethink.core.train import steps_per_epoch
+from rethink.study import runs
+from rethink.workflow import run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_code_hash_is_every_file_under_core(tmp_path, monkeypatch):
+    core = tmp_path / "core"
+    shutil.copytree(runs.CORE, core, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(runs, "CORE", core)
+    before = runs.code_hash()
+    (core / "new_module.py").write_text("X = 1\n")  # a module nobody listed still counts
+    added = runs.code_hash()
+    (core / "new_module.py").write_text("X = 2\n")
+    assert len({before, added, runs.code_hash()}) == 3
+    (core / "new_module.py").unlink()
+    assert runs.code_hash() == before
+
+
+def test_a_registry_names_the_setting_and_refuses_a_second_entry():
+    table = Registry("method")
+
+    @table.register("a")
+    def a():
+        return 1
+
+    assert table["a"] is a and table.check("a") == "a"
+    with pytest.raises(ValueError, match="method must be one of a; got 'b'"):
+        table.check("b")
+    with pytest.raises(ValueError, match="registered twice"):
+        table.register("a")(a)
+
+
+def test_steps_per_epoch_drops_the_ragged_batch_and_keeps_one():
+    assert steps_per_epoch(100, 32) == 3
+    assert steps_per_epoch(20, 32) == 1  # a set smaller than a batch is one batch
+
+
+def test_notebook_parameters_come_from_the_config_and_what_is_set_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("RETHINK_STUDY_DIR", str(tmp_path))
+    profile = config.load("smoke")
+    params = config.notebook_parameters("04_zo1_zo2_augmentation_data", {"profile": "smoke", "seeds": None})
+    assert params["seeds"] == profile["classification"]["seeds"]  # None: from the config
+    assert params["zo1_max_drop"] == profile["criteria"]["04_zo1_zo2_augmentation_data"]["zo1_max_drop"]
+    assert Path(params["out_dir"]).resolve() == tmp_path / "build/lab/smoke/04_zo1_zo2_augmentation_data"
+    set_by_hand = config.notebook_parameters("04_zo1_zo2_augmentation_data", {"profile": "smoke", "seeds": [7]})
+    assert set_by_hand["seeds"] == [7]
+    with pytest.raises(ValueError, match="unknown parameters \\['sedes'\\]"):
+        config.notebook_parameters("04_zo1_zo2_augmentation_data", {"profile": "smoke", "sedes": [7]})
+    with pytest.raises(ValueError, match="notebook '09_nope' has no block"):
+        config.notebook_parameters("09_nope", {"profile": "smoke"})
+
+
+def test_from_results_takes_the_settings_that_made_the_results(tmp_path):
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"parameters": {"seeds": [3, 4], "zo1_max_drop": -1.5}}))
+    params = config.notebook_parameters("04_zo1_zo2_augmentation_data", {
+        "profile": "smoke", "from_results": True, "results_dir": str(folder)})
+    assert params["seeds"] == [3, 4] and params["zo1_max_drop"] == -1.5 and params["results_dir"] == str(folder)
+    with pytest.raises(FileNotFoundError, match="run.json does not exist"):
+        config.notebook_parameters("04_zo1_zo2_augmentation_data", {
+            "profile": "smoke", "from_results": True, "results_dir": str(tmp_path)})
+
+
+@pytest.mark.parametrize("notebook", ["04_zo1_zo2_augmentation_data", "07_nd4_nd5_bl1_zoo"])
+def test_a_committed_report_renders_from_its_results_with_identical_findings(tmp_path, notebook):
+    committed = ROOT / "reports" / notebook
+    out = tmp_path / notebook
+    run_notebook(str(ROOT / "notebooks" / f"{notebook}.py"), out, dict(
+        profile="default", from_results=True, out_dir=str(out), results_dir=str(committed)), cwd=str(ROOT))
+    assert (out / "findings.json").read_bytes() == (committed / "findings.json").read_bytes()
+    assert (out / "results.csv").read_bytes() == (committed / "results.csv").read_bytes()  # copied, not rewritten
+    assert json.loads((out / "run.json").read_text())["rendered_from_results_at"]
+    assert list(out.glob("*.png")) and (out / f"{notebook}.html").stat().st_size > 10_000
+
+
+def test_from_results_without_results_says_how_to_make_them(tmp_path):
+    from rethink.study.outputs import read_results
+
+    with pytest.raises(FileNotFoundError, match="from_results=False, or `snakemake`"):
+        read_results(str(tmp_path / "out"), str(tmp_path / "nowhere"))
