@@ -1,21 +1,14 @@
-"""Tests for rethink.augment (CPU only; Kornia and DALI CPU pipelines)."""
+"""Tests for rethink.core.augment and rethink.core.dali (CPU only; Kornia and DALI CPU pipelines)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rethink.core.augment import (
-    BACKENDS,
-    LEVELS,
-    DaliAugment,
-    KorniaAugment,
-    check_backend,
-    check_level,
-    flip_crop_dali,
-    flip_crop_kornia,
-    make_augment,
-)
+from conftest import flip_crop_dali, flip_crop_kornia
+
+from rethink.core.augment import BACKENDS, LEVELS, KorniaAugment, check_backend, check_level, make_augment
+from rethink.core.dali import DaliAugment
 
 SIZE = 32
 AUG_LEVELS = [lvl for lvl in LEVELS if lvl != "S0"]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import _dali_device
+from .dali import dali_placement
 from .train import resolve_device
 
 __all__ = ["read_cifar10", "read_stl10", "read_image_folder", "read_coco", "decode_files", "class_subset",
@@ -163,7 +163,7 @@ def decode_files(paths: Sequence[str | Path], image_size: int, device: str = "cp
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"{len(missing)} image file(s) do not exist, e.g. {missing[0]!r}")
-    dali_device, device_id = _dali_device(resolve_device(device))
+    dali_device, device_id = dali_placement(resolve_device(device))
     batch = min(int(batch_size), n)
 
     @pipeline_def

@@ -29,8 +29,8 @@ from .data import TaskData, load_task_data
 from .models import Net
 from .pseudo import batched
 from .registry import Registry
-from .train import Diverged, TrainConfig, autocast, make_scheduler, new_model, resolve_device, save_checkpoint, \
-    steps_per_epoch
+from .train import (Diverged, TrainConfig, autocast, make_optimizer, make_scheduler, new_model, resolve_device,
+                    save_checkpoint, steps_per_epoch)
 
 METHODS = Registry("selfsup method")
 method = METHODS.register
@@ -281,7 +281,12 @@ def feature_invariance(model: Net, images_uint8_nhwc: torch.Tensor, views: nn.Mo
 def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: int, norm: str, epochs: float,
                      batch_size: int, lr: float, device: str, seed: int = 0, **options) -> dict:
     """`method` on the upstream images, their labels unused; writes a checkpoint whose backbone any task
-    can start from, and its metrics (JSON beside it: the loss per epoch, the 1-NN probe)."""
+    can start from, and its metrics (JSON beside it: the loss per epoch, the 1-NN probe).
+
+    Its own loop rather than train.fit with a loss hook: it has no targets, no batch augmentation (a
+    method makes its own views), a second module's parameters to optimise and no periodic evaluation,
+    which would take four hooks in fit. The pieces that must agree are shared: steps_per_epoch, the
+    optimiser and the LR schedule."""
     check_options(method, options)  # before any data is read or anything trained
     device = resolve_device(device)
     train = load_task_data(Path(world_dir) / "upstream_classify_train.npz", "classify", device)
@@ -291,7 +296,7 @@ def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: in
     pretext = METHODS[method](model, train.images.shape[1], **options).to(device)
     cfg = TrainConfig(epochs_1x=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed)
     params = list(model.parameters()) + list(pretext.parameters())
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(params, cfg)
     epoch_steps = steps_per_epoch(len(train), batch_size)
     batch_size = min(batch_size, len(train))  # as fit does: at least one step per epoch
     total = max(1, round(epochs * epoch_steps))

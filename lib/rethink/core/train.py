@@ -83,6 +83,11 @@ def step_schedule(total_steps: int, steps_1x: int) -> list[int]:
     return sorted({min(max(d, 1), total_steps) for d in drops})
 
 
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD with Nesterov momentum 0.9 at the config's peak learning rate and weight decay."""
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+
+
 def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int, steps_1x: int):
     warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=max(cfg.warmup_steps, 1))
     steps = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=step_schedule(total_steps, steps_1x), gamma=0.1)
@@ -210,8 +215,7 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
     else:
         pseudo = None
     model.frozen_stages(cfg.freeze)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=0.9, nesterov=True,
-                                weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     n = len(train)
     batch_size = min(cfg.batch_size, n)
     epoch_steps = steps_per_epoch(n, cfg.batch_size)

@@ -5,8 +5,8 @@ lighting, each in [0, 1] (0 = factor held fixed, 1 = full variation), plus clutt
 (background texture, distractor fragments, pixel noise). Classification images hold one
 object; scenes hold several, later ones occluding earlier ones, with COCO-style labels.
 
-Everything is rendered in batches with torch on the CPU: each shape is an inside-test
-on object-local coordinates (u, v) in about [-1, 1] (v pointing up), evaluated on a 2x
+Everything is rendered in batches with torch on the CPU: each shape (rethink.core.shapes) is an
+inside-test on object-local coordinates (u, v) in about [-1, 1] (v pointing up), evaluated on a 2x
 supersampled grid for all objects of that shape at once, then average-pooled, which is
 the anti-aliasing. Randomness comes only from a local ``torch.Generator``.
 """
@@ -18,81 +18,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .shapes import DOWNSTREAM_CLASSES, SHAPE_DEFS, SHAPES, SYMMETRY, TAU, UPSTREAM_CLASSES
+
 Tensor = torch.Tensor
-_TAU = 2.0 * math.pi
 
-
-# --------------------------------------------------------------------------- shapes
-def _polar(u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    return torch.hypot(u, v), torch.atan2(v, u)
-
-
-def _star(u: Tensor, v: Tensor, k: int, inner: float, offset: float = math.pi / 2) -> Tensor:
-    """k-pointed star with outer radius 1 and inner radius `inner`; a regular k-gon when
-    inner == cos(pi/k). One vertex points along `offset`."""
-    r, phi = _polar(u, v)
-    sector = _TAU / k
-    # Fold by the star's rotational and mirror symmetry into the wedge [0, pi/k]; there
-    # the boundary is the single edge from O=(1,0) to I=inner*(cos pi/k, sin pi/k).
-    a = torch.remainder(phi - offset, sector)
-    a = torch.minimum(a, sector - a)
-    x, y = r * torch.cos(a), r * torch.sin(a)
-    ix, iy = inner * math.cos(math.pi / k), inner * math.sin(math.pi / k)
-    return (ix - 1.0) * y - iy * (x - 1.0) >= 0  # origin side of the line O->I
-
-
-def _poly(k: int, offset: float = math.pi / 2) -> Callable[[Tensor, Tensor], Tensor]:
-    return lambda u, v: _star(u, v, k, math.cos(math.pi / k), offset)
-
-
-def _heart(u: Tensor, v: Tensor) -> Tensor:
-    x, y = 1.2 * u, 1.2 * v + 0.1
-    return (x * x + y * y - 1) ** 3 - x * x * y ** 3 <= 0
-
-
-def _box(u: Tensor, v: Tensor, x0: float, x1: float, y0: float, y1: float) -> Tensor:
-    return (u >= x0) & (u <= x1) & (v >= y0) & (v <= y1)
-
-
-# name -> (inside-test, rotational symmetry order: 0 = continuous, 1 = none, k = k-fold).
-# The first half is the upstream ("ImageNet") class set, the second half downstream;
-# each half mixes polygons, stars, curved and letter-like shapes so neither is easier.
-_SHAPE_DEFS: dict[str, tuple[Callable[[Tensor, Tensor], Tensor], int]] = {
-    # upstream
-    "circle": (lambda u, v: u * u + v * v <= 1.0, 0),
-    "triangle": (_poly(3), 3),
-    "square": (_poly(4, math.pi / 4), 4),
-    "pentagon": (_poly(5), 5),
-    "star5": (lambda u, v: _star(u, v, 5, 0.45), 5),
-    "cross": (lambda u, v: _box(u, v, -0.3, 0.3, -0.9, 0.9) | _box(u, v, -0.9, 0.9, -0.3, 0.3), 4),
-    "ring": (lambda u, v: (u * u + v * v <= 1.0) & (u * u + v * v >= 0.55 ** 2), 0),
-    "heart": (_heart, 1),
-    "arrow": (lambda u, v: _box(u, v, -0.22, 0.22, -0.95, 0.1)
-              | ((v >= 0.05) & (u.abs() <= (0.95 - v) * 0.85)), 1),
-    "L": (lambda u, v: _box(u, v, -0.7, -0.2, -0.9, 0.9) | _box(u, v, -0.7, 0.7, -0.9, -0.4), 1),
-    # downstream
-    "ellipse": (lambda u, v: u * u + (v / 0.55) ** 2 <= 1.0, 2),
-    "diamond": (lambda u, v: u.abs() / 0.6 + v.abs() <= 1.0, 2),
-    "hexagon": (_poly(6), 6),
-    "star4": (lambda u, v: _star(u, v, 4, 0.4), 4),
-    "star6": (lambda u, v: _star(u, v, 6, 0.55), 6),
-    "T": (lambda u, v: _box(u, v, -0.85, 0.85, 0.4, 0.9) | _box(u, v, -0.25, 0.25, -0.9, 0.9), 1),
-    "crescent": (lambda u, v: (u * u + v * v <= 1.0) & ((u - 0.45) ** 2 + v * v > 0.8 ** 2), 1),
-    "semicircle": (lambda u, v: (u * u + (v + 0.4) ** 2 <= 1.0) & (v >= -0.4), 1),
-    "trapezoid": (lambda u, v: (v.abs() <= 0.6) & (u.abs() <= 0.95 - 0.375 * (v + 0.6)), 1),
-    "bowtie": (lambda u, v: (u.abs() <= 0.9) & (v.abs() <= 0.1 + 0.9 * u.abs()), 2),
-}
-
-SHAPES: tuple[str, ...] = tuple(_SHAPE_DEFS)
-UPSTREAM_CLASSES: tuple[str, ...] = SHAPES[: len(SHAPES) // 2]
-DOWNSTREAM_CLASSES: tuple[str, ...] = SHAPES[len(SHAPES) // 2:]
-SYMMETRY: dict[str, int] = {name: sym for name, (_, sym) in _SHAPE_DEFS.items()}
 
 __all__ = ["SHAPES", "UPSTREAM_CLASSES", "DOWNSTREAM_CLASSES", "SYMMETRY", "WorldSpec", "generate_classification",
            "generate_scenes", "to_coco", "save_world", "load_world"]
@@ -155,7 +90,7 @@ def _grid(size: int) -> Tensor:
 
 def _check_classes(classes: Sequence[str]) -> list[str]:
     classes = list(classes)
-    unknown = [c for c in classes if c not in _SHAPE_DEFS]
+    unknown = [c for c in classes if c not in SHAPE_DEFS]
     if not classes or unknown:
         raise ValueError(f"classes must be a non-empty subset of SHAPES; unknown: {unknown}")
     if len(set(classes)) != len(classes):
@@ -196,7 +131,7 @@ def _sample_objects(g: torch.Generator, b: int, m: int, spec: WorldSpec, scene: 
     o["tex_kind"] = torch.where(textured, 1 + (torch.rand((b, m), generator=g) * n_kinds).long(), 0)
     o["tex_freq"] = _rand(g, b, m, lo=0.6, hi=0.6 + 1.4 * tex)  # cycles per local unit
     o["tex_angle"] = _rand(g, b, m, lo=0.0, hi=math.pi)
-    o["tex_phase"] = _rand(g, b, m, lo=0.0, hi=_TAU)
+    o["tex_phase"] = _rand(g, b, m, lo=0.0, hi=TAU)
     other = torch.rand((b, m, 3), generator=g)
     o["rgb2"] = o["rgb"] + _rand(g, b, m, 1, lo=0.35, hi=0.9) * (other - o["rgb"])
     return o
@@ -220,7 +155,7 @@ def _pattern(kind: int, u: Tensor, v: Tensor, freq: Tensor, angle: Tensor, phase
     patterns rotate and tilt with the object like a printed surface."""
     c, s = torch.cos(angle), torch.sin(angle)
     a, b = c * u + s * v, -s * u + c * v
-    w = _TAU * freq
+    w = TAU * freq
     if kind == 1:  # stripes
         return (torch.sin(w * a + phase) > 0).float()
     if kind == 2:  # checker
@@ -248,7 +183,7 @@ def _render_objects(g: torch.Generator, shape_ids: Tensor, o: dict[str, Tensor],
     for sid in torch.unique(flat[flat >= 0]).tolist():
         idx = torch.nonzero(flat == sid).squeeze(1)
         u, v = _local_coords(o, idx, grid, spec.max_tilt)
-        inside[idx] = _SHAPE_DEFS[SHAPES[sid]][0](u, v).float()
+        inside[idx] = SHAPE_DEFS[SHAPES[sid]][0](u, v).float()
         kinds = o["tex_kind"].flatten()[idx]
         for kind in torch.unique(kinds[kinds > 0]).tolist():
             sub = torch.nonzero(kinds == kind).squeeze(1)
@@ -271,7 +206,7 @@ def _render_fragments(g: torch.Generator, b: int, spec: WorldSpec, obj_rgb: Tens
     active = torch.rand((b, f), generator=g) < 0.75 * spec.clutter
     kind = (torch.rand((b, f), generator=g) * 3).long()
     cx, cy = (_rand(g, b, f, 1, 1) for _ in range(2))
-    ang = _rand(g, b, f, 1, 1, lo=0, hi=_TAU)
+    ang = _rand(g, b, f, 1, 1, lo=0, hi=TAU)
     length = _rand(g, b, f, 1, 1, lo=0.2, hi=0.6)
     width = _rand(g, b, f, 1, 1, lo=1.2, hi=3.0) / size  # stroke width in image units
     dx, dy = x - cx, y - cy
@@ -282,12 +217,12 @@ def _render_fragments(g: torch.Generator, b: int, spec: WorldSpec, obj_rgb: Tens
     d_line = torch.hypot(along - t, across) - width / 2
     # arc: a partial ring (at most 3/4 turn, so it never closes into a ring class)
     r = torch.hypot(dx, dy)
-    span = _rand(g, b, f, 1, 1, lo=0.25, hi=0.75) * _TAU
+    span = _rand(g, b, f, 1, 1, lo=0.25, hi=0.75) * TAU
     rad = length / 2
-    off = torch.remainder(torch.atan2(dy, dx) - ang, _TAU)
+    off = torch.remainder(torch.atan2(dy, dx) - ang, TAU)
     d_arc = torch.where(off <= span, (r - rad).abs() - width / 2, torch.full_like(r, 1e3))
     # wobbly blob: small and irregular, unlike any convex class shape
-    wob = 1.0 + 0.35 * torch.sin(3 * torch.atan2(across, along) + _rand(g, b, f, 1, 1, lo=0, hi=_TAU))
+    wob = 1.0 + 0.35 * torch.sin(3 * torch.atan2(across, along) + _rand(g, b, f, 1, 1, lo=0, hi=TAU))
     d_blob = r - 0.18 * length * wob
     d = torch.where(kind.view(b, f, 1, 1) == 0, d_line, torch.where(kind.view(b, f, 1, 1) == 1, d_arc, d_blob))
     alpha = (0.5 - d * size).clamp(0, 1) * active.view(b, f, 1, 1)
@@ -322,7 +257,7 @@ def _render_batch(g: torch.Generator, shape_ids: Tensor, spec: WorldSpec, scene:
     alpha, premult = _render_objects(g, shape_ids, o, spec, size)
 
     # Soft shadow: the union of objects, shifted away from the light and blurred.
-    light_dir = _rand(g, b, lo=0, hi=_TAU)
+    light_dir = _rand(g, b, lo=0, hi=TAU)
     shift = 0.06 * light * torch.stack([-torch.cos(light_dir), -torch.sin(light_dir)], 1)  # image units
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
@@ -386,7 +321,7 @@ def generate_classification(n: int, classes: Sequence[str], spec: WorldSpec, see
     images = np.empty((n, size, size, 3), np.uint8)
     masks = np.empty((n, size, size), np.uint8)
     pose = np.empty((n, 2), np.float32)
-    periods = torch.tensor([_TAU / max(SYMMETRY[c], 1) if SYMMETRY[c] else 0.0 for c in classes])
+    periods = torch.tensor([TAU / max(SYMMETRY[c], 1) if SYMMETRY[c] else 0.0 for c in classes])
     step = _chunk(size, 1)
     for i in range(0, n, step):
         sl = slice(i, min(n, i + step))

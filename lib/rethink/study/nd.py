@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from .runs import iteration_matched_runs, n_train
-from .verdicts import METRIC_UNITS, final_metric, finding, gap, mean_effect, paired_differences, seed_gaps, seed_values
+from .verdicts import METRIC_UNITS, finding, gap, mean_effect, paired_differences, seed_gaps, seed_values
 
 # What each finding claims and what the paper reports.
 CLAIMS = {
@@ -218,8 +218,3 @@ def nd5_finding(finals: dict[str, pd.DataFrame], methods: list[str], max_rank_co
             f"over the pairs of tasks, < {max_rank_correlation:g} (95% CI)")
     return finding(CLAIMS, "ND-5", text, [dict(effect="rank_correlation_between_tasks", op="<", value=max_rank_correlation)],
                    effects, profile, figure)
-
-
-def utility_final(results: pd.DataFrame, world_dir: str) -> pd.DataFrame:
-    """Final validation accuracy per run, with its label count."""
-    return final_metric(with_label_counts(results, world_dir), "accuracy")
