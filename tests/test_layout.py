@@ -56,6 +56,15 @@ def test_notebook_parameters_come_from_the_config_and_what_is_set_wins(tmp_path,
     assert Path(params["out_dir"]).resolve() == tmp_path / "build/lab/smoke/04_zo1_zo2_augmentation_data"
     set_by_hand = config.notebook_parameters("04_zo1_zo2_augmentation_data", {"profile": "smoke", "seeds": [7]})
     assert set_by_hand["seeds"] == [7]
+    # Rerun in a live kernel under another profile: what the first call set is not taken as set by hand.
+    namespace = {"profile": "default", "seeds": None}
+    namespace["parameters"] = config.notebook_parameters("04_zo1_zo2_augmentation_data", namespace)
+    namespace.update(namespace["parameters"])
+    namespace.update(profile="smoke", seeds=None)
+    assert config.notebook_parameters("04_zo1_zo2_augmentation_data", namespace)["schedule"] == \
+        profile["classification"]["schedule"] != config.load("default")["classification"]["schedule"]
+    namespace["lr"] = 0.5  # changed by hand in the live kernel: it wins
+    assert config.notebook_parameters("04_zo1_zo2_augmentation_data", namespace)["lr"] == 0.5
     with pytest.raises(ValueError, match="unknown parameters \\['sedes'\\]"):
         config.notebook_parameters("04_zo1_zo2_augmentation_data", {"profile": "smoke", "sedes": [7]})
     with pytest.raises(ValueError, match="notebook '09_nope' has no block"):

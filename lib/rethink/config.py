@@ -109,13 +109,21 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
     }
 
 
+# The names every notebook's parameters cell sets (None: from the config).
+CELL = ("profile", "from_results", "device", "seeds", "out_dir", "results_dir")
+
+
 def notebook_parameters(notebook: str, namespace: dict) -> dict:
     """Every parameter of `notebook`, as run: what its parameters cell and papermill set in `namespace`
     (a value of None there means "from the config"), the rest from config/study.yaml under the namespace's
     `profile`. With `from_results`, the settings come from the run.json beside the results (the settings
     that made them), so that a re-rendered report states what was trained."""
+    # Rerun in a live kernel, the names a previous call set are still there: they are not "set by hand"
+    # unless the parameters cell sets them or their value changed since.
+    previous = namespace.get("parameters") if isinstance(namespace.get("parameters"), dict) else {}
     given = {k: v for k, v in namespace.items() if not k.startswith("_") and v is not None
-             and isinstance(v, (str, int, float, bool, list))}
+             and isinstance(v, (str, int, float, bool, list))
+             and (k in CELL or k not in previous or previous[k] != v)}
     params = notebook_config(load(given.get("profile")), notebook)  # paths under study_dir()
     if given.get("from_results"):
         run_json = Path(given.get("results_dir", params["results_dir"])) / "run.json"

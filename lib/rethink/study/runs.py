@@ -24,6 +24,7 @@ from .verdicts import METRIC_UNITS
 
 CORE = Path(__file__).parent.parent / "core"
 
+# The metrics a run whose loss diverged scores 0 on, from the step where it diverged (HE-4's no-norm arm).
 DIVERGED_SCORES = {"classify": ("accuracy",), "segment": ("miou",), "detect": ("AP", "AP50", "AP75"),
                    "pose": ("pose_accuracy",)}
 
