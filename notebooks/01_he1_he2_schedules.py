@@ -57,7 +57,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import he, outputs, runs, verdicts
+from rethink.study import gates, he, outputs, runs, verdicts
 
 # %% [markdown]
 # ## Runs
@@ -75,7 +75,7 @@ if not from_results:
                           task="classify", epochs_1x=classify_epochs_1x, batch_size=classify_batch_size,
                           lr=classify_lr, evals=classify_evals, **common, **paths)
     outputs.write_results(out_dir, pd.concat([detect.assign(task="detect"), classify.assign(task="classify")]),
-                          parameters)
+                          parameters, checkpoints={"pretrained": upstream_checkpoint})
 results = outputs.read_results(out_dir, results_dir if from_results else None)
 detect, classify = (results[results.task == task] for task in ("detect", "classify"))
 findings = [
@@ -84,7 +84,8 @@ findings = [
     he.he1_finding(classify, "accuracy", he1_min_gap_shortest, he1_max_gap_longest, profile,
                    figure="he1_schedules.png", panel="classification"),
 ]
-outputs.write_findings(out_dir, findings, from_results)
+findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=lambda run: "pretrained" if run["init"] == "pretrained" else None)) for f in findings]
+outputs.write_findings(out_dir, findings, from_results, deviations)
 
 # %% [markdown]
 # ## HE-1: final box AP and accuracy against schedule length
@@ -123,6 +124,21 @@ figures.save(figure, Path(out_dir) / "he2_metrics.png")
 figures.save(figures.training_curves(detect, "AP"), Path(out_dir) / "he1_curves_val_ap.png")
 figures.save(figures.training_curves(detect, "loss", split="train"), Path(out_dir) / "he1_curves_train_loss.png")
 figures.save(figures.training_curves(classify, "accuracy"), Path(out_dir) / "he1_curves_val_accuracy.png")
+
+# %% [markdown]
+# ## Validity gates
+# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
+# config/study.yaml): the worst run's value, the threshold, and how many of its runs failed. A condition whose
+# arms failed a gate is `not tested`: its numbers say nothing about the paper.
+
+# %%
+display(outputs.gates_table(findings))
+
+# %% [markdown]
+# ## Deviations from the pre-registration
+
+# %%
+display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %% [markdown]
 # ## Verdicts

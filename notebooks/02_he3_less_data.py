@@ -50,7 +50,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import he, outputs, runs, verdicts
+from rethink.study import gates, he, outputs, runs, verdicts
 
 # %% [markdown]
 # ## Runs
@@ -63,11 +63,12 @@ if not from_results:
     results = runs.sweep(grid, task="detect", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
                          runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, lr=lr,
                          grad_clip=grad_clip, aug=aug, aug_backend=aug_backend, evals=evals, device=device)
-    outputs.write_results(out_dir, results, parameters)
+    outputs.write_results(out_dir, results, parameters, checkpoints={"pretrained": upstream_checkpoint})
 results = outputs.read_results(out_dir, results_dir if from_results else None)
 findings = [he.he3_finding(results, he3_catchup_fraction, he3_max_gap_catchup, he3_min_gap_smallest, profile,
                            figure="he3_data_size.png")]
-outputs.write_findings(out_dir, findings, from_results)
+findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, task="detect", checkpoint_of=lambda run: "pretrained" if run["init"] == "pretrained" else None)) for f in findings]
+outputs.write_findings(out_dir, findings, from_results, deviations)
 
 # %% [markdown]
 # ## Box AP against data size, each arm at its best schedule
@@ -98,6 +99,21 @@ display(pd.DataFrame(he.PAPER_TABLES["HE-3"]))
 longest = results[results.schedule == max(schedules)]
 figures.save(figures.training_curves(longest, "loss", panel="label_fraction", x="step", splits=("train", "val")),
            Path(out_dir) / "he3_loss_curves.png")
+
+# %% [markdown]
+# ## Validity gates
+# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
+# config/study.yaml): the worst run's value, the threshold, and how many of its runs failed. A condition whose
+# arms failed a gate is `not tested`: its numbers say nothing about the paper.
+
+# %%
+display(outputs.gates_table(findings))
+
+# %% [markdown]
+# ## Deviations from the pre-registration
+
+# %%
+display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %% [markdown]
 # ## Verdict

@@ -47,7 +47,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import he, outputs, runs, verdicts
+from rethink.study import gates, he, outputs, runs, verdicts
 
 # %% [markdown]
 # ## Runs
@@ -61,7 +61,8 @@ if not from_results:
     outputs.write_results(out_dir, results, parameters)
 results = outputs.read_results(out_dir, results_dir if from_results else None)
 findings = [he.he4_finding(results, he4_min_gap, profile, figure="he4_normalization.png")]
-outputs.write_findings(out_dir, findings, from_results)
+findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, task="detect")) for f in findings]
+outputs.write_findings(out_dir, findings, from_results, deviations)
 
 # %% [markdown]
 # ## Box AP per normalization, from scratch
@@ -80,6 +81,21 @@ display(outputs.metric_table(results.assign(schedule=schedule), schedule))
 figures.save(figures.training_curves(results.assign(schedule=schedule), "loss", split="train"),
            Path(out_dir) / "he4_curves_train_loss.png")
 figures.save(figures.training_curves(results.assign(schedule=schedule), "AP"), Path(out_dir) / "he4_curves_val_ap.png")
+
+# %% [markdown]
+# ## Validity gates
+# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
+# config/study.yaml): the worst run's value, the threshold, and how many of its runs failed. A condition whose
+# arms failed a gate is `not tested`: its numbers say nothing about the paper.
+
+# %%
+display(outputs.gates_table(findings))
+
+# %% [markdown]
+# ## Deviations from the pre-registration
+
+# %%
+display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %% [markdown]
 # ## Verdict

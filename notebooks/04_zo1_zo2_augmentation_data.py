@@ -51,7 +51,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import outputs, runs, verdicts, zo
+from rethink.study import gates, outputs, runs, verdicts, zo
 
 # %% [markdown]
 # ## Runs
@@ -70,7 +70,8 @@ if not from_results:
 results = outputs.read_results(out_dir, results_dir if from_results else None)
 findings = [zo.zo1_finding(results, zo1_max_drop, zo1_max_gain_strongest, profile, figure="zo_pretraining_gain.png"),
             zo.zo2_finding(results, zo2_min_gain_smallest, zo2_max_drop, profile, figure="zo_pretraining_gain.png")]
-outputs.write_findings(out_dir, findings, from_results)
+findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=lambda run: None if run["init"] == "scratch" else run["init"])) for f in findings]
+outputs.write_findings(out_dir, findings, from_results, deviations)
 
 # %% [markdown]
 # The two upstream checkpoints on the upstream validation set (the paper's ImageNet and ImageNet++ models
@@ -106,6 +107,21 @@ figures.save(figures.training_curves(results[results.label_fraction == max(label
 
 # %%
 display(final.groupby(["aug", "label_fraction", "arm"]).value.apply(figures.mean_ci_text).unstack("arm"))
+
+# %% [markdown]
+# ## Validity gates
+# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
+# config/study.yaml): the worst run's value, the threshold, and how many of its runs failed. A condition whose
+# arms failed a gate is `not tested`: its numbers say nothing about the paper.
+
+# %%
+display(outputs.gates_table(findings))
+
+# %% [markdown]
+# ## Deviations from the pre-registration
+
+# %%
+display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %% [markdown]
 # ## Verdicts

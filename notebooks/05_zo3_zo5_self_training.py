@@ -56,7 +56,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import outputs, runs, verdicts, zo
+from rethink.study import gates, outputs, runs, verdicts, zo
 
 # %% [markdown]
 # ## Runs
@@ -85,7 +85,8 @@ results = outputs.read_results(out_dir, results_dir if from_results else None)
 findings = [zo.zo3_finding(results, zo3_min_gain, profile, figure="zo3_self_training_gain.png"),
             zo.zo4_finding(results, zo4_max_gain, zo4_min_gain_selftraining, profile, figure="zo4_simclr.png"),
             zo.zo5_finding(results, zo5_aug, zo5_label_fraction, zo5_min_gain, profile, figure="zo5_joint.png")]
-outputs.write_findings(out_dir, findings, from_results)
+findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=lambda run: {"pretrained": "pretrained (supervised)", "simclr": "simclr"}.get(run["init"]))) for f in findings]
+outputs.write_findings(out_dir, findings, from_results, deviations)
 
 # %% [markdown]
 # ## ZO-3: the gain from self-training in every cell
@@ -140,6 +141,21 @@ figures.save(figures.training_curves(joint, "loss", panel="label_fraction", x="s
            Path(out_dir) / "zo5_losses.png")
 display(joint[joint.metric.isin(["loss", "pseudo_loss"]) & (joint.split == "train")]
         .groupby(["arm", "metric", "step"]).value.mean().unstack("step").round(3))
+
+# %% [markdown]
+# ## Validity gates
+# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
+# config/study.yaml): the worst run's value, the threshold, and how many of its runs failed. A condition whose
+# arms failed a gate is `not tested`: its numbers say nothing about the paper.
+
+# %%
+display(outputs.gates_table(findings))
+
+# %% [markdown]
+# ## Deviations from the pre-registration
+
+# %%
+display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %% [markdown]
 # ## Verdicts

@@ -57,7 +57,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import nd, outputs, runs, verdicts
+from rethink.study import gates, nd, outputs, runs, verdicts
 
 # %% [markdown]
 # ## Runs
@@ -100,13 +100,23 @@ final = {name: verdicts.final_metric(results[results.experiment == experiment], 
          for name, experiment in (("easy", "ND-1"), ("large", "ND-2"), ("hard", "ND-3"))}
 sizes = pd.concat([final["easy"][final["easy"].arm.isin(["scratch", nd_method])
                                  & final["easy"].label_count.isin(nd2_label_counts)], final["large"]])
+def checkpoint_name(run) -> str | None:
+    """The checkpoints.csv entry a run started from (the large model's and the hard world's are their own)."""
+    if run["init"] == "scratch":
+        return None
+    if run["init"].endswith("_large"):
+        return f"{nd_method} ({large})"
+    return f"{run['init']} (hard world)" if run["world"] == "hard" else run["init"]
+
+
 findings = [nd.nd1_finding(final["easy"], selfsup_methods, nd1_max_change, nd1_max_utility_largest, utility_max_factor,
                            profile, figure="nd1_utility.png"),
             nd.nd2_finding(sizes, nd_method, large, nd2_max_gap_scratch, nd2_min_gap_finetuned, profile,
                            figure="nd2_model_size.png"),
             nd.nd3_finding(final["easy"], final["hard"], nd_method, nd3_min_gain, utility_max_factor, profile,
                            figure="nd3_hard_world.png")]
-outputs.write_findings(out_dir, findings, from_results)
+findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=checkpoint_name)) for f in findings]
+outputs.write_findings(out_dir, findings, from_results, deviations)
 
 # %% [markdown]
 # The self-supervised checkpoints on the upstream validation set: each method's own final loss, and the
@@ -162,6 +172,21 @@ accuracies["arm"] += " (" + accuracies.world + " world)"
 figures.metric_curve(accuracies, "accuracy", "ND-3: accuracy by world", x="label_count", ax=axes[1], log_x=True)
 figures.save(figure, Path(out_dir) / "nd3_hard_world.png")
 display(by_world.groupby(["label_count", "arm"]).utility.apply(figures.mean_ci_text).unstack("arm"))
+
+# %% [markdown]
+# ## Validity gates
+# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
+# config/study.yaml): the worst run's value, the threshold, and how many of its runs failed. A condition whose
+# arms failed a gate is `not tested`: its numbers say nothing about the paper.
+
+# %%
+display(outputs.gates_table(findings))
+
+# %% [markdown]
+# ## Deviations from the pre-registration
+
+# %%
+display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %% [markdown]
 # ## Verdicts

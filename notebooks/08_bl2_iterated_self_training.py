@@ -45,7 +45,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import bl, outputs, runs, verdicts, zo
+from rethink.study import bl, gates, outputs, runs, verdicts, zo
 
 # %% [markdown]
 # ## Runs
@@ -62,7 +62,8 @@ if not from_results:
     outputs.write_results(out_dir, results, parameters)
 results = outputs.read_results(out_dir, results_dir if from_results else None)
 findings = [bl.bl2_finding(verdicts.final_metric(results, "accuracy"), bl2_min_gain, profile, figure="bl2_rounds.png")]
-outputs.write_findings(out_dir, findings, from_results)
+findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir)) for f in findings]
+outputs.write_findings(out_dir, findings, from_results, deviations)
 
 # %% [markdown]
 # ## Accuracy per round
@@ -88,6 +89,21 @@ figures.save(figures.training_curves(results, "accuracy", panel="label_fraction"
 
 # %%
 display(results[results.split == "pseudo"].groupby(["arm", "metric"]).value.mean().unstack("metric").round(3))
+
+# %% [markdown]
+# ## Validity gates
+# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
+# config/study.yaml): the worst run's value, the threshold, and how many of its runs failed. A condition whose
+# arms failed a gate is `not tested`: its numbers say nothing about the paper.
+
+# %%
+display(outputs.gates_table(findings))
+
+# %% [markdown]
+# ## Deviations from the pre-registration
+
+# %%
+display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %% [markdown]
 # ## Verdict

@@ -119,8 +119,13 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
         assert findings, notebook
         for f in findings:
             ids.add(f["id"])
-            assert {"id", "claim", "criterion", "effect", "n_seeds", "paper", "profile", "verdict"} <= set(f)
+            assert {"id", "claim", "criterion", "effect", "n_seeds", "paper", "profile", "verdict", "gates",
+                    "deviations"} <= set(f)
             assert f["verdict"] in VERDICTS and f["profile"] == "smoke"
+            # Smoke runs evaluate once or twice (the converged gate needs 6): nothing in them may decide a finding,
+            # and no condition is `failed` on arms that failed a gate.
+            assert f["verdict"] == "not tested" and f["gates"], (f["id"], f["verdict"])
+            assert all(c["status"] == "not tested" and c["not_tested_because"] for c in f["conditions"])
             assert {"estimate", "ci_low", "ci_high", "unit"} <= set(f["effect"])
         results = pd.read_csv(folder / "results.csv")
         assert {"run_id", "arm", "seed", "step", "split", "metric", "value"} <= set(results.columns)

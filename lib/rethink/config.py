@@ -62,7 +62,7 @@ def resolve(config: dict, profile: str | None = None) -> dict:
         settings["notebooks"][notebook] = {**shared, **block}
     _check(settings, {"$ref": "#/$defs/profile", "$defs": schema["$defs"]}, f"profile {name!r} of {CONFIG.relative_to(ROOT)}")
     return {"name": name, **settings, "device": config["device"], "aug_backend": config["aug_backend"],
-            "criteria": config["criteria"]}
+            "criteria": config["criteria"], "gates": config["gates"], "deviations": config.get("deviations") or {}}
 
 
 def load(profile: str | None = None, overrides: dict | None = None) -> dict:
@@ -106,7 +106,21 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
         "results_dir": rel(f"{profile['reports_dir']}/{notebook}"),
         "out_dir": out_dir or rel(f"build/lab/{profile['name']}/{notebook}"),
         "from_results": False,
+        # What the validity gates need: their thresholds, the class counts (chance), the pretext tasks' sizes.
+        **profile["gates"],
+        "n_classes": n_classes(profile, "downstream"),
+        "n_upstream_classes": n_classes(profile, "upstream"),
+        "selfsup_batch_size": profile["selfsup"]["batch_size"],
+        "swav_prototypes": profile["selfsup_methods"].get("swav", {}).get("prototypes", 32),
     }
+
+
+def n_classes(profile: dict, part: str) -> int:
+    """The classes of the upstream or downstream set: the real dataset's subset, or the world's."""
+    from .core.shapes import DOWNSTREAM_CLASSES, UPSTREAM_CLASSES
+
+    classes = profile.get("data", {}).get(part, {}).get("classes")
+    return len(classes) if classes else len(UPSTREAM_CLASSES if part == "upstream" else DOWNSTREAM_CLASSES)
 
 
 # The names every notebook's parameters cell sets (None: from the config).
@@ -135,4 +149,6 @@ def notebook_parameters(notebook: str, namespace: dict) -> dict:
     unknown = sorted(k for k in given if k not in params and k not in ("In", "Out"))
     if unknown:
         raise ValueError(f"{notebook}: unknown parameters {unknown}; allowed: {', '.join(sorted(params))}")
-    return {**params, **{k: given[k] for k in params if k in given}}
+    # Deviations are recorded after the fact: always the config's current list, never an injected one.
+    deviations = load(given.get("profile"))["deviations"].get(notebook, [])
+    return {**params, **{k: given[k] for k in params if k in given}, "deviations": deviations}

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-VERDICT_COLOURS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "inconclusive": "#9a6700"}
+VERDICT_COLOURS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "not tested": "#6e7781",
+                   "inconclusive": "#9a6700"}
 README_START, README_END = "<!-- findings:start -->", "<!-- findings:end -->"
 
 
@@ -31,6 +32,23 @@ def finding_name(finding: dict) -> str:
 def effect_text(finding: dict) -> str:
     e = finding["effect"]
     return f"{e['estimate']:+.2f} [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}] {e['unit']}"
+
+
+def why_text(finding: dict, most: int = 2) -> str:
+    """Why a finding is not tested (its conditions' failed gates, in words), or why it is inconclusive."""
+    if finding["verdict"] == "not tested":
+        reasons = list(dict.fromkeys(r for c in finding["conditions"] for r in c.get("not_tested_because", [])))
+        more = f" (and {len(reasons) - most} more)" if len(reasons) > most else ""
+        return "; ".join(reasons[:most]) + more
+    if finding["verdict"] == "inconclusive":
+        seeds = [c.get("seeds_needed") for c in finding["conditions"] if c["status"] == "undecided"]
+        return (f"about {max(seeds)} seeds would decide it" if seeds and all(seeds)
+                else "more seeds would not decide it at this spread")
+    return ""
+
+
+def deviation_text(finding: dict) -> str:
+    return "; ".join(f"{d['change']} (reports before: {d['earlier_reports']})" for d in finding.get("deviations", []))
 
 
 def benchmark_seconds(bench_dir: Path) -> dict[str, float]:
@@ -54,8 +72,10 @@ def write_index(report_dirs, out_dir: str) -> None:
             f"<tr><td><b>{html.escape(finding_name(f))}</b></td><td>{html.escape(f['claim'])}<br><small>paper: "
             f"{html.escape(f['paper'])}</small><br><small>criterion: {html.escape(f['criterion']['text'])}</small></td>"
             f"<td>{html.escape(effect_text(f))}<br><small>{f['n_seeds']} seeds</small></td>"
-            f"<td><span style='background:{colour};color:white;padding:2px 6px;border-radius:4px'>"
-            f"{html.escape(f['verdict'])}</span></td>"
+            f"<td><span style='background:{colour};color:white;padding:2px 6px;border-radius:4px;white-space:nowrap'>"
+            f"{html.escape(f['verdict'])}</span><br><small>{html.escape(why_text(f))}</small>"
+            + (f"<br><small><b>deviation:</b> {html.escape(deviation_text(f))}</small>" if f.get("deviations") else "")
+            + "</td>"
             f"<td>{f'<a href={link!r}><img src={figure!r} width=260></a>' if figure else ''}<br>"
             f"<a href={link!r}>report</a> · commit <code>{html.escape(run['git_commit'][:12])}</code></td></tr>")
     profiles = sorted({f["profile"] for _, f, _ in found})
@@ -64,7 +84,10 @@ def write_index(report_dirs, out_dir: str) -> None:
 border-bottom:1px solid #ddd}}th{{text-align:left}}</style></head><body>
 <h1>rethink: pre-training vs self-training vs training from scratch</h1>
 <p>Profile: {html.escape(', '.join(profiles))}. Every verdict below is computed from the runs against the criterion
-pre-registered in <code>config/study.yaml</code>; effects are means over seeds with 95% confidence intervals.</p>
+pre-registered in <code>config/study.yaml</code>; effects are means over seeds with 95% confidence intervals. A
+condition counts only when every arm it compares passed its validity gates (learned, converged, pre-training worked,
+self-training applied, distinct): <i>not tested</i> names the gate that failed. Changes made after a finding's
+first reports are listed as deviations.</p>
 <table><tr><th>ID</th><th>finding</th><th>effect (95% CI)</th><th>verdict</th><th>report</th></tr>
 {''.join(rows)}</table></body></html>
 """
@@ -77,8 +100,15 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
     lines = ["| ID | finding | effect (95% CI) | seeds | verdict | report |", "|---|---|---|---|---|---|"]
     for folder, f, _ in found:
         link = os.path.relpath(folder / f"{folder.name}.html", out.parent)
-        lines.append(f"| {finding_name(f)} | {f['claim']} | {effect_text(f)} | {f['n_seeds']} | **{f['verdict']}** | "
+        why = why_text(f, most=1)
+        lines.append(f"| {finding_name(f)} | {f['claim']} | {effect_text(f)} | {f['n_seeds']} | **{f['verdict']}**"
+                     f"{f' ({why})' if why else ''} | "
                      f"[{folder.name}]({link}) |")
+    deviations = {(d["change"], d["earlier_reports"]): d for _, f, _ in found for d in f.get("deviations", [])}
+    if deviations:
+        lines += ["", "Deviations from the pre-registered design, on record in `config/study.yaml` and shown in each report:",
+                  ""] + [f"- {', '.join(d['findings'])}: {d['change']}. Why: {d['reason']}. Reports before the change: "
+                         f"`{d['earlier_reports']}`." for d in deviations.values()]
     profiles = ", ".join(sorted({f["profile"] for _, f, _ in found}))
     lines += ["", f"Profile `{profiles}`. Measured wall time of each workflow step on the machine that made "
                   "these reports (Snakemake `benchmark:` files under `reports/benchmarks/`):", "",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .runs import iteration_matched_runs, world_file
-from .verdicts import finding, gap, mean_effect
+from .gates import PRETRAINING
+from .verdicts import finding, gap, mean_effect, selector, with_arms
 
 # What each finding claims and what the overview reports.
 CLAIMS = {
@@ -29,8 +30,10 @@ def bl1_finding(invariance: pd.DataFrame, max_gap: float, profile: str, figure: 
     a draw of the augmentations), < max_gap. `invariance` has columns method, seed, value."""
     wide = invariance.pivot_table(index="seed", columns="method", values="value")
     others = wide.drop(columns=[autoencoder])
+    # No training run: what must have worked is each method's pre-training (its checkpoint's gate).
+    arms = [selector(method, experiment=PRETRAINING) for method in wide.columns]
     effects = {"autoencoder_minus_least_invariant_other":
-               mean_effect((wide[autoencoder] - others.min(axis=1)).values, unit="invariance")}
+               with_arms(mean_effect((wide[autoencoder] - others.min(axis=1)).values, unit="invariance"), arms)}
     text = (f"feature invariance of the autoencoder − that of the least invariant of {', '.join(others.columns)} < "
             f"{max_gap:g} (95% CI)")
     return finding(CLAIMS, "BL-1", text, [dict(effect="autoencoder_minus_least_invariant_other", op="<", value=max_gap)],

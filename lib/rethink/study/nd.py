@@ -19,7 +19,8 @@ import pandas as pd
 from scipy import stats
 
 from .runs import iteration_matched_runs, n_train
-from .verdicts import METRIC_UNITS, finding, gap, mean_effect, paired_differences, seed_gaps, seed_values
+from .verdicts import (METRIC_UNITS, arm_selector, finding, gap, mean_effect, paired_differences, rank_effect, seed_gaps,
+                       seed_values, with_arms)
 
 # What each finding claims and what the paper reports.
 CLAIMS = {
@@ -77,9 +78,6 @@ def utility(counts, scratch, finetuned, max_factor: float = 10.0) -> tuple[np.nd
     return n_hat / np.asarray(counts, float) - 1, np.array([m[1] for m in matched])
 
 
-RANK_UNIT = "Spearman rho"
-
-
 def label_count_runs(world_dir: str, label_counts: list[int], epochs_1x: float, batch_size: int, **axes) -> list[dict]:
     """Newell & Deng's label-count sweep: each count (a prefix of the downstream training set) crossed with the
     grid of `axes`, every count trained for as many iterations as the full set's `epochs_1x`."""
@@ -124,8 +122,11 @@ def nd1_finding(final: pd.DataFrame, methods: list[str], max_change: float, max_
     fewest, most = u.label_count.min(), u.label_count.max()
     at_most = seed_means(u[u.label_count == most])
     change = paired_differences(at_most, seed_means(u[u.label_count == fewest]))
-    effects = {f"utility_change_{fewest}_to_{most}_labels": mean_effect(change.values(), unit="utility"),
-               f"utility_at_{most}_labels": mean_effect(at_most.values(), unit="utility")}
+    # U(n) reads the whole scratch curve and each method at n.
+    arms = [arm_selector(final, "scratch")] + [arm_selector(final, m, label_count=n) for m in methods
+                                               for n in (fewest, most)]
+    effects = {f"utility_change_{fewest}_to_{most}_labels": with_arms(mean_effect(change.values(), unit="utility"), arms),
+               f"utility_at_{most}_labels": with_arms(mean_effect(at_most.values(), unit="utility"), arms)}
     text = (f"averaged over the methods {', '.join(methods)}: U({most}) − U({fewest}) < {max_change:g}, and "
             f"U({most}) < {max_utility_largest:g} (95% CIs)")
     conditions = [dict(effect=f"utility_change_{fewest}_to_{most}_labels", op="<", value=max_change),
@@ -154,8 +155,9 @@ def nd3_finding(easy: pd.DataFrame, hard: pd.DataFrame, method: str, min_gain: f
     """ND-3: the mean over label counts of U on the hard world minus U on the easy one, per seed, > min_gain."""
     utilities = {name: seed_means(utility_rows(final, [method], max_factor)) for name, final in
                  (("hard", hard), ("easy", easy))}
-    effects = {"utility_hard_minus_easy": mean_effect(paired_differences(utilities["hard"], utilities["easy"]).values(),
-                                                      unit="utility")}
+    arms = [arm_selector(final, arm) for final in (hard, easy) for arm in ("scratch", method)]
+    effects = {"utility_hard_minus_easy": with_arms(mean_effect(
+        paired_differences(utilities["hard"], utilities["easy"]).values(), unit="utility"), arms)}
     text = (f"{method}'s utility averaged over the label counts, on the hard world minus on the easy one > "
             f"{min_gain:g} (95% CI)")
     return finding(CLAIMS, "ND-3", text, [dict(effect="utility_hard_minus_easy", op=">", value=min_gain)], effects, profile,
@@ -174,20 +176,22 @@ def rank_correlations(final: pd.DataFrame, arms: list[str], a: dict, b: dict) ->
 
 
 def nd4_finding(final: pd.DataFrame, methods: list[str], max_gap: float, max_rank_correlation: float,
-                profile: str, figure: str | None = None) -> dict:
+                profile: str, figure: str | None = None, *, replicated: bool) -> dict:
     """ND-4: averaged over the methods, the linear probe (most stages frozen) − fine-tuning all < max_gap, and
-    Spearman's rho between the methods' linear-probe and fine-tuned accuracies < max_rank_correlation."""
+    Spearman's rho between the methods' linear-probe and fine-tuned accuracies < max_rank_correlation. The
+    correlation decides only if every seed had its own pre-training (`replicated`)."""
     probe, tuned = final.freeze.max(), final.freeze.min()
     gaps = {}
     for method in methods:
         for seed, value in paired_differences(seed_values(final, method, freeze=probe),
                                               seed_values(final, method, freeze=tuned)).items():
             gaps.setdefault(seed, []).append(value)
-    effects = {"linear_probe_minus_finetune": mean_effect([np.mean(v) for v in gaps.values()],
-                                                          unit=METRIC_UNITS["accuracy"]),
-               "rank_correlation_probe_vs_finetune":
-               mean_effect(rank_correlations(final, methods, dict(freeze=probe), dict(freeze=tuned)).values(),
-                           unit=RANK_UNIT)}
+    arms = [arm_selector(final, m, freeze=k) for m in methods for k in (probe, tuned)]
+    effects = {"linear_probe_minus_finetune": with_arms(mean_effect([np.mean(v) for v in gaps.values()],
+                                                                    unit=METRIC_UNITS["accuracy"]), arms),
+               "rank_correlation_probe_vs_finetune": with_arms(rank_effect(
+                   rank_correlations(final, methods, dict(freeze=probe), dict(freeze=tuned)).values(), replicated),
+                   arms)}
     text = (f"averaged over the methods, linear probe (freeze {probe:g}) − fine-tuning (freeze {tuned:g}) accuracy < "
             f"{max_gap:g} points, and Spearman's rho between the methods' probe and fine-tuned accuracies < "
             f"{max_rank_correlation:g} (95% CIs)")
@@ -204,7 +208,7 @@ def task_gains(finals: dict[str, pd.DataFrame], methods: list[str]) -> pd.DataFr
 
 
 def nd5_finding(finals: dict[str, pd.DataFrame], methods: list[str], max_rank_correlation: float, profile: str,
-                figure: str | None = None) -> dict:
+                figure: str | None = None, *, replicated: bool) -> dict:
     """ND-5: the methods' gains over scratch rank differently between tasks: Spearman's rho between two tasks'
     gains, averaged over the pairs of tasks, per seed, < max_rank_correlation."""
     gains = task_gains(finals, methods)
@@ -212,8 +216,9 @@ def nd5_finding(finals: dict[str, pd.DataFrame], methods: list[str], max_rank_co
     pairs = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
     by_pair = [rank_correlations(gains, methods, dict(task=a), dict(task=b)) for a, b in pairs]
     seeds = sorted(set.intersection(*(set(p) for p in by_pair)))
-    effects = {"rank_correlation_between_tasks": mean_effect([np.mean([p[s] for p in by_pair]) for s in seeds],
-                                                             unit=RANK_UNIT)}
+    arms = [arm_selector(final, arm) for final in finals.values() for arm in ("scratch", *methods)]
+    effects = {"rank_correlation_between_tasks": with_arms(rank_effect(
+        [np.mean([p[s] for p in by_pair]) for s in seeds], replicated), arms)}
     text = (f"Spearman's rho between the methods' gains over scratch on two tasks ({', '.join(tasks)}), averaged "
             f"over the pairs of tasks, < {max_rank_correlation:g} (95% CI)")
     return finding(CLAIMS, "ND-5", text, [dict(effect="rank_correlation_between_tasks", op="<", value=max_rank_correlation)],

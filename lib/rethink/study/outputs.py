@@ -16,7 +16,7 @@ import torch
 from ..core.train import resolve_device
 from ..report.figures import mean_ci_text
 from ..report.index import finding_name
-from .verdicts import final_metric
+from .verdicts import arm_text, final_metric
 
 LIB = Path(__file__).parent.parent
 
@@ -66,28 +66,82 @@ def checkpoint_table(out_dir: str, decimals: int | None = None):
 
 
 def verdict_markdown(findings: list[dict]) -> str:
-    """A sentence per finding, written from the computed verdict and effects."""
-    lines = []
+    """A paragraph per finding, written from the computed verdict, its conditions, their gates and power."""
+    blocks = []
     for f in findings:
-        lines.append(f"**{finding_name(f)}: {f['verdict']}** at this scale (profile `{f['profile']}`, {f['n_seeds']} seeds). "
-                     f"Criterion: {f['criterion']['text']}.")
+        lines = [f"**{finding_name(f)}: {f['verdict']}** at this scale (profile `{f['profile']}`, {f['n_seeds']} "
+                 f"seeds). Criterion: {f['criterion']['text']}.", ""]
         for c in f["conditions"]:
-            lines.append(f"- {c['effect']}: {c['estimate']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] "
-                         f"{c['unit']} — needs {c['op']} {c['value']:g}: **{c['status']}**")
-        lines.append(f"\n{verdict_sentence(f)}\n\nPaper: {f['paper']}")
-    return "\n".join(lines)
+            line = (f"- {c['effect']}: {c['estimate']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] {c['unit']}, "
+                    f"needs {c['op']} {c['value']:g}: **{c['status']}**")
+            if c.get("not_tested_because"):
+                line += " (" + "; ".join(c["not_tested_because"][:3]) + \
+                        (f"; {len(c['not_tested_because']) - 3} more" if len(c["not_tested_because"]) > 3 else "") + ")"
+            elif c["status"] == "undecided":
+                line += f" ({power_text(c)})"
+            lines.append(line)
+        lines += ["", verdict_sentence(f), "", f"Paper: {f['paper']}"]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def power_text(condition: dict) -> str:
+    """An undecided condition's minimum detectable effect and the seeds that would decide it."""
+    if condition.get("mde") is None:
+        return "one seed: no spread to plan with"
+    seeds = condition.get("seeds_needed")
+    decide = (f"about {seeds} seeds would decide it at this spread" if seeds
+              else "no number of seeds would decide it at this spread: the estimate sits on the margin")
+    return f"minimum detectable effect {condition['mde']:.2f} {condition['unit']} at {condition['n']} seeds; {decide}"
 
 
 def verdict_sentence(finding: dict) -> str:
     """Whether the finding held at this scale, in words, from the computed verdict."""
     named = lambda status: ", ".join(c["effect"] for c in finding["conditions"] if c["status"] == status)
     if finding["verdict"] == "reproduced":
-        return "The finding held at this scale: every condition's whole confidence interval meets the criterion."
+        return "The finding held at this scale: every condition's whole confidence interval meets the criterion, on " \
+               "arms that passed their validity gates."
     if finding["verdict"] == "not reproduced":
         return f"The finding did not hold at this scale: the confidence interval of {named('failed')} lies " \
-               f"entirely on the wrong side of the criterion."
-    return f"Undecided at this scale: the confidence interval of {named('undecided')} straddles the criterion, " \
-           f"so more seeds are needed to tell."
+               f"entirely on the wrong side of the criterion, on arms that passed their validity gates."
+    if finding["verdict"] == "not tested":
+        return f"Not tested at this scale: the arms of {named('not tested')} failed a validity gate, so their " \
+               f"numbers say nothing about the paper."
+    undecided = [c for c in finding["conditions"] if c["status"] == "undecided"]
+    more = [c for c in undecided if c.get("seeds_needed")]
+    tail = (f"more seeds would tell ({'; '.join(c['effect'] + ': ' + power_text(c) for c in more)})." if more
+            else "at this spread no number of seeds would tell.")
+    return f"Undecided at this scale: the confidence interval of {named('undecided')} straddles the criterion; {tail}"
+
+
+def deviations_markdown(deviations: list[dict]) -> str:
+    """The notebook's recorded deviations from its pre-registration, or a line saying there are none."""
+    if not deviations:
+        return "No deviation from the pre-registered design is recorded for this notebook."
+    return "\n".join(f"- **{', '.join(d['findings'])}**: {d['change']}. Why: {d['reason']}. Reports before the "
+                     f"change: commit `{d['earlier_reports']}`." for d in deviations)
+
+
+def gates_table(findings: list[dict]):
+    """Every compared arm and its gates, one row per arm (the findings that compare it) and one column per
+    gate: ✓ or ✗, the worst run's value and the threshold, and how many runs failed. As HTML, every row shown."""
+    from IPython.display import HTML
+
+    cells, used = {}, {}
+    for f in findings:
+        for g in f.get("gates", []):
+            arm = arm_text(g["arm"])
+            used.setdefault(arm, []).append(finding_name(f))
+            number = "" if g["value"] is None else f" {g['value']:.3g}" + \
+                ("" if g["threshold"] is None else f" vs {g['threshold']:.3g}")
+            runs = "" if g["passed"] else f" ({g['failed_runs']} of {g['runs']} runs)"
+            why = f" {g['note']}" if not g["passed"] and g["note"] else number
+            cells.setdefault(arm, {})[g["gate"]] = ("✓" if g["passed"] else "✗") + why + runs
+    if not cells:
+        return HTML("<p>No arm was compared.</p>")
+    table = pd.DataFrame.from_dict(cells, orient="index").fillna("")
+    table.insert(0, "findings", [", ".join(dict.fromkeys(used[arm])) for arm in table.index])
+    return HTML(table.rename_axis("arm").to_html())
 
 
 def git_commit() -> str:
@@ -143,9 +197,12 @@ def read_results(out_dir: str, results_dir: str | None = None) -> pd.DataFrame:
     return pd.read_csv(path)  # pandas 3 reads floats back exactly (round trip) by default
 
 
-def write_findings(out_dir: str, findings: list[dict], from_results: bool = False) -> None:
-    """findings.json; a re-render from results also notes its own commit in run.json, beside the one that trained."""
+def write_findings(out_dir: str, findings: list[dict], from_results: bool = False,
+                   deviations: list[dict] = ()) -> None:
+    """findings.json, each finding with the deviations that name it; a re-render from results also notes its
+    own commit in run.json, beside the one that trained."""
     out = Path(out_dir)
+    findings = [{**f, "deviations": [d for d in deviations if f["id"] in d["findings"]]} for f in findings]
     (out / "findings.json").write_text(json.dumps(findings, indent=2) + "\n")
     if from_results:
         run = json.loads((out / "run.json").read_text())

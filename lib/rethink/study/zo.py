@@ -8,7 +8,8 @@ import pandas as pd
 
 from ..core.augment import LEVELS
 from .runs import iteration_matched_runs
-from .verdicts import METRIC_UNITS, final_metric, finding, gap, mean_effect, paired_effect, seed_gaps
+from .verdicts import (METRIC_UNITS, arm_selector, final_metric, finding, gap, mean_effect, paired_effect,
+                       seed_gaps, with_arms)
 
 # What each finding claims and what the paper reports.
 CLAIMS = {
@@ -41,6 +42,11 @@ STUDENT = "+ST"
 
 def cell_name(aug: str, fraction: float) -> str:
     return f"{aug}_{fraction * 100:g}%"
+
+
+def cell_arms(final: pd.DataFrame, a: str, b: str, aug: str, fraction: float) -> tuple[dict, dict]:
+    """The two arms a comparison of one cell takes, as the gates select them."""
+    return tuple(arm_selector(final, arm, aug=aug, label_fraction=fraction) for arm in (a, b))
 
 
 def cell_gains(final: pd.DataFrame, comparisons: dict[str, tuple[str, str]]) -> pd.DataFrame:
@@ -84,9 +90,12 @@ def zo1_finding(results: pd.DataFrame, max_drop: float, max_gain_strongest: floa
     final = final_metric(results, "accuracy")
     weakest, strongest, _, largest = corner_cells(final)
     gains = {aug: seed_gaps(final, "pretrained", "scratch", aug=aug, label_fraction=largest) for aug in (weakest, strongest)}
+    arms = {aug: cell_arms(final, "pretrained", "scratch", aug, largest) for aug in (weakest, strongest)}
     change, at_strongest = f"gain_{strongest}_minus_{weakest}_{largest:.0%}", f"gain_{cell_name(strongest, largest)}"
-    effects = {change: paired_effect(gains[strongest], gains[weakest], unit=METRIC_UNITS["accuracy"]),
-               at_strongest: mean_effect(gains[strongest].values(), unit=METRIC_UNITS["accuracy"])}
+    effects = {change: with_arms(paired_effect(gains[strongest], gains[weakest], unit=METRIC_UNITS["accuracy"]),
+                                 arms[strongest] + arms[weakest]),
+               at_strongest: with_arms(mean_effect(gains[strongest].values(), unit=METRIC_UNITS["accuracy"]),
+                                       arms[strongest], gains[strongest].values())}
     text = (f"with {largest:.0%} of the labels, pre-training's accuracy gain (pretrained − scratch) at {strongest} minus "
             f"that at {weakest} < {max_drop:g} points, and the gain at {strongest} < {max_gain_strongest:g} points "
             f"(95% CIs)")
@@ -101,9 +110,12 @@ def zo2_finding(results: pd.DataFrame, min_gain_smallest: float, max_drop: float
     final = final_metric(results, "accuracy")
     _, strongest, smallest, largest = corner_cells(final)
     gains = {f: seed_gaps(final, "pretrained", "scratch", aug=strongest, label_fraction=f) for f in (smallest, largest)}
+    arms = {f: cell_arms(final, "pretrained", "scratch", strongest, f) for f in (smallest, largest)}
     at_smallest, change = f"gain_{cell_name(strongest, smallest)}", f"gain_{strongest}_{largest:.0%}_minus_{smallest:.0%}"
-    effects = {at_smallest: mean_effect(gains[smallest].values(), unit=METRIC_UNITS["accuracy"]),
-               change: paired_effect(gains[largest], gains[smallest], unit=METRIC_UNITS["accuracy"])}
+    effects = {at_smallest: with_arms(mean_effect(gains[smallest].values(), unit=METRIC_UNITS["accuracy"]),
+                                      arms[smallest], gains[smallest].values()),
+               change: with_arms(paired_effect(gains[largest], gains[smallest], unit=METRIC_UNITS["accuracy"]),
+                                 arms[largest] + arms[smallest])}
     text = (f"at {strongest}, pre-training's accuracy gain with {smallest:.0%} of the labels > {min_gain_smallest:g} "
             f"points, and the gain with {largest:.0%} minus that with {smallest:.0%} < {max_drop:g} points (95% CIs)")
     conditions = [dict(effect=at_smallest, op=">", value=min_gain_smallest), dict(effect=change, op="<", value=max_drop)]
@@ -116,14 +128,16 @@ def zo3_finding(results: pd.DataFrame, min_gain: float, profile: str, figure: st
     teacher (the supervised run of the same cell, init and seed) by more than `min_gain` points."""
     final = final_metric(results, "accuracy")
     gains = cell_gains(final, {init: (init + STUDENT, init) for init in inits})
-    effects = {f"st_{init}_{cell_name(aug, fraction)}": mean_effect(g.value, unit=METRIC_UNITS["accuracy"])
+    effects = {f"st_{init}_{cell_name(aug, fraction)}":
+               with_arms(mean_effect(g.value, unit=METRIC_UNITS["accuracy"]),
+                         cell_arms(final, init + STUDENT, init, aug, fraction), g.value)
                for (init, aug, fraction), g in gains.groupby(["comparison", "aug", "label_fraction"])}
     _, strongest, _, largest = corner_cells(final)
     text = (f"student − teacher accuracy > {min_gain:g} points in every cell of the grid, on {' and '.join(inits)} "
-            f"init (95% CIs)")
+            f"init (Holm-adjusted over the {len(effects)} conditions, family-wise 95%)")
     conditions = [dict(effect=name, op=">", value=min_gain) for name in effects]
     return finding(CLAIMS, "ZO-3", text, conditions, effects, profile, figure,
-                   primary=f"st_{inits[0]}_{cell_name(strongest, largest)}")
+                   primary=f"st_{inits[0]}_{cell_name(strongest, largest)}", adjust="holm")
 
 
 def zo4_finding(results: pd.DataFrame, max_gain: float, min_gain_selftraining: float, profile: str,
