@@ -108,7 +108,8 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
     if deviations:
         lines += ["", "Deviations from the pre-registered design, on record in `config/study.yaml` and shown in each report:",
                   ""] + [f"- {', '.join(d['findings'])}: {d['change']}. Why: {d['reason']}. Reports before the change: "
-                         f"`{d['earlier_reports']}`." for d in deviations.values()]
+                         f"{'none committed' if d['earlier_reports'] == 'none' else '`' + d['earlier_reports'] + '`'}."
+                         for d in deviations.values()]
     profiles = ", ".join(sorted({f["profile"] for _, f, _ in found}))
     lines += ["", f"Profile `{profiles}`. Measured wall time of each workflow step on the machine that made "
                   "these reports (Snakemake `benchmark:` files under `reports/benchmarks/`):", "",

@@ -119,7 +119,11 @@ def deviations_markdown(deviations: list[dict]) -> str:
     if not deviations:
         return "No deviation from the pre-registered design is recorded for this notebook."
     return "\n".join(f"- **{', '.join(d['findings'])}**: {d['change']}. Why: {d['reason']}. Reports before the "
-                     f"change: commit `{d['earlier_reports']}`." for d in deviations)
+                     f"change: {reports_text(d)}." for d in deviations)
+
+
+def reports_text(deviation: dict) -> str:
+    return "none committed" if deviation["earlier_reports"] == "none" else f"commit `{deviation['earlier_reports']}`"
 
 
 def gates_table(findings: list[dict]):
