@@ -111,8 +111,9 @@ display(final.groupby(["aug", "label_fraction", "arm"]).value.apply(figures.mean
 # %% [markdown]
 # ## Validity gates
 # Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): the worst run's value, the threshold, and how many of its runs failed. A condition whose
-# arms failed a gate is `not tested`: its numbers say nothing about the paper.
+# config/study.yaml): ✓ or ✗, a failing run's value (or the first run's) against the threshold, and how many
+# of its runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
+# paper.
 
 # %%
 display(outputs.gates_table(findings))

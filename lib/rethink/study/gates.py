@@ -148,8 +148,8 @@ def report_gates(results: pd.DataFrame, parameters: dict, out_dir: str, task: st
 
 
 def arm_gates(gates: pd.DataFrame, selector: dict) -> list[dict]:
-    """The gates of one arm (its runs matching `selector`: arm name and cell), one entry per gate: the worst
-    run's value, the threshold, and whether every run passed."""
+    """The gates of one arm (its runs matching `selector`: arm name and cell), one entry per gate: the value of
+    its first failing run (or of its first run), the threshold, and whether every run passed."""
     rows = gates
     for key, value in selector.items():
         if key not in rows.columns:
@@ -158,9 +158,9 @@ def arm_gates(gates: pd.DataFrame, selector: dict) -> list[dict]:
     out = []
     for gate, g in rows.groupby("gate", sort=False):
         failed = g[~g.passed.astype(bool)]
-        worst = failed.iloc[0] if len(failed) else g.iloc[0]
-        out.append(dict(arm=selector, gate=gate, value=_plain(worst.value), threshold=_plain(worst.threshold),
-                        passed=bool(len(failed) == 0), runs=len(g), failed_runs=len(failed), note=str(worst.note)))
+        shown = failed.iloc[0] if len(failed) else g.iloc[0]
+        out.append(dict(arm=selector, gate=gate, value=_plain(shown.value), threshold=_plain(shown.threshold),
+                        passed=bool(len(failed) == 0), runs=len(g), failed_runs=len(failed), note=str(shown.note)))
     return out
 
 

@@ -128,7 +128,8 @@ def reports_text(deviation: dict) -> str:
 
 def gates_table(findings: list[dict]):
     """Every compared arm and its gates, one row per arm (the findings that compare it) and one column per
-    gate: ✓ or ✗, the worst run's value and the threshold, and how many runs failed. As HTML, every row shown."""
+    gate: ✓ or ✗, a failing run's value (or the first run's) and the threshold, and how many runs failed. As
+    HTML, so that every row shows."""
     from IPython.display import HTML
 
     cells, used = {}, {}
