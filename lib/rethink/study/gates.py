@@ -27,7 +27,6 @@ import pandas as pd
 
 from .verdicts import TASK_METRIC
 
-GATES = ("learned", "converged", "pretraining", "self_training")
 PRETRAINING = "pre-training"  # the `experiment` of a checkpoint's own gate row (BL-1 compares checkpoints)
 POSE_CHANCE = 20.0  # points: a random angle lands within a tenth of the period either way 20% of the time
 
@@ -125,8 +124,9 @@ def run_gates(results: pd.DataFrame, thresholds: dict, n_classes: int, task: str
     return pd.DataFrame(rows)
 
 
-THRESHOLDS = ("learned_loss_factor", "learned_min_above_chance", "learned_min_ap", "learned_min_pose_accuracy", "min_evals", "converged_tolerance",
-              "pretext_factor", "min_kept_share")
+# The keys of the config's `gates` block (each notebook gets them as parameters).
+THRESHOLDS = ("learned_loss_factor", "learned_min_above_chance", "learned_min_ap", "learned_min_pose_accuracy",
+              "min_evals", "converged_tolerance", "pretext_factor", "min_kept_share")
 
 
 def report_gates(results: pd.DataFrame, parameters: dict, out_dir: str, task: str = "classify",

@@ -1,5 +1,6 @@
-"""What a notebook shows and writes: tables set next to the papers' numbers, the verdicts in words, and
-its files (results.csv, findings.json, run.json)."""
+"""What a notebook shows and writes: tables set next to the papers' numbers, the verdicts, gates and
+deviations in words, and its files (results.csv, checkpoints.csv and run.json from the sweep; findings.json
+from the verdicts)."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ from ..report.index import finding_name
 from .verdicts import arm_text, final_metric
 
 LIB = Path(__file__).parent.parent
+
 
 def paper_comparison(final: pd.DataFrame, paper: dict[str, dict], by: str = "schedule") -> pd.DataFrame:
     """Ours (mean ± 95% CI half-width over seeds) next to the paper's numbers: one row per value of `by`,
@@ -47,7 +49,7 @@ def metric_table(results: pd.DataFrame, schedule: float, paper: dict[str, tuple[
 
 
 def gain_table(gains: pd.DataFrame) -> pd.DataFrame:
-    """study.cell_gains as the paper prints it: mean ± 95% CI half-width per comparison and augmentation
+    """zo.cell_gains as the paper prints it: mean ± 95% CI half-width per comparison and augmentation
     level (rows) and label fraction (columns)."""
     table = gains.groupby(["comparison", "aug", "label_fraction"]).value.apply(mean_ci_text).unstack("label_fraction")
     return table.rename(columns=lambda f: f"{f:.0%} labels")
