@@ -138,7 +138,8 @@ def notebook_parameters(notebook: str, namespace: dict) -> dict:
     given = {k: v for k, v in namespace.items() if not k.startswith("_") and v is not None
              and isinstance(v, (str, int, float, bool, list))
              and (k in CELL or k not in previous or previous[k] != v)}
-    params = notebook_config(load(given.get("profile")), notebook)  # paths under study_dir()
+    profile = load(given.get("profile"))
+    params = notebook_config(profile, notebook)  # paths under study_dir()
     if given.get("from_results"):
         run_json = Path(given.get("results_dir", params["results_dir"])) / "run.json"
         if not run_json.is_file():
@@ -150,5 +151,5 @@ def notebook_parameters(notebook: str, namespace: dict) -> dict:
     if unknown:
         raise ValueError(f"{notebook}: unknown parameters {unknown}; allowed: {', '.join(sorted(params))}")
     # Deviations are recorded after the fact: always the config's current list, never an injected one.
-    deviations = load(given.get("profile"))["deviations"].get(notebook, [])
+    deviations = profile["deviations"].get(notebook, [])
     return {**params, **{k: given[k] for k in params if k in given}, "deviations": deviations}

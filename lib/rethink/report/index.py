@@ -47,6 +47,12 @@ def why_text(finding: dict, most: int = 2) -> str:
     return ""
 
 
+def deviation_line(d: dict) -> str:
+    """One recorded deviation as a Markdown list item (a report's Deviations section, the README table)."""
+    before = "none committed" if d["earlier_reports"] == "none" else f"commit `{d['earlier_reports']}`"
+    return f"- **{', '.join(d['findings'])}**: {d['change']}. Why: {d['reason']}. Reports before the change: {before}."
+
+
 def deviation_text(finding: dict) -> str:
     return "; ".join(f"{d['change']} (reports before: {d['earlier_reports']})" for d in finding.get("deviations", []))
 
@@ -107,9 +113,7 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
     deviations = {(d["change"], d["earlier_reports"]): d for _, f, _ in found for d in f.get("deviations", [])}
     if deviations:
         lines += ["", "Deviations from the pre-registered design, on record in `config/study.yaml` and shown in each report:",
-                  ""] + [f"- {', '.join(d['findings'])}: {d['change']}. Why: {d['reason']}. Reports before the change: "
-                         f"{'none committed' if d['earlier_reports'] == 'none' else '`' + d['earlier_reports'] + '`'}."
-                         for d in deviations.values()]
+                  ""] + [deviation_line(d) for d in deviations.values()]
     profiles = ", ".join(sorted({f["profile"] for _, f, _ in found}))
     lines += ["", f"Profile `{profiles}`. Measured wall time of each workflow step on the machine that made "
                   "these reports (Snakemake `benchmark:` files under `reports/benchmarks/`):", "",

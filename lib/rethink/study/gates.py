@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .verdicts import TASK_METRIC
+from .verdicts import CONTEXT, TASK_METRIC
 
 PRETRAINING = "pre-training"  # the `experiment` of a checkpoint's own gate row (BL-1 compares checkpoints)
-POSE_CHANCE = 20.0  # points: a random angle lands within a tenth of the period either way 20% of the time
 
 
 def pretext_chance(method: str, options: dict, batch_size: int, n_classes: int) -> float | None:
@@ -60,22 +59,27 @@ def checkpoint_gates(checkpoints: pd.DataFrame, kinds: dict[str, dict], threshol
     return out
 
 
+def _last(run: pd.DataFrame, split: str, metric: str) -> float | None:
+    """The run's value of `metric` at its last evaluation (None if it has none)."""
+    rows = run[(run.split == split) & (run.metric == metric)]
+    return float(rows.loc[rows.step.idxmax(), "value"]) if len(rows) else None
+
+
 def _learned(run: pd.DataFrame, task: str, thresholds: dict, n_classes: int) -> tuple[float, float, bool]:
     if "diverged" in set(run.metric):
         return math.inf, math.nan, False
     if task in ("classify", "segment"):
-        loss = run[(run.split == "train") & (run.metric == "loss")]
-        value = float(loss.loc[loss.step.idxmax(), "value"]) if len(loss) else math.nan
+        loss, accuracy = _last(run, "train", "loss"), _last(run, "val", "accuracy")
+        value = math.nan if loss is None else loss
         threshold = thresholds["learned_loss_factor"] * math.log(n_classes + (task == "segment"))
-        accuracy = run[(run.split == "val") & (run.metric == "accuracy")]
         # Strong augmentation keeps the training loss high on a model that learned: its accuracy says so.
-        above = (len(accuracy) and task == "classify" and float(accuracy.loc[accuracy.step.idxmax(), "value"])
-                 > 100 / n_classes + thresholds["learned_min_above_chance"])
+        above = (task == "classify" and accuracy is not None
+                 and accuracy > 100 / n_classes + thresholds["learned_min_above_chance"])
         return value, threshold, bool(value < threshold or above)
     metric, floor = (("AP", thresholds["learned_min_ap"]) if task == "detect"
                      else ("pose_accuracy", thresholds["learned_min_pose_accuracy"]))
-    rows = run[(run.split == "val") & (run.metric == metric)]
-    value = float(rows.loc[rows.step.idxmax(), "value"]) if len(rows) else math.nan
+    value = _last(run, "val", metric)
+    value = math.nan if value is None else value
     return value, floor, bool(value > floor)
 
 
@@ -100,7 +104,7 @@ def run_gates(results: pd.DataFrame, thresholds: dict, n_classes: int, task: str
                                                                    "diverged", "kept_share"])]
     # A run is its run_id within its experiment and task (notebook 01 names its detection and classification
     # runs alike).
-    keys = ["run_id"] + [c for c in ("experiment", "task", "world") if c in runs.columns]
+    keys = ["run_id"] + [c for c in CONTEXT if c in runs.columns]
     for _, run in runs.groupby(keys, sort=False, dropna=False):
         if run.run_id.iloc[0] == "invariance":  # BL-1's probe rows are no training run
             continue

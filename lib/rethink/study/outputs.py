@@ -16,7 +16,7 @@ import torch
 
 from ..core.train import resolve_device
 from ..report.figures import mean_ci_text
-from ..report.index import finding_name
+from ..report.index import deviation_line, finding_name
 from .verdicts import arm_text, final_metric
 
 LIB = Path(__file__).parent.parent
@@ -120,12 +120,7 @@ def deviations_markdown(deviations: list[dict]) -> str:
     """The notebook's recorded deviations from its pre-registration, or a line saying there are none."""
     if not deviations:
         return "No deviation from the pre-registered design is recorded for this notebook."
-    return "\n".join(f"- **{', '.join(d['findings'])}**: {d['change']}. Why: {d['reason']}. Reports before the "
-                     f"change: {reports_text(d)}." for d in deviations)
-
-
-def reports_text(deviation: dict) -> str:
-    return "none committed" if deviation["earlier_reports"] == "none" else f"commit `{deviation['earlier_reports']}`"
+    return "\n".join(deviation_line(d) for d in deviations)
 
 
 def gates_table(findings: list[dict]):

@@ -64,8 +64,18 @@ def paired_differences(a: dict, b: dict) -> dict:
 def paired_effect(a: dict, b: dict, confidence: float = 0.95, unit: str = "") -> Effect:
     """Effect of a - b over the seeds both arms ran."""
     differences = paired_differences(a, b)
-    effect = mean_effect(differences.values(), confidence, unit)
-    return replace(effect, same_runs=bool(differences) and all(d == 0 for d in differences.values()))
+    return replace(mean_effect(differences.values(), confidence, unit), same_runs=all_zero(differences.values()))
+
+
+def all_zero(differences) -> bool:
+    """Every per-seed difference exactly 0 (and at least one): the compared arms are one run."""
+    values = list(differences)
+    return bool(values) and all(v == 0 for v in values)
+
+
+def standard_error(effect: Effect) -> float:
+    """The effect's standard error, read back from its 95% Student-t interval."""
+    return (effect.ci_high - effect.ci_low) / 2 / stats.t.ppf(0.975, effect.n - 1)
 
 
 def rank_effect(rhos, replicated: bool, confidence: float = 0.95, unit: str = "Spearman rho") -> Effect:
@@ -91,9 +101,7 @@ CONTEXT = ("experiment", "world", "task", "schedule")  # columns that tell apart
 def arm_selector(final: pd.DataFrame, arm: str, **where) -> dict:
     """selector() for an arm of `final`, with the context columns its rows agree on (ND-1's rotation runs and
     ND-3's share a name; their `world` tells them apart)."""
-    rows = final[final.arm == arm]
-    for key, value in where.items():
-        rows = rows[rows[key] == value]
+    rows = arm_rows(final, arm, **where)
     context = {c: rows[c].iloc[0] for c in CONTEXT if c in rows.columns and c not in where and len(rows)
                and rows[c].nunique(dropna=False) == 1 and pd.notna(rows[c].iloc[0])}
     return selector(arm, **where, **context)
@@ -101,9 +109,9 @@ def arm_selector(final: pd.DataFrame, arm: str, **where) -> dict:
 
 def with_arms(effect: Effect, arms, differences=None) -> Effect:
     """The effect with the arms it compares; `differences` (its per-seed values) all exactly 0 mark the
-    compared arms as one run."""
-    values = list(differences) if differences is not None else []
-    return replace(effect, arms=tuple(arms), same_runs=bool(values) and all(v == 0 for v in values))
+    compared arms as one run (without them, the effect's own mark stands)."""
+    marked = {} if differences is None else {"same_runs": all_zero(differences)}
+    return replace(effect, arms=tuple(arms), **marked)
 
 
 def condition_status(effect: Effect, op: str, value: float) -> str:
@@ -124,7 +132,7 @@ def one_sided_p(effect: Effect, op: str, value: float) -> tuple[float, float]:
     For |effect| <= value the two one-sided tests (TOST): it holds if both sides do."""
     if effect.n < 2 or not math.isfinite(effect.ci_high - effect.ci_low):
         return 0.5, 0.5
-    se = (effect.ci_high - effect.ci_low) / 2 / stats.t.ppf(0.975, effect.n - 1)
+    se = standard_error(effect)
     if se == 0:  # every seed alike: the interval is a point, and decides as it does alone
         status = condition_status(effect, op, value)
         return float(status != "met"), float(status != "failed")
@@ -175,7 +183,7 @@ def power(effect: Effect, op: str, value: float, alpha: float = 0.05, max_seeds:
     n = effect.n
     if n < 2 or not math.isfinite(effect.ci_high - effect.ci_low):
         return dict(mde=None, seeds_needed=None)
-    sd = (effect.ci_high - effect.ci_low) / 2 * math.sqrt(n) / stats.t.ppf(0.975, n - 1)
+    sd = standard_error(effect) * math.sqrt(n)
     factor = lambda m: (stats.t.ppf(1 - alpha / 2, m - 1) + stats.t.ppf(POWER, m - 1)) / math.sqrt(m)
     mde = factor(n) * sd
     distance = abs(abs(effect.estimate) - value) if op == "abs<=" else abs(effect.estimate - value)
@@ -263,11 +271,17 @@ def final_metric(results: pd.DataFrame, metric: str, split: str = "val") -> pd.D
     return rows.loc[rows.groupby("run_id").step.idxmax()]
 
 
-def seed_values(final: pd.DataFrame, arm: str, **where) -> dict[int, float]:
-    """seed -> value of one arm in the rows of `final` that match `where` (e.g. schedule=6.0)."""
+def arm_rows(final: pd.DataFrame, arm: str, **where) -> pd.DataFrame:
+    """The rows of one arm in `final` that match `where` (e.g. schedule=6.0)."""
     rows = final[final.arm == arm]
     for key, value in where.items():
         rows = rows[rows[key] == value]
+    return rows
+
+
+def seed_values(final: pd.DataFrame, arm: str, **where) -> dict[int, float]:
+    """seed -> value of one arm in the rows of `final` that match `where` (e.g. schedule=6.0)."""
+    rows = arm_rows(final, arm, **where)
     return dict(zip(rows.seed, rows.value))
 
 
