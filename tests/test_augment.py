@@ -7,7 +7,7 @@ import torch
 
 from conftest import flip_crop_dali, flip_crop_kornia
 
-from rethink.core.augment import BACKENDS, LEVELS, KorniaAugment, check_backend, check_level, make_augment
+from rethink.core.augment import BACKENDS, ENGINES, LEVELS, KorniaAugment, check_backend, check_level, make_augment
 from rethink.core.dali import DaliAugment
 
 SIZE = 32
@@ -105,9 +105,10 @@ def test_kornia_p0_and_s0_are_identity(level):
         assert b is None and torch.equal(m, masks)
 
 
-def test_kornia_partial_p_leaves_unselected_images_untouched():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_kornia_partial_p_leaves_unselected_images_untouched(engine):
     images, boxes, masks = _rectangles(32)
-    y, b, m = KorniaAugment("S3", SIZE, p=0.5, seed=0)(images, boxes, masks)
+    y, b, m = KorniaAugment("S3", SIZE, p=0.5, seed=0, engine=engine)(images, boxes, masks)
     same = [torch.equal(y[i], images[i]) for i in range(32)]
     assert 4 <= sum(same) <= 28
     for i in range(32):
@@ -116,9 +117,10 @@ def test_kornia_partial_p_leaves_unselected_images_untouched():
 
 
 @pytest.mark.parametrize("level", LEVELS)
-def test_kornia_shapes_and_dtypes(level):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_kornia_shapes_and_dtypes(level, engine):
     images, boxes, masks = _rectangles(8)
-    aug = KorniaAugment(level, SIZE, seed=0)
+    aug = KorniaAugment(level, SIZE, seed=0, engine=engine)
     y = aug(images)
     assert isinstance(y, torch.Tensor) and y.shape == images.shape and y.dtype == torch.float32
     assert 0.0 <= y.min() and y.max() <= 1.0
@@ -132,11 +134,12 @@ def test_kornia_shapes_and_dtypes(level):
 
 
 @pytest.mark.parametrize("level", AUG_LEVELS)
-def test_kornia_seeded_determinism_and_global_rng_untouched(level):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_kornia_seeded_determinism_and_global_rng_untouched(level, engine):
     images, boxes, masks = _rectangles(8)
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    a, b = KorniaAugment(level, SIZE, seed=7), KorniaAugment(level, SIZE, seed=7)
+    a, b = KorniaAugment(level, SIZE, engine=engine, seed=7), KorniaAugment(level, SIZE, engine=engine, seed=7)
     out_a = [a(images, boxes, masks) for _ in range(2)]
     out_b = [b(images, boxes, masks) for _ in range(2)]
     assert torch.equal(torch.get_rng_state(), state), "global RNG must not be consumed"
@@ -144,11 +147,11 @@ def test_kornia_seeded_determinism_and_global_rng_untouched(level):
         for ta, tb in zip(oa, ob):
             assert torch.equal(ta, tb)
     assert not torch.equal(out_a[0][0], out_a[1][0]), "consecutive calls should differ"
-    other = KorniaAugment(level, SIZE, seed=8)(images, boxes, masks)
+    other = KorniaAugment(level, SIZE, engine=engine, seed=8)(images, boxes, masks)
     assert not torch.equal(other[0], out_a[0][0])
     # the targets passed do not change the random draws
-    y_only = KorniaAugment(level, SIZE, seed=7)(images)
-    y_b, b_only, _ = KorniaAugment(level, SIZE, seed=7)(images, boxes=boxes)
+    y_only = KorniaAugment(level, SIZE, engine=engine, seed=7)(images)
+    y_b, b_only, _ = KorniaAugment(level, SIZE, engine=engine, seed=7)(images, boxes=boxes)
     assert torch.equal(y_only, out_a[0][0]) and torch.equal(y_b, out_a[0][0])
     assert torch.equal(b_only, out_a[0][1])
 
@@ -156,11 +159,11 @@ def test_kornia_seeded_determinism_and_global_rng_untouched(level):
 @pytest.mark.parametrize("level", ["S2", "S4"])
 def test_kornia_per_batch_policy_option(level):
     images, boxes, masks = _rectangles(8)
-    aug = KorniaAugment(level, SIZE, seed=0, per_image_policy=False)
+    aug = KorniaAugment(level, SIZE, seed=0, engine="modules", per_image_policy=False)
     assert len(aug.policies) == 1
     y, b, m = aug(images, boxes, masks)
     assert y.shape == images.shape and b.shape == boxes.shape and m.shape == masks.shape
-    y2, _, _ = KorniaAugment(level, SIZE, seed=0, per_image_policy=False)(images, boxes, masks)
+    y2, _, _ = KorniaAugment(level, SIZE, seed=0, engine="modules", per_image_policy=False)(images, boxes, masks)
     assert torch.equal(y, y2)
 
 
@@ -181,13 +184,14 @@ def _object_pixels_inside(box, obj, tol=1.5):
 
 
 @pytest.mark.parametrize("level", AUG_LEVELS)
-def test_kornia_boxes_and_masks_stay_on_objects(level):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_kornia_boxes_and_masks_stay_on_objects(level, engine):
     images, boxes, masks = _rectangles(24, seed=1)
     in_values = set(masks.unique().tolist())
     checked = 0
     covers: list[float] = []
     for seed in range(3):
-        y, b, m = KorniaAugment(level, SIZE, seed=seed)(images, boxes, masks)
+        y, b, m = KorniaAugment(level, SIZE, seed=seed, engine=engine)(images, boxes, masks)
         assert m.dtype == masks.dtype and set(m.unique().tolist()) <= in_values
         assert (b[:, 3] == 0).all(), "padding rows stay all zero"
         for i in range(images.shape[0]):
@@ -224,7 +228,8 @@ def test_kornia_boxes_and_masks_stay_on_objects(level):
 
 
 @pytest.mark.parametrize("level", AUG_LEVELS)
-def test_kornia_image_follows_mask_geometry(level):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_kornia_image_follows_mask_geometry(level, engine):
     # Labels: 1 = original background, 2..4 = objects, so label 0 marks pixels that the
     # geometric ops filled in from outside the image. The colour ops map pixel values by
     # a per-image function (sharpness aside), so wherever they leave some contrast, the
@@ -232,7 +237,7 @@ def test_kornia_image_follows_mask_geometry(level):
     images, boxes, masks = _rectangles(24, seed=3)
     agree = total = 0
     for seed in range(3):
-        y, b, m = KorniaAugment(level, SIZE, seed=seed)(images, boxes, masks + 1)
+        y, b, m = KorniaAugment(level, SIZE, seed=seed, engine=engine)(images, boxes, masks + 1)
         assert set(m.unique().tolist()) <= {0, 1, 2, 3, 4}
         for i in range(images.shape[0]):
             fg, bg = m[i] >= 2, m[i] == 1
@@ -250,10 +255,11 @@ def test_kornia_image_follows_mask_geometry(level):
     assert total >= 20 and agree >= 0.95 * total, (agree, total)
 
 
-def test_kornia_degenerate_boxes_are_zeroed():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_kornia_degenerate_boxes_are_zeroed(engine):
     images, boxes, masks = _rectangles(64, seed=2)
     # S3 zooms up to 2x: some objects leave the frame; their boxes must become all zero
-    _, b, m = KorniaAugment("S3", SIZE, seed=0)(images, boxes, masks)
+    _, b, m = KorniaAugment("S3", SIZE, seed=0, engine=engine)(images, boxes, masks)
     w = b[..., 2] - b[..., 0]
     h = b[..., 3] - b[..., 1]
     nonzero = b.abs().sum(-1) > 0
