@@ -98,6 +98,7 @@ rule pretrain:
     params:
         spec=lambda wildcards: SUPERVISED_PRETRAINING[wildcards.name],
         device=PROFILE["device"],
+        precision=PROFILE["precision"],
         aug_backend=PROFILE["aug_backend"],
     threads: 2
     resources:
@@ -110,7 +111,7 @@ rule pretrain:
         from rethink.core.pretrain import pretrain
 
         logged(log[0], pretrain, Path(input[0]).parent, output[0], device=params.device,
-               aug_backend=params.aug_backend, **params.spec)
+               precision=params.precision, aug_backend=params.aug_backend, **params.spec)
 
 
 def selfsup_spec(wildcards):
@@ -131,6 +132,7 @@ rule selfsup:
     params:
         spec=selfsup_spec,
         device=PROFILE["device"],
+        precision=PROFILE["precision"],
     threads: 2
     resources:
         gpu=GPUS,
@@ -142,7 +144,7 @@ rule selfsup:
         from rethink.core.selfsup import selfsup_pretrain
 
         logged(log[0], selfsup_pretrain, wildcards.method, Path(input[0]).parent, output[0], device=params.device,
-               **params.spec)
+               precision=params.precision, **params.spec)
 
 
 def notebook_inputs(wildcards):

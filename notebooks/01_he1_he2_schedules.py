@@ -67,7 +67,7 @@ from rethink.study import gates, he, outputs, runs, verdicts
 # %%
 if not from_results:
     paths = dict(world_dir=world_dir, upstream_checkpoint=upstream_checkpoint, runs_dir=runs_dir)
-    common = dict(arch=arch, width=width, norm=norm, aug=aug, aug_backend=aug_backend, device=device)
+    common = dict(arch=arch, width=width, norm=norm, aug=aug, aug_backend=aug_backend, device=device, precision=precision)
     detect = runs.sweep(runs.grid(init=["scratch", "pretrained"], schedule=schedules, seed=seeds), task="detect",
                         epochs_1x=epochs_1x, batch_size=batch_size, lr=lr, grad_clip=grad_clip, evals=evals,
                         **common, **paths)

@@ -62,7 +62,8 @@ if not from_results:
                                    inits=["scratch", "pretrained"], epochs_1x=epochs_1x, batch_size=batch_size)
     results = runs.sweep(grid, task="detect", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
                          runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, lr=lr,
-                         grad_clip=grad_clip, aug=aug, aug_backend=aug_backend, evals=evals, device=device)
+                         grad_clip=grad_clip, aug=aug, aug_backend=aug_backend, evals=evals, device=device,
+                         precision=precision)
     outputs.write_results(out_dir, results, parameters, checkpoints={"pretrained": upstream_checkpoint})
 results = outputs.read_results(out_dir, results_dir if from_results else None)
 findings = [he.he3_finding(results, he3_catchup_fraction, he3_max_gap_catchup, he3_min_gap_smallest, profile,

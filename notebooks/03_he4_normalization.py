@@ -57,7 +57,8 @@ if not from_results:
     results = runs.sweep(he.norm_runs(norms, seeds, bn_batch), task="detect", world_dir=world_dir,
                          upstream_checkpoint=upstream_checkpoint, runs_dir=runs_dir, init="scratch", schedule=schedule,
                          arch=arch, width=width, norm=norm, epochs_1x=epochs_1x, batch_size=batch_size, lr=lr,
-                         grad_clip=grad_clip, aug=aug, aug_backend=aug_backend, evals=evals, device=device)
+                         grad_clip=grad_clip, aug=aug, aug_backend=aug_backend, evals=evals, device=device,
+                         precision=precision)
     outputs.write_results(out_dir, results, parameters)
 results = outputs.read_results(out_dir, results_dir if from_results else None)
 findings = [he.he4_finding(results, he4_min_gap, profile, figure="he4_normalization.png")]

@@ -64,7 +64,7 @@ if not from_results:
     results = runs.sweep(grid, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
                          checkpoints={"pretrained_longer": longer_checkpoint}, runs_dir=runs_dir, arch=arch,
                          width=width, norm=norm, batch_size=batch_size, schedule=schedule, lr=lr, evals=evals,
-                         aug_backend=aug_backend, device=device)
+                         aug_backend=aug_backend, device=device, precision=precision)
     outputs.write_results(out_dir, results, parameters,
                           checkpoints={"pretrained": upstream_checkpoint, "pretrained_longer": longer_checkpoint})
 results = outputs.read_results(out_dir, results_dir if from_results else None)

@@ -73,7 +73,7 @@ checkpoint = lambda name: f"{checkpoints_dir}/{name}.pt"
 if not from_results:
     settings = dict(task="classify", upstream_checkpoint=upstream_checkpoint, runs_dir=runs_dir, arch=arch,
                     width=width, norm=norm, batch_size=batch_size, schedule=schedule, lr=lr, evals=evals, aug=aug,
-                    aug_backend=aug_backend, device=device)
+                    aug_backend=aug_backend, device=device, precision=precision)
     easy_runs = nd.label_count_runs(world_dir, label_counts, epochs_1x, batch_size, init=["scratch", *selfsup_methods],
                                     seed=seeds)
     large_runs = [dict(run, arch=large_arch, width=large_width, arm=f"{run['init']} ({large})",

@@ -69,7 +69,7 @@ checkpoints = {m: f"{checkpoints_dir}/{m}.pt" for m in selfsup_methods}
 if not from_results:
     settings = dict(world_dir=world_dir, upstream_checkpoint=upstream_checkpoint, checkpoints=checkpoints,
                     runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, schedule=schedule,
-                    lr=lr, evals=evals, aug_backend=aug_backend, device=device)
+                    lr=lr, evals=evals, aug_backend=aug_backend, device=device, precision=precision)
     zoo_runs = lambda **axes: nd.label_count_runs(world_dir, [zoo_label_count], epochs_1x, batch_size, seed=seeds,
                                                   **axes)
     frozen = runs.sweep(zoo_runs(init=selfsup_methods, freeze=freezes), task="classify", aug=aug, **settings)

@@ -57,7 +57,8 @@ if not from_results:
     grid = bl.bl2_runs(world_dir, bl2_aug, bl2_label_fraction, "scratch", bl2_rounds, seeds, epochs_1x, batch_size)
     results = runs.sweep(grid, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
                          runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, schedule=schedule,
-                         lr=lr, evals=evals, aug_backend=aug_backend, device=device, pseudo_threshold=pseudo_threshold,
+                         lr=lr, evals=evals, aug_backend=aug_backend, device=device, precision=precision,
+                         pseudo_threshold=pseudo_threshold,
                          pseudo_soft=pseudo_soft, pseudo_weight=pseudo_weight, pseudo_batch_size=pseudo_batch_size)
     outputs.write_results(out_dir, results, parameters)
 results = outputs.read_results(out_dir, results_dir if from_results else None)

@@ -45,7 +45,7 @@ def _check(instance, schema: dict, where: str) -> None:
 def resolve(config: dict, profile: str | None = None) -> dict:
     """The profile `profile` (default: the config's `profile` key) of a loaded config/study.yaml, merged and
     validated: its settings, each notebook's block with its shared blocks filled in, and the top-level
-    device, aug_backend and criteria."""
+    device, aug_backend, precision and criteria."""
     schema = yaml.safe_load(SCHEMA.read_text())
     _check(config, schema, str(CONFIG.relative_to(ROOT)))
     name = profile or config["profile"]
@@ -62,6 +62,7 @@ def resolve(config: dict, profile: str | None = None) -> dict:
         settings["notebooks"][notebook] = {**shared, **block}
     _check(settings, {"$ref": "#/$defs/profile", "$defs": schema["$defs"]}, f"profile {name!r} of {CONFIG.relative_to(ROOT)}")
     return {"name": name, **settings, "device": config["device"], "aug_backend": config["aug_backend"],
+            "precision": config.get("precision", "auto"),
             "criteria": config["criteria"], "gates": config["gates"], "deviations": config.get("deviations") or {}}
 
 
@@ -93,6 +94,7 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
         "profile": profile["name"],
         "device": profile["device"],
         "aug_backend": profile["aug_backend"],
+        "precision": profile["precision"],
         "selfsup_methods": list(profile["selfsup_methods"]),
         "large_arch": profile["large_model"]["arch"],
         "large_width": profile["large_model"]["width"],

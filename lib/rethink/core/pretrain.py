@@ -9,10 +9,10 @@ from .train import TrainConfig, fit, new_model, resolve_device, save_checkpoint
 
 
 def pretrain(world_dir: str, out: str, arch: str, width: int, norm: str, epochs: float, batch_size: int,
-             lr: float, aug: str, aug_backend: str, device: str, seed: int = 0) -> dict:
+             lr: float, aug: str, aug_backend: str, device: str, seed: int = 0, precision: str = "auto") -> dict:
     """Supervised pre-training on upstream_classify_train; writes the checkpoint and its metrics (JSON beside it)."""
     cfg = TrainConfig(epochs_1x=epochs, batch_size=batch_size, lr=lr, aug=aug, aug_backend=aug_backend,
-                      device=device, seed=seed, evals=2)
+                      device=device, precision=precision, seed=seed, evals=2)
     device = resolve_device(device)
     train = load_task_data(Path(world_dir) / "upstream_classify_train.npz", "classify", device)
     val = load_task_data(Path(world_dir) / "upstream_classify_val.npz", "classify", device)

@@ -12,6 +12,7 @@ import torch
 
 from . import detection
 from .data import TaskData
+from .train import autocast
 
 
 def check_threshold(threshold: float) -> float:
@@ -27,21 +28,22 @@ def check_weight(weight: float) -> float:
     return weight
 
 
-@torch.no_grad()
-def batched(fn, images: torch.Tensor, device, batch_size: int = 512):
-    """fn over a uint8 NHWC tensor in batches, each as float NCHW in [0, 1] on `device`; the outputs
-    concatenated (a dict of outputs key by key)."""
-    outputs = [fn(images[i:i + batch_size].to(device).permute(0, 3, 1, 2).float().div(255))
-               for i in range(0, len(images), batch_size)]
+@torch.no_grad()  # not inference_mode: pseudo-labels become a student's targets, which autograd saves
+def batched(fn, images: torch.Tensor, device, batch_size: int = 512, precision: str = "fp32"):
+    """fn over a uint8 NHWC tensor in batches, each as float NCHW in [0, 1] on `device`, at the training
+    `precision`; the outputs concatenated (a dict of outputs key by key)."""
+    with autocast(device, precision):
+        outputs = [fn(images[i:i + batch_size].to(device).permute(0, 3, 1, 2).float().div(255))
+                   for i in range(0, len(images), batch_size)]
     if isinstance(outputs[0], dict):
         return {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
     return torch.cat(outputs)
 
 
-def teacher_outputs(teacher, images: torch.Tensor):
+def teacher_outputs(teacher, images: torch.Tensor, precision: str = "fp32"):
     """The teacher's raw outputs over a uint8 NHWC pool (eval mode, no augmentation)."""
     teacher.eval()
-    return batched(teacher, images, next(teacher.parameters()).device)
+    return batched(teacher, images, next(teacher.parameters()).device, precision=precision)
 
 
 def pseudo_label_classes(logits: torch.Tensor, threshold: float, soft: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,11 +69,11 @@ def pseudo_label_boxes(outputs: dict, stride: int, threshold: float, max_boxes: 
 
 
 def pseudo_label(teacher, pool: torch.Tensor, task: str, classes: tuple[str, ...], threshold: float,
-                 soft: bool = True, max_boxes: int = 8) -> tuple[TaskData, dict]:
+                 soft: bool = True, max_boxes: int = 8, precision: str = "fp32") -> tuple[TaskData, dict]:
     """Label the unlabeled `pool` (uint8 NHWC) with `teacher` for `task`. Returns the pseudo-labelled
     data (classify: the confident images with soft or hard class distributions as labels; detect: every
     image with its confident boxes) and a summary of how much was kept."""
-    outputs = teacher_outputs(teacher, pool)
+    outputs = teacher_outputs(teacher, pool, precision)
     if task == "classify":
         keep, targets = pseudo_label_classes(outputs, threshold, soft)
         data = TaskData("classify", pool[keep.to(pool.device)], classes, labels=targets[keep].to(pool.device))

@@ -29,8 +29,8 @@ from .data import TaskData, load_task_data
 from .models import Net
 from .pseudo import batched
 from .registry import Registry
-from .train import (Diverged, TrainConfig, autocast, make_optimizer, make_scheduler, new_model, resolve_device,
-                    save_checkpoint, steps_per_epoch)
+from .train import (CHECK_EVERY, TrainConfig, break_if_diverged, autocast, make_optimizer, make_scheduler, new_model,
+                    resolve_device, resolve_precision, save_checkpoint, steps_per_epoch)
 
 METHODS = Registry("selfsup method")
 method = METHODS.register
@@ -279,7 +279,8 @@ def feature_invariance(model: Net, images_uint8_nhwc: torch.Tensor, views: nn.Mo
 # The loop
 
 def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: int, norm: str, epochs: float,
-                     batch_size: int, lr: float, device: str, seed: int = 0, **options) -> dict:
+                     batch_size: int, lr: float, device: str, seed: int = 0, precision: str = "auto",
+                     **options) -> dict:
     """`method` on the upstream images, their labels unused; writes a checkpoint whose backbone any task
     can start from, and its metrics (JSON beside it: the loss per epoch, the 1-NN probe).
 
@@ -294,7 +295,8 @@ def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: in
     torch.manual_seed(seed)  # the model, the heads, and every view and pretext draw follow from it
     model = new_model(train, arch, width, norm, seed).to(device)
     pretext = METHODS[method](model, train.images.shape[1], **options).to(device)
-    cfg = TrainConfig(epochs_1x=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed)
+    cfg = TrainConfig(epochs_1x=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed, precision=precision)
+    precision = resolve_precision(precision, device)
     params = list(model.parameters()) + list(pretext.parameters())
     optimizer = make_optimizer(params, cfg)
     epoch_steps = steps_per_epoch(len(train), batch_size)
@@ -306,26 +308,25 @@ def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: in
     model.train()
     with tqdm(total=total, desc=method) as bar:
         while step < total:
-            losses = []
+            losses, count = 0.0, 0  # summed on the device, read once an epoch
             epoch = torch.randperm(len(train), generator=order)[: epoch_steps * batch_size]
             for batch in epoch.view(-1, batch_size):
                 x = train.images[batch.to(train.images.device)].permute(0, 3, 1, 2).float().div(255).to(device)
-                with autocast(device):
+                with autocast(device, precision):
                     loss = pretext.loss(model, x)
-                if not torch.isfinite(loss):
-                    raise Diverged(f"{method}: loss became {loss.item()} at step {step}; lower lr (now {lr})",
-                                   step, step / epoch_steps, history)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                losses.append(loss.item())
-                step += 1
+                losses, count, step = losses + loss.detach().float(), count + 1, step + 1
                 bar.update(1)
+                if step >= total or step % CHECK_EVERY == 0:
+                    break_if_diverged(losses, method, step, step / epoch_steps, history, lr)
                 if step >= total:
                     break
+            break_if_diverged(losses, method, step, step / epoch_steps, history, lr)
             history.append(dict(step=step, epoch=step / epoch_steps, split="train", metric=f"{method}_loss",
-                                value=sum(losses) / len(losses)))
+                                value=float(losses) / count))
     final = {"loss": history[-1]["value"], "nn_accuracy": nearest_neighbour_accuracy(model, train, val)}
     save_checkpoint(out, model, val=final, history=history, selfsup=method, options=options)
     Path(out).with_suffix(".json").write_text(json.dumps({"val": final, "history": history}, indent=2) + "\n")

@@ -53,7 +53,8 @@ def supervised(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: st
 @algorithm("noisy_student")
 def noisy_student(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str, teacher, pool: torch.Tensor,
                   selftrain: SelfTraining) -> tuple[list, dict]:
-    pseudo, info = pseudo_label(teacher, pool, train.task, train.classes, selftrain.threshold, selftrain.soft)
+    pseudo, info = pseudo_label(teacher, pool, train.task, train.classes, selftrain.threshold, selftrain.soft,
+                                precision=cfg.precision)
     history = fit(model, train, val, cfg, desc=desc, pseudo=pseudo, pseudo_batch_size=selftrain.batch_size,
                   combine=LossNormaliser(selftrain.weight, selftrain.normalise))
     return history, info
@@ -62,7 +63,8 @@ def noisy_student(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc:
 @algorithm("sequential")
 def sequential(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str, teacher, pool: torch.Tensor,
                selftrain: SelfTraining) -> tuple[list, dict]:
-    pseudo, info = pseudo_label(teacher, pool, train.task, train.classes, selftrain.threshold, selftrain.soft)
+    pseudo, info = pseudo_label(teacher, pool, train.task, train.classes, selftrain.threshold, selftrain.soft,
+                                precision=cfg.precision)
     # The pseudo-label phase gets as many steps as the fine-tuning phase (none if the teacher kept nothing).
     first = []
     if len(pseudo):

@@ -2,6 +2,7 @@
 augmentation on the training device, tqdm progress, periodic evaluation and checkpoints."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
@@ -33,11 +34,13 @@ class TrainConfig:
     freeze: int = 0            # backbone stages left frozen (the stem is one): 0 = fine-tune all, 4 = only the head
     seed: int = 0
     device: str = "cpu"
+    precision: str = "auto"    # auto | fp32 | bf16: the compute dtype of the forward/backward (losses stay fp32)
     progress: bool = True
 
     def __post_init__(self):
         check_level(self.aug)
         check_backend(self.aug_backend)
+        check_precision(self.precision)
         for key in ("epochs_1x", "schedule", "lr"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0; got {getattr(self, key)}")
@@ -49,6 +52,7 @@ class TrainConfig:
 
 
 FROZEN_STAGES_MAX = 4  # the stem and three stages
+CHECK_EVERY = 25       # steps between host reads of the running loss, to stop a diverged run (NaN/inf) early
 POSE_TOLERANCE = 0.1   # pose accuracy: the predicted angle within this share of the shape's symmetry period
 
 
@@ -68,6 +72,32 @@ def resolve_device(device: str) -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
     return device
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    return precision
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX512-BF16, read from /proc/cpuinfo (Linux); elsewhere False, and 'auto' stays fp32."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """'auto' is bf16 on CUDA and on CPUs with fast bf16 (cpu_has_fast_bf16), fp32 otherwise."""
+    if check_precision(precision) != "auto":
+        return precision
+    return "bf16" if torch.device(device).type == "cuda" or cpu_has_fast_bf16() else "fp32"
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -142,10 +172,11 @@ def task_loss(model: Net, outputs, targets, task: str) -> torch.Tensor:
     return detection.detection_loss(outputs, *targets, stride=model.head.stride)
 
 
-@torch.no_grad()
-def evaluate(model: Net, data: TaskData, batch_size: int = 256) -> dict[str, float]:
+@torch.inference_mode()
+def evaluate(model: Net, data: TaskData, batch_size: int = 256, precision: str = "fp32") -> dict[str, float]:
     """Validation metrics: loss plus accuracy (classify), mIoU (segment), pose accuracy (pose: the angle within
-    POSE_TOLERANCE of the symmetry period) or COCO AP/AP50/AP75 (detect)."""
+    POSE_TOLERANCE of the symmetry period) or COCO AP/AP50/AP75 (detect), computed in fp32 from the model's
+    outputs at the training `precision`. Sums stay on the device until the end: one host read per metric."""
     model.eval()
     device = next(model.parameters()).device
     loss_sum, correct, confusion, results = 0.0, 0, 0, []
@@ -154,26 +185,26 @@ def evaluate(model: Net, data: TaskData, batch_size: int = 256) -> dict[str, flo
         index = torch.arange(start, min(start + batch_size, n), device=data.images.device)
         images = data.images[index].permute(0, 3, 1, 2).float().div(255).to(device)
         targets = batch_targets(data, index)
-        with autocast(device):
+        with autocast(device, precision):
             outputs = model(images)
-        loss_sum += task_loss(model, outputs, targets, data.task).item() * len(index)
+        loss_sum = loss_sum + task_loss(model, outputs, targets, data.task) * len(index)
         if data.task == "classify":
-            correct += (outputs.argmax(1) == targets).sum().item()
+            correct = correct + (outputs.argmax(1) == targets).sum()
         elif data.task == "pose":
             error = torch.atan2(outputs[:, 1].float(), outputs[:, 0].float()) - torch.atan2(targets[:, 1], targets[:, 0])
             error = torch.remainder(error + math.pi, 2 * math.pi) - math.pi  # around the circle
-            correct += (error.abs() <= 2 * math.pi * POSE_TOLERANCE).sum().item()
+            correct = correct + (error.abs() <= 2 * math.pi * POSE_TOLERANCE).sum()
         elif data.task == "segment":
             confusion = confusion + metrics.confusion_matrix(outputs.argmax(1), targets, model.cfg.num_classes + 1)
         else:
             boxes, scores, classes = detection.decode(outputs, model.head.stride)
             results += detection.to_coco_results(boxes, scores, classes, (index + 1).tolist(), data.images.shape[1])
     model.train()
-    out = {"loss": loss_sum / n}
+    out = {"loss": float(loss_sum) / n}
     if data.task == "classify":
-        out["accuracy"] = correct / n
+        out["accuracy"] = int(correct) / n
     elif data.task == "pose":
-        out["pose_accuracy"] = correct / n
+        out["pose_accuracy"] = int(correct) / n
     elif data.task == "segment":
         out["miou"] = metrics.mean_iou(confusion)
     else:
@@ -181,10 +212,10 @@ def evaluate(model: Net, data: TaskData, batch_size: int = 256) -> dict[str, flo
     return out
 
 
-def autocast(device) -> torch.autocast:
-    # bf16 autocast on CUDA (the papers train with mixed precision); full fp32 on the CPU for determinism.
+def autocast(device, precision: str = "fp32") -> torch.autocast:
+    """bf16 autocast (the papers train with mixed precision) when `precision` resolves to bf16, else fp32."""
     kind = torch.device(device).type
-    return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=kind == "cuda")
+    return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=resolve_precision(precision, device) == "bf16")
 
 
 class Diverged(FloatingPointError):
@@ -193,6 +224,14 @@ class Diverged(FloatingPointError):
     def __init__(self, message: str, step: int, epoch: float, history: list[dict]):
         super().__init__(message)
         self.step, self.epoch, self.history = step, epoch, history
+
+
+def break_if_diverged(loss_sum: torch.Tensor, desc: str, step: int, epoch: float, history: list[dict],
+                      lr: float) -> None:
+    """Raise Diverged if a running loss sum is NaN or infinite (one host read)."""
+    if not bool(torch.isfinite(loss_sum)):
+        raise Diverged(f"{desc}: the loss became {float(loss_sum)} by step {step}; lower lr (now {lr})",
+                       step, epoch, history)
 
 
 def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str = "train",
@@ -224,42 +263,43 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
     scheduler = make_scheduler(optimizer, cfg, total, steps_1x)
     eval_steps = sorted({max(1, round(total * (i + 1) / cfg.evals)) for i in range(cfg.evals)})
 
+    precision = resolve_precision(cfg.precision, device)
+    # Losses add up on the device and are read once per evaluation (and every CHECK_EVERY steps, to stop a
+    # diverged run early): no host synchronisation per step.
     history, running, running_pseudo, seen, step = [], 0.0, 0.0, 0, 0
     bar = tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
     while step < total:
         for batch in torch.randperm(n, generator=order_rng)[: epoch_steps * batch_size].view(-1, batch_size):
             index = batch.to(train.images.device)
             images, targets = augment(train.images[index], batch_targets(train, index))
-            with autocast(device):
+            with autocast(device, precision):
                 loss = task_loss(model, model(images.to(device)), targets, train.task)
-            human_loss = loss.item()  # the curves show the labelled loss, with or without pseudo-labels
+            running = running + loss.detach()  # the curves show the labelled loss, with or without pseudo-labels
             if pseudo is not None:
                 index = torch.randint(len(pseudo), (pseudo_batch_size,), generator=pseudo_rng).to(pseudo.images.device)
                 images, targets = pseudo_augment(pseudo.images[index], batch_targets(pseudo, index))
-                with autocast(device):
+                with autocast(device, precision):
                     pseudo_loss = task_loss(model, model(images.to(device)), targets, pseudo.task)
-                running_pseudo += pseudo_loss.item()
+                running_pseudo = running_pseudo + pseudo_loss.detach()
                 loss = combine(loss, pseudo_loss)
-            if not torch.isfinite(loss):
-                raise Diverged(f"{desc}: loss became {loss.item()} at step {step}; lower lr (now {cfg.lr})",
-                               step, step / epoch_steps, history)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            step += 1
-            running, seen = running + human_loss, seen + 1
+            step, seen = step + 1, seen + 1
             bar.update(1)
+            if step in eval_steps or step % CHECK_EVERY == 0:
+                break_if_diverged(running + running_pseudo, desc, step, step / epoch_steps, history, cfg.lr)
             if step in eval_steps:
                 epoch = step / epoch_steps
-                history.append(dict(step=step, epoch=epoch, split="train", metric="loss", value=running / seen))
+                history.append(dict(step=step, epoch=epoch, split="train", metric="loss", value=float(running) / seen))
                 if pseudo is not None:
                     history.append(dict(step=step, epoch=epoch, split="train", metric="pseudo_loss",
-                                        value=running_pseudo / seen))
+                                        value=float(running_pseudo) / seen))
                 running, running_pseudo, seen = 0.0, 0.0, 0
-                for metric, value in evaluate(model, val).items():
+                for metric, value in evaluate(model, val, precision=precision).items():
                     history.append(dict(step=step, epoch=epoch, split="val", metric=metric, value=value))
                 bar.set_postfix({r["metric"]: round(r["value"], 3) for r in history if r["step"] == step})
             if step >= total:

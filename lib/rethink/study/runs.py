@@ -18,7 +18,8 @@ from tqdm import tqdm
 from ..core.data import check_fraction, load_task_data
 from ..core.pseudo import pseudo_label_quality
 from ..core.selftrain import ALGORITHMS, SelfTraining, check_method
-from ..core.train import Diverged, TrainConfig, check_task_aug, new_model, resolve_device, steps_per_epoch
+from ..core.train import (Diverged, TrainConfig, check_task_aug, new_model, resolve_device, resolve_precision,
+                          steps_per_epoch)
 from ..core.world import load_world
 from .verdicts import METRIC_UNITS
 
@@ -64,7 +65,8 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
     key = dict(train_file=file_hash(train_file), val_file=file_hash(val_file), task=task, init=init,
                checkpoint=file_hash(checkpoint) if init != "scratch" else None, **model,
                label_fraction=label_fraction,
-               train={**{k: v for k, v in asdict(train).items() if k != "progress"}, "device": device},
+               train={**{k: v for k, v in asdict(train).items() if k != "progress"}, "device": device,
+                      "precision": resolve_precision(train.precision, device)},  # as the device: what ran
                code=code_hash())
     teacher = None
     if check_method(method) != "supervised":
