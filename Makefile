@@ -3,13 +3,14 @@
 # make smoke  - the whole DAG under the smoke profile, into build/smoke/
 # make render - re-render every committed report from its results.csv (trains nothing)
 # make lab    - JupyterLab on the notebooks (jupytext opens the .py files as notebooks)
+# make bench  - benchmarks/bench.py: training-step throughput on this machine -> benchmarks/results/, README table
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup study smoke test render lab lint clean
+.PHONY: setup study smoke test render lab lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +36,9 @@ test: setup
 render: setup
 	python -m rethink render --profile default
 	python -m rethink readme --findings reports/findings.md --readme README.md
+
+bench: setup
+	python benchmarks/bench.py
 
 lint: setup
 	snakemake --lint --config profile=smoke

@@ -7,7 +7,7 @@ What comes from Kornia (nothing about the policies is restated here):
   own operation objects (``kornia.augmentation.auto.{autoaugment,rand_augment}.ops``);
 - each operation's parameters: ``OperationBase.forward_parameters`` samples the magnitude inside the
   op's range, its random sign, its mapping (shear fraction to degrees, posterize bits) and the
-  application probability;
+  application probability, once per batch for all the images that drew the op in any round;
 - each operation's kernel: ``apply_transform`` of an intensity op, ``compute_transformation`` (the 3x3
   matrix) of a geometric op, and ``warp_affine`` with the op's own resampling flags;
 - the scale jitter's parameters and matrix: Kornia's ``RandomAffine`` (see ``augment._make_scale_jitter``).
@@ -108,35 +108,54 @@ class GroupedPolicy(nn.Module):
             draws = [sub * 2 + r for r in range(self.rounds)]  # flat index of op r of each image's sub-policy
         else:
             draws = [torch.randint(0, len(self.ops), (x.shape[0],)) for _ in range(self.rounds)]
-        x = x.clone()  # the rounds write into it in place
+        # Each op's parameters for all the images that drew it, in every round: one sampler call per op.
+        counts = torch.bincount(torch.cat(draws), minlength=len(self.ops)).tolist() if draws else []
+        params = {k: self._sample(k, c, x.shape) for k, c in enumerate(counts) if c}
+        # x is the warp's own output from here on: the rounds write into it in place
         for r, drawn in enumerate(draws):
-            x, masks, boxes = self._round(r, drawn, x, masks, boxes)
+            x, masks, boxes = self._round(r, drawn, params, x, masks, boxes)
         return x, masks, boxes
+
+    def _sample(self, k: int, count: int, shape: torch.Size) -> list:
+        """Op k's parameters (Kornia's sampler) for `count` images, as a queue the rounds take from in turn."""
+        op = self.ops[k]
+        mag = randaugment_magnitude(op, self.m, *shape[-2:]) if self.kind == "randaugment" else None
+        params = op.forward_parameters(torch.Size((count, *shape[1:])), mag=None if mag is None else torch.full((count,), mag))
+        return [params, 0]
+
+    @staticmethod
+    def _take(queue: list, n: int) -> dict:
+        params, start = queue
+        queue[1] = start + n
+        total = len(params["batch_prob"])
+        return {key: value[start:start + n] if key != "forward_input_shape" and torch.is_tensor(value)
+                and value.ndim and len(value) == total else value for key, value in params.items()}
 
     def _flip_and_jitter(self, x, masks, boxes):
         n, _, h, w = x.shape
-        flip = (torch.rand(n) < 0.5).to(x.device)  # RandomHorizontalFlip(p=0.5), exact: no resampling
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        flip = torch.nonzero(torch.rand(n) < 0.5).flatten().to(x.device)  # RandomHorizontalFlip(p=0.5): exact
+        x = x.index_copy(0, flip, x.index_select(0, flip).flip(-1))
         if masks is not None:
-            masks = torch.where(flip[:, None, None], masks.flip(-1), masks)
+            masks = masks.index_copy(0, flip, masks.index_select(0, flip).flip(-1))
         if boxes is not None:
-            mirrored = torch.stack([w - boxes[..., 2], boxes[..., 1], w - boxes[..., 0], boxes[..., 3]], -1)
-            alive = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
-            boxes = torch.where((flip[:, None] & alive)[..., None], mirrored, boxes)
+            b = boxes.index_select(0, flip)
+            alive = ((b[..., 2] > b[..., 0]) & (b[..., 3] > b[..., 1]))[..., None]
+            mirrored = torch.stack([w - b[..., 2], b[..., 1], w - b[..., 0], b[..., 3]], -1)
+            boxes = boxes.index_copy(0, flip, torch.where(alive, mirrored, b))
         jitter = self.scale_jitter
         params = jitter.forward_parameters(x.shape)
         mats = jitter.compute_transformation(x, params, jitter.flags)
         return warp(x, masks, boxes, mats, jitter.flags["align_corners"])
 
-    def _round(self, r: int, drawn: torch.Tensor, x, masks, boxes):
+    def _round(self, r: int, drawn: torch.Tensor, queues: dict, x, masks, boxes):
         """One op per image: intensity ops in place, group by group; the geometric ones as one warp."""
         geometric: dict[bool, list] = {}  # align_corners -> [(rows, matrices)]: one warp per flag value
-        for k in torch.unique(drawn).tolist():
-            rows = torch.nonzero(drawn == k).flatten()
+        by_op = torch.argsort(drawn, stable=True).split(torch.bincount(drawn, minlength=len(self.ops)).tolist())
+        for k, rows in enumerate(by_op):
+            if not len(rows):
+                continue
             op = self.ops[k]
-            shape = torch.Size((len(rows), *x.shape[1:]))
-            mag = randaugment_magnitude(op, self.m, *x.shape[-2:]) if self.kind == "randaugment" else None
-            params = op.forward_parameters(shape, mag=None if mag is None else torch.full((len(rows),), mag))
+            params = self._take(queues[k], len(rows))
             applied = params["batch_prob"] > 0.5
             if self.trace is not None:
                 factor = params.get(op._factor_name) if op._factor_name else None
