@@ -9,7 +9,7 @@ import torch
 from rethink.core import selftrain
 from rethink.study import runs
 from rethink.core import world as W
-from rethink.core.data import load_task_data
+from rethink.core.data import load_task_data, to_unit_nchw
 from rethink.core.pseudo import (LossNormaliser, pseudo_label, pseudo_label_boxes, pseudo_label_classes,
                             pseudo_label_quality)
 from rethink.core.selfsup import nt_xent
@@ -103,7 +103,7 @@ def test_pseudo_labelling_a_pool_matches_the_threshold_and_reports_quality(teach
     data, teacher, pool = teacher_and_pool
     images = torch.from_numpy(pool["images"])
     with torch.no_grad():
-        confidence = teacher(images.permute(0, 3, 1, 2).float() / 255).softmax(1).max(1).values
+        confidence = teacher(to_unit_nchw(images)).softmax(1).max(1).values
     threshold = confidence.median().item()  # a short run's teacher is far from confident: keep about half
     pseudo, info = pseudo_label(teacher, images, "classify", data.classes, threshold=threshold)
     confident = confidence >= threshold

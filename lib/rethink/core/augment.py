@@ -61,6 +61,7 @@ import torch
 from torch import nn
 
 from .boxes import box_corners, quads_to_boxes
+from .data import to_unit_nchw
 from .policy import GroupedPolicy
 
 LEVELS = ("S0", "S1", "S2", "S3", "S4")
@@ -390,7 +391,7 @@ class _Uint8ToKornia(nn.Module):
         x = images_uint8_nhwc
         if not (x.dtype == torch.uint8 and x.ndim == 4 and x.shape[3] == 3):
             raise ValueError(f"expected a uint8 [B,H,W,3] tensor; got {x.dtype} {tuple(x.shape)}")
-        return self.aug(x.permute(0, 3, 1, 2).float().div_(255.0))
+        return self.aug(to_unit_nchw(x))
 
 
 def make_augment(backend: str, level: str, image_size: int, batch_size: int, device: str,

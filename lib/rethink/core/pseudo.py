@@ -11,7 +11,7 @@ import math
 import torch
 
 from . import detection
-from .data import TaskData
+from .data import TaskData, to_unit_nchw
 from .train import autocast
 
 
@@ -33,7 +33,7 @@ def batched(fn, images: torch.Tensor, device, batch_size: int = 512, precision: 
     """fn over a uint8 NHWC tensor in batches, each as float NCHW in [0, 1] on `device`, at the training
     `precision`; the outputs concatenated (a dict of outputs key by key)."""
     with autocast(device, precision):
-        outputs = [fn(images[i:i + batch_size].to(device).permute(0, 3, 1, 2).float().div(255))
+        outputs = [fn(to_unit_nchw(images[i:i + batch_size].to(device)))
                    for i in range(0, len(images), batch_size)]
     if isinstance(outputs[0], dict):
         return {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .data import TaskData, load_task_data
+from .data import TaskData, load_task_data, to_unit_nchw
 from .models import Net
 from .pseudo import batched
 from .registry import Registry
@@ -311,7 +311,7 @@ def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: in
             losses, count = 0.0, 0  # summed on the device, read once an epoch
             epoch = torch.randperm(len(train), generator=order)[: epoch_steps * batch_size]
             for batch in epoch.view(-1, batch_size):
-                x = train.images[batch.to(train.images.device)].permute(0, 3, 1, 2).float().div(255).to(device)
+                x = to_unit_nchw(train.images[batch.to(train.images.device)]).to(device)
                 with autocast(device, precision):
                     loss = pretext.loss(model, x)
                 optimizer.zero_grad(set_to_none=True)

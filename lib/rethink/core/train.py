@@ -13,7 +13,7 @@ from tqdm import tqdm  # plain text bars: they go to the rules' logs
 
 from . import detection, metrics
 from .augment import KorniaAugment, check_backend, check_level, make_augment
-from .data import TaskData
+from .data import TaskData, to_unit_nchw
 from .models import Net, build_model
 
 CHECKPOINT_FORMAT = "rethink-checkpoint-v1"
@@ -150,7 +150,7 @@ def make_batch_augment(data: TaskData, cfg: TrainConfig, device: str):
     augment = KorniaAugment(cfg.aug, size, seed=cfg.seed).to(device)
 
     def apply(images, targets):
-        x = images.permute(0, 3, 1, 2).float() / 255
+        x = to_unit_nchw(images)
         if data.task == "segment":
             x, _, masks = augment(x, masks=targets)
             return x, masks.long()
@@ -183,7 +183,7 @@ def evaluate(model: Net, data: TaskData, batch_size: int = 256, precision: str =
     n = len(data)
     for start in range(0, n, batch_size):
         index = torch.arange(start, min(start + batch_size, n), device=data.images.device)
-        images = data.images[index].permute(0, 3, 1, 2).float().div(255).to(device)
+        images = to_unit_nchw(data.images[index]).to(device)
         targets = batch_targets(data, index)
         with autocast(device, precision):
             outputs = model(images)
