@@ -145,3 +145,20 @@ def test_grad_clip_bounds_every_update(tiny_world, monkeypatch):
     norms.clear()
     fit(new_model(data, "resnet9", 8, "gn", seed=0), data, data, dataclasses.replace(cfg, grad_clip=0.0))
     assert max(norms) > 0.5  # without clipping the same run's gradients are larger
+
+
+def test_augmented_batches_keep_targets_with_their_images_across_calls(tiny_world):
+    """Several steps' batches go through one augmentation call; each step gets back its own images and targets."""
+    data = load_task_data(tiny_world / "scenes_train.npz", "detect")
+    calls = []
+
+    def identity(images, targets):  # S0 stands in for any augmentation: the split is what is tested
+        calls.append(len(images))
+        return T.to_unit_nchw(images), targets
+    index = [torch.arange(i, 64, 4) for i in range(4)] * 2  # 8 steps of 16 images
+    steps = T.augmented_batches(data, identity, iter(index), per_call=3)
+    for i, (images, (boxes, labels)) in zip(range(7), steps):
+        assert torch.equal(images, T.to_unit_nchw(data.images[index[i]]))
+        assert torch.equal(boxes, data.boxes[index[i]]) and torch.equal(labels, data.labels[index[i]])
+    assert calls == [48, 48, 32]  # 3 + 3 steps, then the 2 left
+    assert T.steps_per_call(128) == 4 and T.steps_per_call(32) == 16 and T.steps_per_call(1024) == 1

@@ -3,9 +3,11 @@ augmentation on the training device, tqdm progress, periodic evaluation and chec
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -142,7 +144,8 @@ def make_batch_augment(data: TaskData, cfg: TrainConfig, device: str):
     size = data.images.shape[1]
     check_task_aug(data.task, cfg.aug)
     if data.task in ("classify", "pose"):
-        augment = make_augment(cfg.aug_backend, cfg.aug, size, cfg.batch_size, device, cfg.seed)
+        # DALI's pipeline is built for the largest call: augmented_batches' ~AUG_IMAGES images, or one batch
+        augment = make_augment(cfg.aug_backend, cfg.aug, size, max(AUG_IMAGES, cfg.batch_size), device, cfg.seed)
         return lambda images, targets: (augment(images), targets)
     if cfg.aug_backend != "kornia":
         raise ValueError(f"aug_backend {cfg.aug_backend!r} supports task 'classify' only; "
@@ -160,6 +163,36 @@ def make_batch_augment(data: TaskData, cfg: TrainConfig, device: str):
         return x, (boxes, labels)
 
     return apply
+
+
+AUG_IMAGES = 512  # images per augmentation call: Kornia's and DALI's per-call cost, paid once for several steps
+
+
+def steps_per_call(batch_size: int) -> int:
+    """Steps whose batches are augmented together (each image still draws its own ops): about AUG_IMAGES images."""
+    return max(1, AUG_IMAGES // batch_size)
+
+
+def epoch_batches(n: int, batch_size: int, epoch_steps: int, rng: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches, epoch after epoch: a fresh permutation each epoch, the ragged end dropped."""
+    while True:
+        yield from torch.randperm(n, generator=rng)[: epoch_steps * batch_size].view(-1, batch_size)
+
+
+def random_batches(n: int, batch_size: int, rng: torch.Generator) -> Iterator[torch.Tensor]:
+    while True:
+        yield torch.randint(n, (batch_size,), generator=rng)
+
+
+def augmented_batches(data: TaskData, augment, batches: Iterator[torch.Tensor], per_call: int):
+    """(images, targets) per step: `per_call` steps' index batches augmented in one call, then split."""
+    while True:
+        chunk = list(itertools.islice(batches, per_call))
+        index = torch.cat(chunk).to(data.images.device)
+        images, targets = augment(data.images[index], batch_targets(data, index))
+        sizes = [len(b) for b in chunk]
+        parts = zip(*(t.split(sizes) for t in targets)) if isinstance(targets, tuple) else targets.split(sizes)
+        yield from zip(images.split(sizes), parts)
 
 
 def task_loss(model: Net, outputs, targets, task: str) -> torch.Tensor:
@@ -244,20 +277,20 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
     device = resolve_device(cfg.device)
     model.to(device).train()
     torch.manual_seed(cfg.seed)
-    order_rng = torch.Generator().manual_seed(cfg.seed)
-    augment = make_batch_augment(train, cfg, device)
+    n = len(train)
+    batch_size = min(cfg.batch_size, n)
+    epoch_steps = steps_per_epoch(n, cfg.batch_size)
+    batches = augmented_batches(train, make_batch_augment(train, cfg, device), epoch_batches(
+        n, batch_size, epoch_steps, torch.Generator().manual_seed(cfg.seed)), steps_per_call(batch_size))
     if pseudo is not None and len(pseudo) and pseudo_batch_size:
-        pseudo_rng = torch.Generator().manual_seed(cfg.seed + 1)
         # Its own augmentation stream: the same draws as the labelled batch would correlate the two.
         pseudo_cfg = replace(cfg, seed=cfg.seed + 1, batch_size=pseudo_batch_size)
-        pseudo_augment = make_batch_augment(pseudo, pseudo_cfg, device)
+        pseudo_batches = augmented_batches(pseudo, make_batch_augment(pseudo, pseudo_cfg, device), random_batches(
+            len(pseudo), pseudo_batch_size, torch.Generator().manual_seed(cfg.seed + 1)), steps_per_call(pseudo_batch_size))
     else:
         pseudo = None
     model.frozen_stages(cfg.freeze)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
-    n = len(train)
-    batch_size = min(cfg.batch_size, n)
-    epoch_steps = steps_per_epoch(n, cfg.batch_size)
     steps_1x = max(1, round(cfg.epochs_1x * epoch_steps))
     total = max(1, round(cfg.schedule * steps_1x))
     scheduler = make_scheduler(optimizer, cfg, total, steps_1x)
@@ -266,44 +299,39 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
     precision = resolve_precision(cfg.precision, device)
     # Losses add up on the device and are read once per evaluation (and every CHECK_EVERY steps, to stop a
     # diverged run early): no host synchronisation per step.
-    history, running, running_pseudo, seen, step = [], 0.0, 0.0, 0, 0
+    history, running, running_pseudo, seen = [], 0.0, 0.0, 0
     bar = tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
-    while step < total:
-        for batch in torch.randperm(n, generator=order_rng)[: epoch_steps * batch_size].view(-1, batch_size):
-            index = batch.to(train.images.device)
-            images, targets = augment(train.images[index], batch_targets(train, index))
+    for step in range(1, total + 1):
+        images, targets = next(batches)
+        with autocast(device, precision):
+            loss = task_loss(model, model(images.to(device)), targets, train.task)
+        running = running + loss.detach()  # the curves show the labelled loss, with or without pseudo-labels
+        if pseudo is not None:
+            images, targets = next(pseudo_batches)
             with autocast(device, precision):
-                loss = task_loss(model, model(images.to(device)), targets, train.task)
-            running = running + loss.detach()  # the curves show the labelled loss, with or without pseudo-labels
+                pseudo_loss = task_loss(model, model(images.to(device)), targets, pseudo.task)
+            running_pseudo = running_pseudo + pseudo_loss.detach()
+            loss = combine(loss, pseudo_loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        seen += 1
+        bar.update(1)
+        if step in eval_steps or step % CHECK_EVERY == 0:
+            break_if_diverged(running + running_pseudo, desc, step, step / epoch_steps, history, cfg.lr)
+        if step in eval_steps:
+            epoch = step / epoch_steps
+            history.append(dict(step=step, epoch=epoch, split="train", metric="loss", value=float(running) / seen))
             if pseudo is not None:
-                index = torch.randint(len(pseudo), (pseudo_batch_size,), generator=pseudo_rng).to(pseudo.images.device)
-                images, targets = pseudo_augment(pseudo.images[index], batch_targets(pseudo, index))
-                with autocast(device, precision):
-                    pseudo_loss = task_loss(model, model(images.to(device)), targets, pseudo.task)
-                running_pseudo = running_pseudo + pseudo_loss.detach()
-                loss = combine(loss, pseudo_loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step, seen = step + 1, seen + 1
-            bar.update(1)
-            if step in eval_steps or step % CHECK_EVERY == 0:
-                break_if_diverged(running + running_pseudo, desc, step, step / epoch_steps, history, cfg.lr)
-            if step in eval_steps:
-                epoch = step / epoch_steps
-                history.append(dict(step=step, epoch=epoch, split="train", metric="loss", value=float(running) / seen))
-                if pseudo is not None:
-                    history.append(dict(step=step, epoch=epoch, split="train", metric="pseudo_loss",
-                                        value=float(running_pseudo) / seen))
-                running, running_pseudo, seen = 0.0, 0.0, 0
-                for metric, value in evaluate(model, val, precision=precision).items():
-                    history.append(dict(step=step, epoch=epoch, split="val", metric=metric, value=value))
-                bar.set_postfix({r["metric"]: round(r["value"], 3) for r in history if r["step"] == step})
-            if step >= total:
-                break
+                history.append(dict(step=step, epoch=epoch, split="train", metric="pseudo_loss",
+                                    value=float(running_pseudo) / seen))
+            running, running_pseudo, seen = 0.0, 0.0, 0
+            for metric, value in evaluate(model, val, precision=precision).items():
+                history.append(dict(step=step, epoch=epoch, split="val", metric=metric, value=value))
+            bar.set_postfix({r["metric"]: round(r["value"], 3) for r in history if r["step"] == step})
     bar.close()
     return history
 
