@@ -64,3 +64,15 @@ def test_bn_batch_picks_the_small_batch_layer():
     assert not any(isinstance(m, SmallBatchNorm2d) for m in build_model(norm="bn").modules())
     with pytest.raises(ValueError, match="bn_batch"):
         build_model(norm="bn", bn_batch=-1)
+
+
+@pytest.mark.parametrize("norm,bn_batch", [("gn", 0), ("bn", 0), ("bn", 2), ("none", 0)])
+def test_every_norm_trains_under_bf16_autocast(norm, bn_batch):
+    """precision: bf16 runs the convolutions in bf16; normalisation statistics stay fp32."""
+    model = build_model(norm=norm, bn_batch=bn_batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(torch.rand(8, 3, 32, 32)).float().logsumexp(1).mean()
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert all(b.dtype in (torch.float32, torch.int64) for b in model.buffers())

@@ -53,7 +53,8 @@ class SmallBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         if n % self.device_batch:
             raise ValueError(f"batch of {n} images does not split into per-device batches of {self.device_batch}")
-        groups = x.view(n // self.device_batch, self.device_batch, *x.shape[1:])
+        # statistics in fp32 whatever the autocast dtype, as nn.BatchNorm2d keeps them
+        groups = x.float().view(n // self.device_batch, self.device_batch, *x.shape[1:])
         var, mean = torch.var_mean(groups, dim=(1, 3, 4), correction=0, keepdim=True)
         y = ((groups - mean) * torch.rsqrt(var + self.eps)).view_as(x)
         with torch.no_grad():  # running statistics: the average over devices, unbiased as in nn.BatchNorm2d
@@ -61,7 +62,7 @@ class SmallBatchNorm2d(nn.BatchNorm2d):
             self.running_mean.lerp_(mean.mean(0).flatten(), self.momentum)
             self.running_var.lerp_(var.mean(0).flatten() * count / max(count - 1, 1), self.momentum)
             self.num_batches_tracked += 1
-        return y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        return (y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)).to(x.dtype)
 
 
 def norm_layer(kind: str, channels: int, groups: int, bn_batch: int = 0) -> nn.Module:
