@@ -209,7 +209,7 @@ def task_loss(model: Net, outputs, targets, task: str) -> torch.Tensor:
 def evaluate(model: Net, data: TaskData, batch_size: int = 256, precision: str = "fp32") -> dict[str, float]:
     """Validation metrics: loss plus accuracy (classify), mIoU (segment), pose accuracy (pose: the angle within
     POSE_TOLERANCE of the symmetry period) or COCO AP/AP50/AP75 (detect), computed in fp32 from the model's
-    outputs at the training `precision`. Sums stay on the device until the end: one host read per metric."""
+    outputs at the training `precision`. Loss and accuracy sums stay on the device until the end."""
     model.eval()
     device = next(model.parameters()).device
     loss_sum, correct, confusion, results = 0.0, 0, 0, []
