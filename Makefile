@@ -3,6 +3,7 @@
 # make smoke  - the whole DAG under the smoke profile, into build/smoke/
 # make render - re-render every committed report from its results.csv (trains nothing)
 # make lab    - JupyterLab on the notebooks (jupytext opens the .py files as notebooks)
+# make lock   - refresh requirements.lock: every package pinned, from a fresh venv of pyproject.toml's pins
 # make bench  - benchmarks/bench.py: training-step throughput on this machine -> benchmarks/results/, README table
 PYTHON ?= python3
 VENV := .venv
@@ -10,17 +11,26 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup study smoke test render lab lint bench clean
+.PHONY: setup study smoke test render lab lint bench lock clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The full set-up (Linux): every package at its locked version, then the project itself with the dev and
+# dali extras (no resolution left to do). Elsewhere: pip install -e '.[dev]' (README, "Install").
+$(VENV)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "Python 3.11 is required (torch 2.14.1 wheels); set PYTHON=python3.11"; exit 1; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e '.[dev,dali]'
 	touch $@
+
+lock:
+	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/pip install -q -e '.[dev,dali]'
+	echo "# make lock: every package of pip install -e '.[dev,dali]' (Linux x86_64, Python 3.11), pinned" > requirements.lock
+	build/lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^setuptools==' >> requirements.lock
+	rm -rf build/lock-venv
 
 study: setup
 	snakemake --cores $(CORES) --config profile=default

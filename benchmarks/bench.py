@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from rethink.core.data import TaskData
 from rethink.core.detection import detection_loss
 from rethink.core.models import build_model
 from rethink.core.pseudo import teacher_outputs
+from rethink.study.outputs import cpu_name
 from rethink.core.train import AUG_IMAGES, autocast, evaluate, resolve_device, resolve_precision, steps_per_call
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -350,16 +350,6 @@ def splice_readme(readme: Path = ROOT / "README.md") -> None:
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     readme.write_text(f"{head}{README_START}\n{readme_table(results)}\n{README_END}{tail}")
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def main(rounds: int) -> dict:

@@ -1,13 +1,31 @@
 import json
+import os
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from rethink.core import world as W
-from rethink.core.dali import dali_to_torch
+
+class _WithoutDali:
+    """RETHINK_WITHOUT_DALI=1: NVIDIA DALI cannot be imported, as on an install without the [dali] extra."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "nvidia.dali" or name.startswith("nvidia.dali."):
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden by RETHINK_WITHOUT_DALI)", name=name)
+        return None
+
+
+if os.environ.get("RETHINK_WITHOUT_DALI"):
+    sys.meta_path.insert(0, _WithoutDali())
+
+from rethink.core import world as W  # noqa: E402  (after the DALI switch)
+from rethink.core.augment import DALI_EXTRA, dali_installed  # noqa: E402
+from rethink.core.dali import dali_to_torch  # noqa: E402
+
+requires_dali = pytest.mark.skipif(not dali_installed(), reason=f"needs NVIDIA DALI ({DALI_EXTRA})")
 
 
 @pytest.fixture(scope="session")

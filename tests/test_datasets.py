@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from conftest import (BACKGROUND, CIFAR10_CLASSES, STL10_CLASSES, class_colour, coco_layout, marked_images,
-                      write_image_folder)
+                      requires_dali, write_image_folder)
 from rethink.core import datasets as D
 from rethink.core import world as W
 
@@ -87,7 +87,10 @@ def test_image_folder_extensions_and_classes(tmp_path):
     assert (data["images"][2] == 130).all()  # grey becomes RGB
 
 
-def test_decode_files_matches_pil_and_keeps_order(tmp_path):
+@pytest.mark.parametrize("decoder", [pytest.param("dali", marks=requires_dali), "torchvision"])
+def test_decode_files_matches_pil_and_keeps_order(tmp_path, monkeypatch, decoder):
+    if decoder == "torchvision":  # what an install without the [dali] extra decodes with
+        monkeypatch.setattr(D, "dali_installed", lambda: False)
     images = W.generate_classification(7, W.UPSTREAM_CLASSES[:3], W.WorldSpec(image_size=48), seed=0)["images"]
     paths = []
     for i, img in enumerate(images):
@@ -307,7 +310,10 @@ def test_malformed_coco_json_is_named(tmp_path, coco_paths):
         D.read_coco(coco_paths[0], bad, SIZE)
 
 
-def test_empty_split_and_undecodable_images(tmp_path):
+@pytest.mark.parametrize("decoder", [pytest.param("dali", marks=requires_dali), "torchvision"])
+def test_empty_split_and_undecodable_images(tmp_path, monkeypatch, decoder):
+    if decoder == "torchvision":
+        monkeypatch.setattr(D, "dali_installed", lambda: False)
     (tmp_path / "tree" / "train" / "a").mkdir(parents=True)
     with _raises(ValueError, tmp_path / "tree" / "train", "no images"):
         D.read_image_folder(tmp_path / "tree", "train", SIZE)

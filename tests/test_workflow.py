@@ -130,7 +130,10 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
         results = pd.read_csv(folder / "results.csv")
         assert {"run_id", "arm", "seed", "step", "split", "metric", "value"} <= set(results.columns)
         run = json.loads((folder / "run.json").read_text())
-        assert run["parameters"]["profile"] == "smoke" and run["git_commit"] and "torch" in run["packages"]
+        assert run["parameters"]["profile"] == "smoke" and run["git_commit"]
+        # the whole environment: every installed package, Python, CPU, GPUs and torch's build
+        assert {"torch", "kornia", "numpy", "snakemake"} <= set(run["packages"]) and len(run["packages"]) > 50
+        assert run["python"] and run["cpu"] and "gpus" in run and run["torch_build"]["version"].startswith("2.14.1")
         assert (folder / f"{notebook}.html").stat().st_size > 10_000
         assert list(folder.glob("*.png"))
         executed = (folder / f"{notebook}.ipynb").read_text()

@@ -91,9 +91,26 @@ def check_level(level: str) -> str:
     return _check_choice(level, "aug", "augmentation level", LEVELS)
 
 
+DALI_EXTRA = "pip install -e '.[dali]'"  # the extra that brings NVIDIA DALI (Linux), with torch's CUDA major
+
+
+def dali_installed() -> bool:
+    """NVIDIA DALI is optional: only ``aug_backend: dali`` needs it (real datasets decode without it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("nvidia.dali") is not None
+    except (ImportError, ValueError):  # no `nvidia` namespace at all, or a broken one
+        return False
+
+
 def check_backend(backend: str) -> str:
-    """Return ``backend`` if it is one of :data:`BACKENDS`; raise ``ValueError`` otherwise."""
-    return _check_choice(backend, "aug_backend", "augmentation backend", BACKENDS)
+    """Return ``backend`` if it is one of :data:`BACKENDS` and installed; raise ``ValueError`` otherwise."""
+    _check_choice(backend, "aug_backend", "augmentation backend", BACKENDS)
+    if backend == "dali" and not dali_installed():
+        raise ValueError(f"aug_backend 'dali' needs NVIDIA DALI, which is not installed here: {DALI_EXTRA} "
+                         f"(Linux only), or use aug_backend 'kornia'")
+    return backend
 
 
 # --------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augment import dali_installed
 from .dali import dali_placement
 from .train import resolve_device
 
@@ -145,14 +146,13 @@ def read_stl10(path: str | Path, split: str) -> dict[str, np.ndarray]:
     return {"images": images, "labels": labels, "classes": classes}
 
 
-# ------------------------------------------------------------------ decoding (DALI)
+# ------------------------------------------------------------------ decoding (DALI, or torchvision without it)
 def decode_files(paths: Sequence[str | Path], image_size: int, device: str = "cpu",
                  batch_size: int = 64) -> np.ndarray:
     """Decode JPEG/PNG files and squash each to image_size x image_size (linear, antialiased)
     with a DALI pipeline: on the GPU ("mixed" decoder) when `device` resolves to CUDA, else
-    on the CPU. Returns uint8 [N,S,S,3] RGB in the order of `paths`."""
-    from nvidia.dali import fn, pipeline_def, types
-
+    on the CPU; without DALI installed, with torchvision.io on the CPU. Returns uint8 [N,S,S,3]
+    RGB in the order of `paths`."""
     paths = [str(p) for p in paths]
     n, size = len(paths), int(image_size)
     if size <= 0:
@@ -163,6 +163,10 @@ def decode_files(paths: Sequence[str | Path], image_size: int, device: str = "cp
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"{len(missing)} image file(s) do not exist, e.g. {missing[0]!r}")
+    if not dali_installed():
+        return decode_files_torchvision(paths, size, out)
+    from nvidia.dali import fn, pipeline_def, types
+
     dali_device, device_id = dali_placement(resolve_device(device))
     batch = min(int(batch_size), n)
 
@@ -191,6 +195,20 @@ def decode_files(paths: Sequence[str | Path], image_size: int, device: str = "cp
         seen[idx] = True
     if not seen.all():  # would mean the reader skipped files
         raise RuntimeError(f"DALI returned {seen.sum()} of {n} images")
+    return out
+
+
+def decode_files_torchvision(paths: list[str], size: int, out: np.ndarray) -> np.ndarray:
+    """decode_files without DALI: torchvision.io decodes, a bilinear antialiased resize squashes."""
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2.functional import resize
+
+    for i, path in enumerate(paths):
+        try:
+            image = decode_image(path, mode=ImageReadMode.RGB)
+        except Exception as exc:
+            raise ValueError(f"could not decode {path} (not a valid JPEG or PNG image): {exc}") from exc
+        out[i] = resize(image, [size, size], antialias=True).permute(1, 2, 0).numpy()
     return out
 
 

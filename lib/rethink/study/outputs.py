@@ -157,9 +157,33 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str = "auto") -> dict:
+    """What a run ran on, for run.json: Python, platform, CPU, GPUs, torch's build (its CUDA and cuDNN) and
+    every installed package with its version."""
+    device = resolve_device(device)
+    cuda = torch.cuda.is_available()
+    return dict(
+        python=sys.version.split()[0], platform=platform.platform(), cpu=cpu_name(), threads=torch.get_num_threads(),
+        gpus=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        device=torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
+        torch_build=dict(version=torch.__version__, cuda=torch.version.cuda,
+                         cudnn=torch.backends.cudnn.version() if cuda else None),
+        packages=dict(sorted((d.metadata["Name"], d.version) for d in metadata.distributions() if d.metadata["Name"])))
+
+
 def write_results(out_dir: str, results: pd.DataFrame, parameters: dict,
                   checkpoints: dict[str, str] | None = None) -> dict:
-    """The sweep's half of a notebook: results.csv, run.json (parameters, git commit, package versions) and,
+    """The sweep's half of a notebook: results.csv, run.json (parameters, git commit, the environment) and,
     for `checkpoints` (name -> path), checkpoints.csv with each checkpoint's own numbers from the JSON its
     rule writes beside it (supervised: loss and accuracy; self-supervised: its loss and the 1-NN probe)."""
     out = Path(out_dir)
@@ -169,12 +193,7 @@ def write_results(out_dir: str, results: pd.DataFrame, parameters: dict,
             for metric, value in json.loads(Path(path).with_suffix(".json").read_text())["val"].items()]
     if rows:
         pd.DataFrame(rows).to_csv(out / "checkpoints.csv", index=False)
-    packages = {name: metadata.version(name) for name in
-                ("torch", "torchvision", "kornia", "nvidia-dali-cuda120", "pycocotools", "papermill", "snakemake")}
-    device = resolve_device(parameters.get("device", "auto"))
-    run = dict(parameters=parameters, git_commit=git_commit(), python=sys.version.split()[0],
-               platform=platform.platform(), packages=packages,
-               device=torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu")
+    run = dict(parameters=parameters, git_commit=git_commit(), **environment(parameters.get("device", "auto")))
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     return run
 
