@@ -24,6 +24,31 @@ def test_runs_are_cached_by_everything_that_decides_them(tiny_world, tmp_path, m
     other, rows = runs.run_arm(train=dataclasses.replace(cfg, lr=0.05), **kwargs)
     assert other != digest and rows[0] == fake[0] and calls  # a new run
     assert len(list(tmp_path.glob("*.json"))) == 2
+    # A corrupted cached run (a half-written record, or weights) is discarded and trained again, not loaded.
+    calls.clear()
+    (tmp_path / f"{digest}.json").write_text('{"key": {}, "hist')
+    _, again = runs.run_arm(train=cfg, **kwargs)
+    assert calls and again[0] == fake[0] and (tmp_path / f"{digest}.pt").is_file()
+    calls.clear()
+    (tmp_path / f"{digest}.pt").write_bytes(b"not a torch file")
+    runs.run_arm(train=cfg, **kwargs)
+    assert calls
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupted"])
+def test_a_bad_cache_file_names_the_command_that_rebuilds_it(tmp_path, kind):
+    from rethink.core.train import load_checkpoint
+    folder = tmp_path / "cache" / "smoke" / "world"
+    folder.mkdir(parents=True)
+    world, checkpoint = folder / "upstream_classify_train.npz", tmp_path / "cache" / "smoke" / "upstream.pt"
+    if kind == "corrupted":
+        world.write_bytes(b"PK\x03\x04 half an archive")
+        checkpoint.write_bytes(b"\x80\x02 half a checkpoint")
+    command = "snakemake --cores 2 --config profile=smoke --force cache/smoke/"
+    with pytest.raises((FileNotFoundError, ValueError), match=command + "world/upstream_classify_train.npz"):
+        W.load_world(world)
+    with pytest.raises((FileNotFoundError, ValueError), match=command + "upstream.pt"):
+        load_checkpoint(checkpoint)
 
 
 def constructed(cells, metric="AP", seeds=range(4)):

@@ -162,3 +162,15 @@ def test_augmented_batches_keep_targets_with_their_images_across_calls(tiny_worl
         assert torch.equal(boxes, data.boxes[index[i]]) and torch.equal(labels, data.labels[index[i]])
     assert calls == [48, 48, 32]  # 3 + 3 steps, then the 2 left
     assert T.steps_per_call(128) == 4 and T.steps_per_call(32) == 16 and T.steps_per_call(1024) == 1
+
+
+def test_auto_device_warns_when_gpus_exist_that_torch_cannot_use(monkeypatch):
+    monkeypatch.setattr(T.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(T, "nvidia_devices", lambda: ["/dev/nvidia0"])
+    with pytest.warns(RuntimeWarning, match=r"/dev/nvidia0.*cannot use them.*driver"):
+        assert T.resolve_device("auto") == "cpu"
+    monkeypatch.setattr(T, "nvidia_devices", lambda: [])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no GPU at all: no warning
+        assert T.resolve_device("auto") == "cpu"

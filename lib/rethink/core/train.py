@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from typing import Iterator
@@ -15,6 +16,7 @@ from tqdm import tqdm  # plain text bars: they go to the rules' logs
 
 from . import detection, metrics
 from .augment import KorniaAugment, check_backend, check_level, make_augment
+from .cachefiles import rebuild_command
 from .data import TaskData, to_unit_nchw
 from .models import Net, build_model
 
@@ -65,10 +67,24 @@ def check_task_aug(task: str, aug: str) -> None:
                          f"predicts); got aug {aug!r}")
 
 
+def nvidia_devices() -> list[str]:
+    """Evidence of NVIDIA GPUs that does not ask torch: the driver's device files (Linux)."""
+    return sorted(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))
+
+
 def resolve_device(device: str) -> str:
-    """'auto' takes CUDA when present: the same code runs on both."""
+    """'auto' takes CUDA when present: the same code runs on both. When GPUs exist but torch cannot use them
+    (a driver older than the CUDA of torch's wheel, or a CPU-only torch), it says so before falling back."""
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            return "cuda"
+        if nvidia_devices():
+            build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            warnings.warn(f"device 'auto': NVIDIA GPUs are present ({', '.join(nvidia_devices())}) but torch "
+                          f"{torch.__version__} ({build}) cannot use them, most often because the NVIDIA driver is older "
+                          f"than that CUDA needs (nvidia-smi shows the driver's CUDA). Update the driver, or install the "
+                          f"torch wheel of your driver's CUDA; running on the CPU now.", RuntimeWarning, stacklevel=2)
+        return "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
     if device != "cpu" and not device.startswith("cuda"):
@@ -351,15 +367,15 @@ def save_checkpoint(path: str | Path, model: Net, **extra) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; it is made by the Snakemake rule "
-                                f"'pretrain' (run `make study` or `snakemake`)")
+        raise FileNotFoundError(f"checkpoint {path} does not exist; it is made by the Snakemake rule 'pretrain' or "
+                                f"'selfsup': {rebuild_command(path)}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(f"checkpoint {path} is corrupted or unreadable ({type(error).__name__}); "
-                         f"delete it and rerun the rule that makes it") from error
+                         f"{rebuild_command(path)}") from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file; delete it and rerun the rule that makes it")
+        raise ValueError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file; {rebuild_command(path)}")
     return checkpoint
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cachefiles import rebuild_command
 from .shapes import DOWNSTREAM_CLASSES, SHAPE_DEFS, SHAPES, SYMMETRY, TAU, UPSTREAM_CLASSES
 
 Tensor = torch.Tensor
@@ -437,11 +438,11 @@ def load_world(path) -> dict:
     """Inverse of `save_world`: dict of numpy arrays."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
-            f"world data file {str(path)!r} does not exist; it is made by the Snakemake rule "
-            f"`world` -- run `snakemake` or `make study` to generate it")
+        raise FileNotFoundError(f"world data file {str(path)!r} does not exist; it is made by the Snakemake rule "
+                                f"`world`: {rebuild_command(path)}")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except Exception as exc:  # zipfile, pickle and format errors all mean "bad file"
-        raise ValueError(f"world data file {str(path)!r} is corrupt or not an .npz archive ({exc})") from exc
+        raise ValueError(f"world data file {str(path)!r} is corrupt or not an .npz archive ({exc}); "
+                         f"{rebuild_command(path)}") from exc

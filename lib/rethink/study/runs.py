@@ -53,6 +53,21 @@ PSEUDO_KEYS = tuple(f"pseudo_{f.name}" for f in fields(SelfTraining))
 RUN_KEYS = ("init", "label_fraction", "method") + MODEL_KEYS + TRAIN_KEYS + PSEUDO_KEYS
 
 
+def discard_if_corrupted(record: Path, weights: Path) -> None:
+    """A cached run whose record or weights cannot be read (a crash mid-write, a bad copy) is deleted, with a
+    line in the log, so that it is retrained rather than loaded."""
+    if not record.is_file():
+        return
+    try:
+        json.loads(record.read_text())["history"][-1]
+        torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as error:
+        print(f"cached run {record} or {weights.name} is unreadable ({type(error).__name__}): discarded, "
+              f"it is trained again", file=sys.stderr)
+        record.unlink(missing_ok=True)
+        weights.unlink(missing_ok=True)
+
+
 def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint: str | None, runs_dir: str,
             model: dict, label_fraction: float, train: TrainConfig, desc: str, method: str = "supervised",
             selftrain: SelfTraining | None = None, unlabeled_file: str | None = None) -> tuple[str, list[dict]]:
@@ -82,6 +97,7 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
                    selftrain=asdict(selftrain))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     cached, weights = Path(runs_dir) / f"{digest}.json", Path(runs_dir) / f"{digest}.pt"
+    discard_if_corrupted(cached, weights)
     if not cached.is_file():
         train_data = load_task_data(train_file, task, device, label_fraction)
         val_data = load_task_data(val_file, task, device)
