@@ -32,13 +32,16 @@ lock:
 	build/lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^setuptools==' >> requirements.lock
 	rm -rf build/lock-venv
 
+# python -m rethink snakemake: snakemake --rerun-incomplete, after removing a killed run's stale lock
+SNAKEMAKE := python -m rethink snakemake
+
 study: setup
-	snakemake --cores $(CORES) --config profile=default
+	$(SNAKEMAKE) --cores $(CORES) --config profile=default
 	python -m rethink readme --findings reports/findings.md --readme README.md \
 		$(if $(wildcard build/smoke/reports/benchmarks),--smoke-benchmarks build/smoke/reports/benchmarks)
 
 smoke: setup
-	snakemake --cores $(CORES) --config profile=smoke
+	$(SNAKEMAKE) --cores $(CORES) --config profile=smoke
 
 test: setup
 	python -m pytest -q

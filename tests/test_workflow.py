@@ -20,7 +20,8 @@ ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.envi
 
 
 def snakemake(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), *args],
+    """As make study / make smoke run it: stale locks removed, --rerun-incomplete."""
+    return subprocess.run([sys.executable, "-m", "rethink", "snakemake", "-s", str(ROOT / "Snakefile"), *args],
                           cwd=cwd, env=ENV, capture_output=True, text=True)
 
 
@@ -159,3 +160,52 @@ def test_the_slurm_profile_names_real_rules_and_training_asks_for_a_gpu(tmp_path
     for device, gpus in (("cuda", 4), ("cpu", 0)):  # pretrain x2, simclr, the notebook
         plan = snakemake("-n", "--cores", "2", target, "--config", "profile=smoke", f"device={device}", cwd=tmp_path)
         assert (plan.stdout + plan.stderr).count("gpu=1") == gpus, plan.stdout[-2000:]
+
+
+def test_a_killed_run_resumes_without_redoing_what_finished(tmp_path):
+    """kill -9 mid-run (power loss, the OOM killer, a closed laptop) leaves Snakemake's lock behind. The next run
+    (python -m rethink snakemake, as make study/smoke run it) removes it, keeps every finished output and redoes
+    the job that was cut off."""
+    import signal
+    import time
+
+    from rethink.core.train import load_checkpoint
+
+    target = "cache/smoke/checkpoints/upstream.pt"
+    command = [sys.executable, "-m", "rethink", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "2", target,
+               "--config", "profile=smoke"]
+    run = subprocess.Popen(command, cwd=tmp_path, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    log = tmp_path / "cache/smoke/logs/pretrain_upstream.log"
+    deadline = time.monotonic() + 300
+    while not log.is_file() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)  # the whole process group: Snakemake and the job it runs
+    run.wait()
+    assert log.is_file() and not (tmp_path / target).is_file(), "the kill came while pre-training ran"
+    assert any((tmp_path / ".snakemake/locks").iterdir()), "a killed run leaves its lock"
+    finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache/smoke/world").glob("*.npz")}
+    assert finished
+    again = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "removing the stale Snakemake lock" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished, "nothing finished is redone"
+    assert load_checkpoint(tmp_path / target)["state_dict"], "the job cut off is redone whole"
+    assert not list((tmp_path / "cache/smoke/checkpoints").glob("*.tmp"))
+
+
+def test_a_live_runs_lock_is_kept(tmp_path):
+    from rethink.workflow import run_snakemake, snakemake_running
+
+    lock = tmp_path / ".snakemake/locks/0.input.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("held")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "snakemake"], cwd=tmp_path)
+    try:
+        assert snakemake_running(tmp_path) and not snakemake_running(tmp_path.parent)
+        assert run_snakemake(["--version"], tmp_path) == 0
+        assert lock.is_file(), "another Snakemake works here: its lock stays"
+    finally:
+        live.kill()
+        live.wait()
+    assert not snakemake_running(tmp_path)

@@ -1,14 +1,17 @@
-"""python -m rethink readme | render
+"""python -m rethink readme | render | snakemake
 
   readme   splice the generated findings table into README.md (run by `make study`)
   render   re-render every report of a profile from its committed results.csv, training nothing: the
            notebooks run with from_results=True (a change of presentation never costs a retrain), then
            the index and the findings table are written again
+  snakemake   snakemake with --rerun-incomplete, after removing a stale lock (a killed run's) when no
+           Snakemake process works in this folder: what make study, make smoke and make test run
 
 Everything that trains runs through the Snakefile."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from . import config
@@ -43,6 +46,10 @@ def render(profile: str, notebooks: list[str] | None = None) -> list[Path]:
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["snakemake"]:  # every later argument is Snakemake's own, options included
+        from .workflow import run_snakemake
+        raise SystemExit(run_snakemake(argv[1:]))
     parser = argparse.ArgumentParser(prog="python -m rethink")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("readme", help="splice reports/findings.md into README.md")
@@ -52,6 +59,8 @@ def main(argv=None) -> None:
     p = sub.add_parser("render", help="re-render committed reports from their results.csv, training nothing")
     p.add_argument("--profile", default="default")
     p.add_argument("notebooks", nargs="*", help="notebook names (default: every report with a results.csv)")
+    sub.add_parser("snakemake", help="snakemake --rerun-incomplete, after removing a killed run's stale lock "
+                                     "(every later argument is passed to Snakemake)")
     args = parser.parse_args(argv)
     if args.command == "readme":
         splice_readme(args.findings, args.readme, args.smoke_benchmarks)
