@@ -200,8 +200,13 @@ def test_a_live_runs_lock_is_kept(tmp_path):
     lock = tmp_path / ".snakemake/locks/0.input.lock"
     lock.parent.mkdir(parents=True)
     lock.write_text("held")
+    import time
+
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "snakemake"], cwd=tmp_path)
     try:
+        deadline = time.monotonic() + 30  # until the child has exec'd: before, its command line is pytest's
+        while not snakemake_running(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert snakemake_running(tmp_path) and not snakemake_running(tmp_path.parent)
         assert run_snakemake(["--version"], tmp_path) == 0
         assert lock.is_file(), "another Snakemake works here: its lock stays"
