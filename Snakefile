@@ -100,7 +100,7 @@ rule pretrain:
         device=PROFILE["device"],
         precision=PROFILE["precision"],
         aug_backend=PROFILE["aug_backend"],
-    threads: 2
+    threads: PROFILE["threads"]
     resources:
         gpu=GPUS,
     log:
@@ -111,7 +111,7 @@ rule pretrain:
         from rethink.core.pretrain import pretrain
 
         logged(log[0], pretrain, Path(input[0]).parent, output[0], device=params.device,
-               precision=params.precision, aug_backend=params.aug_backend, **params.spec)
+               precision=params.precision, aug_backend=params.aug_backend, threads=threads, **params.spec)
 
 
 def selfsup_spec(wildcards):
@@ -133,7 +133,7 @@ rule selfsup:
         spec=selfsup_spec,
         device=PROFILE["device"],
         precision=PROFILE["precision"],
-    threads: 2
+    threads: PROFILE["threads"]
     resources:
         gpu=GPUS,
     log:
@@ -144,7 +144,7 @@ rule selfsup:
         from rethink.core.selfsup import selfsup_pretrain
 
         logged(log[0], selfsup_pretrain, wildcards.method, Path(input[0]).parent, output[0], device=params.device,
-               precision=params.precision, **params.spec)
+               precision=params.precision, threads=threads, **params.spec)
 
 
 def notebook_inputs(wildcards):
@@ -171,7 +171,7 @@ rule notebook:
         html=f"{REPORTS}/{{notebook}}/{{notebook}}.html",
     params:
         parameters=lambda wildcards: notebook_config(PROFILE, wildcards.notebook, f"{REPORTS}/{wildcards.notebook}", root="."),
-    threads: 2
+    threads: PROFILE["threads"]
     resources:
         gpu=GPUS,
     log:
@@ -179,7 +179,7 @@ rule notebook:
     benchmark:
         f"{REPORTS}/benchmarks/{{notebook}}.tsv"
     run:
-        logged(log[0], run_notebook, input.source, Path(output.findings).parent, params.parameters)
+        logged(log[0], run_notebook, input.source, Path(output.findings).parent, params.parameters, threads=threads)
 
 
 rule index:

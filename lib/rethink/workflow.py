@@ -27,8 +27,14 @@ WORLD_FILES = {
 }
 
 
-def logged(log: str, step, *args, **kwargs):
-    """Run one workflow step with its stdout and stderr (tqdm included) going to the rule's log."""
+def logged(log: str, step, *args, threads: int | None = None, **kwargs):
+    """Run one workflow step with its stdout and stderr (tqdm included) going to the rule's log, on the rule's
+    `threads`: torch's intra-op threads here and, through OMP_NUM_THREADS, in a notebook's kernel. (Each
+    Snakemake job is a process of its own; Snakemake itself sets no thread count for `run:` rules.)"""
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         return step(*args, **kwargs)
