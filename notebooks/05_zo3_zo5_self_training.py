@@ -19,8 +19,9 @@
 # of it. *ZO-5*: training on both losses jointly helps, and the normalised pseudo-label loss keeps it stable.
 #
 # **Here.** The grid of notebook 04 (its supervised runs come back from the run cache and serve as the
-# teachers). The unlabeled pool is a world file of images of *every* class, upstream and downstream
-# alike, with its labels hidden (used only to say how good the pseudo-labels were). For each cell, init
+# teachers). The unlabeled pool is a world file of images of the downstream classes, as Noisy Student
+# draws in-distribution images, plus the world's `unlabeled_ood_share` of upstream ones (default 0), with
+# its labels hidden (used only to say how good the pseudo-labels were). For each cell, init
 # and seed, the teacher is the supervised run of the same settings; it labels the pool in batches on the
 # device, keeping images whose top class probability is at least `pseudo_threshold` (soft labels:
 # the teacher's distribution). The student starts from the teacher's init, trains as many iterations on
@@ -104,7 +105,7 @@ display(outputs.gain_table(gains))
 
 # %% [markdown]
 # The pseudo-labels: the share of the unlabeled pool the teachers kept, the share of kept images that
-# show a downstream class at all (the pool holds upstream classes too), and the pseudo-labels' accuracy on
+# show a downstream class at all (all of them unless the pool has an out-of-domain share), and the pseudo-labels' accuracy on
 # those (mean over seeds, from the pool's hidden labels).
 
 # %%

@@ -167,3 +167,19 @@ def test_load_corrupt(tmp_path):
     path.write_bytes(b"this is not a zip archive")
     with pytest.raises(ValueError, match="bad.npz"):
         load_world(path)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_the_unlabeled_pool_holds_its_out_of_domain_share(share):
+    """Self-training's pool: downstream classes, plus unlabeled_ood_share of upstream ones; seeded."""
+    from rethink.workflow import unlabeled_pool
+
+    spec = WorldSpec(image_size=32)
+    pool = unlabeled_pool(60, share, spec, seed=7)
+    classes = list(pool["classes"])
+    assert classes == list(UPSTREAM_CLASSES + DOWNSTREAM_CLASSES) and pool["images"].shape == (60, 32, 32, 3)
+    upstream = pool["labels"] < len(UPSTREAM_CLASSES)
+    assert upstream.sum() == round(60 * share)
+    assert set(pool["labels"][~upstream] - len(UPSTREAM_CLASSES)) == set(range(len(DOWNSTREAM_CLASSES)))
+    again = unlabeled_pool(60, share, spec, seed=7)
+    assert all((pool[k] == again[k]).all() for k in ("images", "labels"))

@@ -20,9 +20,11 @@ WORLD_FILES = {
     "downstream_classify_val": ("classify", "downstream", 4),
     "downstream_scenes_train": ("scenes", "downstream", 5),
     "downstream_scenes_val": ("scenes", "downstream", 6),
-    # Self-training's unlabeled pool (Zoph et al. pseudo-label ImageNet for COCO): images of every class,
-    # upstream and downstream alike, as ImageNet holds COCO's objects among many others. Labels unused.
-    "unlabeled_classify": ("classify", "all", 7),
+    # Self-training's unlabeled pool, labels unused (only to grade the pseudo-labels). Classification: images of
+    # the downstream classes, as Noisy Student draws in-distribution images, with the world's
+    # `unlabeled_ood_share` of upstream ones (default 0: issue 4 found only 50-65% of the pseudo-labels kept from a
+    # half-upstream pool showed a downstream class at all). Scenes: objects of every class.
+    "unlabeled_classify": ("classify", "pool", 7),
     "unlabeled_scenes": ("scenes", "all", 8),
 }
 
@@ -40,6 +42,22 @@ def logged(log: str, step, *args, threads: int | None = None, **kwargs):
         return step(*args, **kwargs)
 
 
+def unlabeled_pool(n: int, ood_share: float, spec, seed: int) -> dict:
+    """n classification images: round(n * ood_share) of upstream classes, the rest of downstream ones, shuffled.
+    Labels index the upstream classes followed by the downstream ones (the pool's `classes`)."""
+    import numpy as np
+
+    from .core import world as W
+
+    ood = round(n * ood_share)
+    parts = [W.generate_classification(ood, W.UPSTREAM_CLASSES, spec, seed=seed + 50),
+             W.generate_classification(n - ood, W.DOWNSTREAM_CLASSES, spec, seed=seed)]
+    parts[1]["labels"] = parts[1]["labels"] + len(W.UPSTREAM_CLASSES)
+    order = np.random.default_rng(seed).permutation(n)
+    pool = {key: np.concatenate([p[key] for p in parts])[order] for key in ("images", "labels", "masks", "pose")}
+    return {**pool, "classes": np.array(W.UPSTREAM_CLASSES + W.DOWNSTREAM_CLASSES)}
+
+
 def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> None:
     """Generate the world files `names` (default: all of WORLD_FILES) of a profile. `spec` is the profile's
     `world` block of config/study.yaml."""
@@ -47,6 +65,7 @@ def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> Non
 
     spec = dict(spec)
     sizes = {name: spec.pop(name) for name in WORLD_FILES}
+    ood_share = spec.pop("unlabeled_ood_share", 0.0)
     seed = spec.pop("seed")
     scene_size = spec.pop("scene_size")
     max_objects = spec.pop("max_objects")
@@ -56,9 +75,11 @@ def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> Non
     for name in names or WORLD_FILES:
         kind, class_set, offset = WORLD_FILES[name]
         classes = {"upstream": W.UPSTREAM_CLASSES, "downstream": W.DOWNSTREAM_CLASSES,
-                   "all": W.UPSTREAM_CLASSES + W.DOWNSTREAM_CLASSES}[class_set]
+                   "all": W.UPSTREAM_CLASSES + W.DOWNSTREAM_CLASSES}.get(class_set)
         started = time.perf_counter()
-        if kind == "classify":
+        if class_set == "pool":
+            data = unlabeled_pool(sizes[name], ood_share, classify_spec, seed * 100 + offset)
+        elif kind == "classify":
             data = W.generate_classification(sizes[name], classes, classify_spec, seed=seed * 100 + offset)
         else:
             data = W.generate_scenes(sizes[name], classes, scene_spec, seed=seed * 100 + offset,

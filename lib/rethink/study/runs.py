@@ -137,7 +137,8 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
 
 def world_file(world_dir: str, task: str, split: str, kind: str | None = None) -> Path:
     """The downstream world file a task trains (split 'train') or is scored on ('val'); split 'unlabeled'
-    is self-training's pool (images of every class, upstream and downstream, labels unused). `kind` picks
+    is self-training's pool (labels unused; classification: downstream classes plus the world's
+    unlabeled_ood_share of upstream ones). `kind` picks
     the files ('classify': one object per image, which also segments; 'scenes'); default: the task's own."""
     kind = kind or ("classify" if task in ("classify", "pose") else "scenes")
     if kind not in ("classify", "scenes"):
