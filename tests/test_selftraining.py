@@ -173,3 +173,34 @@ def test_sweep_checks_inits_and_pseudo_settings_before_training(tmp_path, monkey
         runs.sweep([dict(seed=0, method="noisy_student", pseudo_threshold=1.5)], **common)
     with pytest.raises(ValueError, match="method must be one of"):
         runs.sweep([dict(seed=0, method="fixmatch")], **common)
+
+
+def test_joint_training_trains_the_upstream_task_beside_the_downstream_one(tiny_world):
+    """Zoph et al.'s joint training: a second head on the shared backbone learns the upstream labels in the same
+    run; it is dropped at the end, and the backbone differs from the downstream-only run's."""
+    data = load_task_data(tiny_world / "classify_train.npz", "classify")
+    upstream = load_task_data(tiny_world / "classify_val.npz", "classify")  # any labelled set stands in
+    cfg = TrainConfig(epochs_1x=2, batch_size=64, lr=0.05, aug="S1", evals=1, progress=False)
+    plain = new_model(data, "resnet9", 8, "gn", seed=1)
+    fit(plain, data, data, cfg)
+    model = new_model(data, "resnet9", 8, "gn", seed=1)
+    head = torch.nn.Linear(model.backbone.channels[-1], len(upstream.classes))
+    before = head.weight.detach().clone()
+    history = fit(model, data, data, cfg, auxiliary=selftrain.Auxiliary(upstream, head, 32, LossNormaliser()))
+    assert not torch.equal(head.weight, before), "the upstream head trained"
+    assert not hasattr(model, "auxiliary_head") and set(model.state_dict()) == set(plain.state_dict())
+    assert {r["metric"] for r in history} >= {"loss", "auxiliary_loss", "accuracy"}
+    assert not torch.equal(model.backbone.stem[0].weight, plain.backbone.stem[0].weight)
+
+
+def test_joint_runs_are_cached_by_their_upstream_set_and_stack_with_self_training(student_run, tiny_world, tmp_path):
+    kwargs = dict(student_run, selftrain=selftrain.SelfTraining(threshold=0.0),
+                  upstream_file=str(tiny_world / "classify_val.npz"))
+    with pytest.raises(ValueError, match="upstream_file"):
+        runs.run_arm(**{**kwargs, "method": "joint", "upstream_file": None})
+    joint, rows = runs.run_arm(**{**kwargs, "method": "joint"})
+    assert "auxiliary_loss" in {r["metric"] for r in rows}
+    both, rows = runs.run_arm(**{**kwargs, "method": "joint_noisy_student"})
+    assert {"auxiliary_loss", "pseudo_loss"} <= {r["metric"] for r in rows}
+    assert any(r["split"] == "pseudo" for r in rows)  # the pseudo-labels' quality, as for noisy_student
+    assert len({joint, both}) == 2 and len(list((tmp_path / "runs").glob("*.json"))) == 3  # + the teacher

@@ -9,6 +9,9 @@ table of its own: rethink.core.selfsup.)
                   (joint training: both losses in one run)
   sequential      the same pseudo-labels, used one after the other: first a run on the pseudo-labels
                   alone, then fine-tuning on the labels (self-training used like pre-training)
+  joint           Zoph et al.'s joint training: the upstream labelled classification task trains in the same
+                  run, on the shared backbone with a head of its own, its loss balanced as the pseudo-labels'
+  joint_noisy_student  joint training and noisy-student self-training in one run (the paper's "additive" claim)
 """
 from __future__ import annotations
 
@@ -19,9 +22,11 @@ import torch
 from .data import TaskData
 from .pseudo import LossNormaliser, check_threshold, check_weight, pseudo_label
 from .registry import Registry
-from .train import TrainConfig, fit, steps_per_epoch
+from .train import Auxiliary, TrainConfig, fit, steps_per_epoch
 
 ALGORITHMS = Registry("method")
+NEEDS_TEACHER = ("noisy_student", "sequential", "joint_noisy_student")  # a teacher's pseudo-labels on the pool
+NEEDS_UPSTREAM = ("joint", "joint_noisy_student")  # the upstream labelled set
 algorithm = ALGORITHMS.register
 check_method = ALGORITHMS.check
 
@@ -75,3 +80,27 @@ def sequential(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: st
     return ([{**r, "split": f"pseudo_phase_{r['split']}"} for r in first]
             + [{**r, "step": r["step"] + offset} for r in second]), info
 
+
+
+def upstream_task(model, upstream: TaskData, selftrain: SelfTraining) -> Auxiliary:
+    """Joint training's second task: the upstream labelled classification, a linear head on the backbone's pooled
+    features, `selftrain.batch_size` images a step, its loss joined as the pseudo-labels' is (LossNormaliser)."""
+    head = torch.nn.Linear(model.backbone.channels[-1], len(upstream.classes))
+    return Auxiliary(upstream, head, selftrain.batch_size, LossNormaliser(selftrain.weight, selftrain.normalise))
+
+
+@algorithm("joint")
+def joint(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str, upstream: TaskData,
+          selftrain: SelfTraining, **_) -> tuple[list, dict]:
+    return fit(model, train, val, cfg, desc=desc, auxiliary=upstream_task(model, upstream, selftrain)), {}
+
+
+@algorithm("joint_noisy_student")
+def joint_noisy_student(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str, teacher,
+                        pool: torch.Tensor, upstream: TaskData, selftrain: SelfTraining) -> tuple[list, dict]:
+    pseudo, info = pseudo_label(teacher, pool, train.task, train.classes, selftrain.threshold, selftrain.soft,
+                                precision=cfg.precision)
+    history = fit(model, train, val, cfg, desc=desc, pseudo=pseudo, pseudo_batch_size=selftrain.batch_size,
+                  combine=LossNormaliser(selftrain.weight, selftrain.normalise),
+                  auxiliary=upstream_task(model, upstream, selftrain))
+    return history, info

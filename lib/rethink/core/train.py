@@ -8,7 +8,7 @@ import math
 import warnings
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -283,13 +283,27 @@ def break_if_diverged(loss_sum: torch.Tensor, desc: str, step: int, epoch: float
                        step, epoch, history)
 
 
+@dataclass
+class Auxiliary:
+    """A second labelled classification task trained in the same run on the shared backbone (Zoph et al.'s joint
+    training: the upstream task beside the downstream one): its data, its own head (fed the backbone's pooled
+    features, model.embed), its images per step, and `combine(loss, auxiliary_loss)`."""
+    data: TaskData
+    head: torch.nn.Module
+    batch_size: int
+    combine: Callable
+
+
 def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str = "train",
-        pseudo: TaskData | None = None, pseudo_batch_size: int = 0, combine=None) -> list[dict]:
+        pseudo: TaskData | None = None, pseudo_batch_size: int = 0, combine=None,
+        auxiliary: Auxiliary | None = None) -> list[dict]:
     """Train `model` in place; returns tidy history rows (step, epoch, split, metric, value).
 
     With `pseudo` (self-training's pseudo-labelled data), every step also draws `pseudo_batch_size`
     pseudo-labelled images, augmented alike, and `combine(human_loss, pseudo_loss)` gives the loss
-    (rethink.pseudo.LossNormaliser). The schedule still counts epochs over the labelled set."""
+    (rethink.pseudo.LossNormaliser). With `auxiliary` (joint training), every step also draws its batch, and
+    `auxiliary.combine(loss, auxiliary_loss)` joins it; its head trains with the model and is dropped at the end.
+    The schedule still counts epochs over the labelled set."""
     device = resolve_device(cfg.device)
     model.to(device).train()
     torch.manual_seed(cfg.seed)
@@ -305,6 +319,12 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
             len(pseudo), pseudo_batch_size, torch.Generator().manual_seed(cfg.seed + 1)), steps_per_call(pseudo_batch_size))
     else:
         pseudo = None
+    if auxiliary is not None:
+        aux_cfg = replace(cfg, seed=cfg.seed + 2, batch_size=auxiliary.batch_size)
+        aux_batches = augmented_batches(auxiliary.data, make_batch_augment(auxiliary.data, aux_cfg, device), random_batches(
+            len(auxiliary.data), auxiliary.batch_size, torch.Generator().manual_seed(cfg.seed + 2)),
+            steps_per_call(auxiliary.batch_size))
+        model.add_module("auxiliary_head", auxiliary.head.to(device))  # its parameters join the optimiser's
     model.frozen_stages(cfg.freeze)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     steps_1x = max(1, round(cfg.epochs_1x * epoch_steps))
@@ -315,40 +335,53 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
     precision = resolve_precision(cfg.precision, device)
     # Losses add up on the device and are read once per evaluation (and every CHECK_EVERY steps, to stop a
     # diverged run early): no host synchronisation per step.
-    history, running, running_pseudo, seen = [], 0.0, 0.0, 0
+    history, running, running_pseudo, running_aux, seen = [], 0.0, 0.0, 0.0, 0
     bar = tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
-    for step in range(1, total + 1):
-        images, targets = next(batches)
-        with autocast(device, precision):
-            loss = task_loss(model, model(images.to(device)), targets, train.task)
-        running = running + loss.detach()  # the curves show the labelled loss, with or without pseudo-labels
-        if pseudo is not None:
-            images, targets = next(pseudo_batches)
+    try:
+        for step in range(1, total + 1):
+            images, targets = next(batches)
             with autocast(device, precision):
-                pseudo_loss = task_loss(model, model(images.to(device)), targets, pseudo.task)
-            running_pseudo = running_pseudo + pseudo_loss.detach()
-            loss = combine(loss, pseudo_loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        seen += 1
-        bar.update(1)
-        if step in eval_steps or step % CHECK_EVERY == 0:
-            break_if_diverged(running + running_pseudo, desc, step, step / epoch_steps, history, cfg.lr)
-        if step in eval_steps:
-            epoch = step / epoch_steps
-            history.append(dict(step=step, epoch=epoch, split="train", metric="loss", value=float(running) / seen))
+                loss = task_loss(model, model(images.to(device)), targets, train.task)
+            running = running + loss.detach()  # the curves show the labelled loss, with or without pseudo-labels
             if pseudo is not None:
-                history.append(dict(step=step, epoch=epoch, split="train", metric="pseudo_loss",
-                                    value=float(running_pseudo) / seen))
-            running, running_pseudo, seen = 0.0, 0.0, 0
-            for metric, value in evaluate(model, val, precision=precision).items():
-                history.append(dict(step=step, epoch=epoch, split="val", metric=metric, value=value))
-            bar.set_postfix({r["metric"]: round(r["value"], 3) for r in history if r["step"] == step})
-    bar.close()
+                images, targets = next(pseudo_batches)
+                with autocast(device, precision):
+                    pseudo_loss = task_loss(model, model(images.to(device)), targets, pseudo.task)
+                running_pseudo = running_pseudo + pseudo_loss.detach()
+                loss = combine(loss, pseudo_loss)
+            if auxiliary is not None:
+                images, targets = next(aux_batches)
+                with autocast(device, precision):
+                    aux_loss = F.cross_entropy(model.auxiliary_head(model.embed(images.to(device))).float(), targets)
+                running_aux = running_aux + aux_loss.detach()
+                loss = auxiliary.combine(loss, aux_loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            seen += 1
+            bar.update(1)
+            if step in eval_steps or step % CHECK_EVERY == 0:
+                break_if_diverged(running + running_pseudo + running_aux, desc, step, step / epoch_steps, history, cfg.lr)
+            if step in eval_steps:
+                epoch = step / epoch_steps
+                history.append(dict(step=step, epoch=epoch, split="train", metric="loss", value=float(running) / seen))
+                if pseudo is not None:
+                    history.append(dict(step=step, epoch=epoch, split="train", metric="pseudo_loss",
+                                        value=float(running_pseudo) / seen))
+                if auxiliary is not None:
+                    history.append(dict(step=step, epoch=epoch, split="train", metric="auxiliary_loss",
+                                        value=float(running_aux) / seen))
+                running, running_pseudo, running_aux, seen = 0.0, 0.0, 0.0, 0
+                for metric, value in evaluate(model, val, precision=precision).items():
+                    history.append(dict(step=step, epoch=epoch, split="val", metric=metric, value=value))
+                bar.set_postfix({r["metric"]: round(r["value"], 3) for r in history if r["step"] == step})
+    finally:
+        bar.close()
+        if auxiliary is not None:
+            del model.auxiliary_head  # the run's model (and its checkpoint, diverged or not) is the downstream one
     return history
 
 

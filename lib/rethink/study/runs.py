@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..core.data import check_fraction, load_task_data
 from ..core.pseudo import pseudo_label_quality
-from ..core.selftrain import ALGORITHMS, SelfTraining, check_method
+from ..core.selftrain import ALGORITHMS, NEEDS_TEACHER, NEEDS_UPSTREAM, SelfTraining, check_method
 from ..core.train import (Diverged, TrainConfig, check_task_aug, new_model, resolve_device, resolve_precision,
                           steps_per_epoch)
 from ..core.world import load_world
@@ -70,10 +70,12 @@ def discard_if_corrupted(record: Path, weights: Path) -> None:
 
 def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint: str | None, runs_dir: str,
             model: dict, label_fraction: float, train: TrainConfig, desc: str, method: str = "supervised",
-            selftrain: SelfTraining | None = None, unlabeled_file: str | None = None) -> tuple[str, list[dict]]:
+            selftrain: SelfTraining | None = None, unlabeled_file: str | None = None,
+            upstream_file: str | None = None) -> tuple[str, list[dict]]:
     """One training run (cached on disk by everything that determines it, its final weights beside it)
     -> (its cache digest, tidy history rows). `model` holds build_model's arch, width, norm and bn_batch.
-    A self-training `method` first runs (or finds) its teacher: the supervised run of the same settings."""
+    A self-training `method` first runs (or finds) its teacher: the supervised run of the same settings.
+    A joint one also trains the upstream labelled task of `upstream_file`."""
     device = resolve_device(train.device)  # the key holds the device used, not "auto": CPU and CUDA differ
     selftrain = selftrain or SelfTraining()
     model = {**model, "bn_batch": model.get("bn_batch", 0) if model["norm"] == "bn" else 0}  # only BN reads it
@@ -84,12 +86,16 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
                       "precision": resolve_precision(train.precision, device)},  # as the device: what ran
                code=code_hash())
     teacher = None
-    if check_method(method) != "supervised":
+    if check_method(method) in NEEDS_UPSTREAM:
+        if upstream_file is None:
+            raise ValueError(f"method {method!r} trains the upstream task too: it needs upstream_file")
+        key.update(method=method, upstream_file=file_hash(upstream_file), selftrain=asdict(selftrain))
+    if method in NEEDS_TEACHER:
         if unlabeled_file is None:
             raise ValueError(f"method {method!r} needs an unlabeled pool (unlabeled_file)")
         # Round 1's teacher is the supervised run; round k's is the student of round k - 1 (Xie et al.'s loop).
         previous = (dict(method=method, selftrain=replace(selftrain, rounds=selftrain.rounds - 1),
-                         unlabeled_file=unlabeled_file) if selftrain.rounds > 1 else {})
+                         unlabeled_file=unlabeled_file, upstream_file=upstream_file) if selftrain.rounds > 1 else {})
         teacher, _ = run_arm(train_file=train_file, val_file=val_file, task=task, init=init, checkpoint=checkpoint,
                              runs_dir=runs_dir, model=model, label_fraction=label_fraction, train=train,
                              desc=f"{desc} (teacher)", **previous)
@@ -110,6 +116,8 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
             pool = load_world(unlabeled_file)
             extra = dict(teacher=teacher_net.to(device), pool=torch.from_numpy(pool["images"]).to(device),
                          selftrain=selftrain)
+        if method in NEEDS_UPSTREAM:
+            extra.update(upstream=load_task_data(upstream_file, "classify", device), selftrain=selftrain)
         started = time.perf_counter()
         try:
             history, info = ALGORITHMS[method](net, train_data, val_data, train, desc=desc, **extra)
@@ -193,7 +201,8 @@ def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_di
                              checkpoint=checkpoints.get(spec["init"]), runs_dir=runs_dir,
                              model={k: spec[k] for k in MODEL_KEYS if k in spec},
                              label_fraction=spec["label_fraction"], train=cfg, desc=run_id, method=spec["method"],
-                             selftrain=selftrain, unlabeled_file=str(world_file(world_dir, task, "unlabeled", files)))
+                             selftrain=selftrain, unlabeled_file=str(world_file(world_dir, task, "unlabeled", files)),
+                             upstream_file=str(Path(world_dir) / "upstream_classify_train.npz"))
         rows += [dict(run_id=run_id, **{**run, "arm": label}, **r) for r in history]
     results = pd.DataFrame(rows)
     percent = results["metric"].isin(METRIC_UNITS)  # fractions -> points, the unit the papers report
