@@ -56,8 +56,9 @@ bench: setup
 lint: setup
 	snakemake --lint --config profile=smoke
 
+# The repository's Lab settings (a double-click opens a notebook .py as a notebook); jupytext.toml keeps saves clean
 lab: setup
-	jupyter lab notebooks
+	JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings jupyter lab notebooks
 
 clean:
 	rm -rf build cache/smoke

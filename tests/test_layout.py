@@ -100,3 +100,25 @@ def test_from_results_without_results_says_how_to_make_them(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="from_results=False, or `snakemake`"):
         read_results(str(tmp_path / "out"), str(tmp_path / "nowhere"))
+
+
+def test_a_save_from_jupyterlab_round_trips_every_notebook():
+    """jupytext.toml's filter: Lab adds metadata on save (widgets, text_representation); none reaches the .py."""
+    import jupytext
+    from jupytext.config import load_jupytext_configuration_file
+
+    config = load_jupytext_configuration_file(str(ROOT / "jupytext.toml"))
+    for path in sorted((ROOT / "notebooks").glob("0*.py")):
+        notebook = jupytext.read(path)
+        notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+        assert jupytext.writes(notebook, fmt="py:percent", config=config) == path.read_text(), path.name
+
+
+def test_jupyterlab_opens_notebook_sources_as_notebooks():
+    import json
+    import re
+
+    settings = ROOT / ".jupyter/lab/user-settings/@jupyterlab/docmanager-extension/plugin.jupyterlab-settings"
+    text = re.sub(r"^\s*//.*$", "", settings.read_text(), flags=re.M)  # Lab's settings files allow comments
+    assert json.loads(text)["defaultViewers"]["python"] == "Jupytext Notebook"
+    assert "JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings" in (ROOT / "Makefile").read_text()

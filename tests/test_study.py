@@ -256,3 +256,25 @@ def test_zo_runs_cross_the_grid_and_add_students(tmp_path):
     extra = [r for r in runs if r.get("arm") in zo.ZO5_ARMS]
     assert len(extra) == 2 * 2 and {(r["aug"], r["label_fraction"]) for r in extra} == {("S4", 0.2)}
     assert {r["epochs_1x"] for r in runs if r["label_fraction"] == 0.2} == {10.0}  # as many steps as 100%
+
+
+def test_the_gain_figure_legend_names_every_series():
+    """ZO-4's figure: the self-training comparison runs in one panel only; the legend must still name it."""
+    from rethink.report import figures
+
+    rows = [dict(aug=aug, label_fraction=1.0, comparison=name, seed=seed, value=1.0 + seed)
+            for aug in ("S1", "S4") for name in ("simclr − scratch", "pretrained − scratch") for seed in range(3)]
+    rows += [dict(aug="S4", label_fraction=1.0, comparison="self-training on simclr", seed=s, value=2.0) for s in range(3)]
+    fig = figures.gain_bars(pd.DataFrame(rows), "test")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "simclr − scratch", "pretrained − scratch", "self-training on simclr"]
+
+
+def test_each_panel_shows_its_own_papers_numbers():
+    """HE-1's classification panel has no counterpart in He et al. (detection only): it must not show box AP."""
+    results = constructed({("scratch", 1, 1.0): 50, ("pretrained", 1, 1.0): 90, ("scratch", 6, 1.0): 80,
+                           ("pretrained", 6, 1.0): 80.2}, metric="accuracy")
+    detection = he.he1_finding(results.assign(metric="AP"), "AP", 0.0, 2.0, "test")
+    classification = he.he1_finding(results, "accuracy", 0.0, 2.0, "test", panel="classification")
+    assert "box AP" in detection["paper"] and "box AP" not in classification["paper"]
+    assert "no classification" in classification["paper"]

@@ -145,8 +145,10 @@ def gain_bars(gains: pd.DataFrame, title: str, ylabel: str = "accuracy change (p
         ax.set_title(f"augmentation {aug}")
         ax.grid(alpha=0.3, axis="y")
     axes[0][0].set_ylabel(ylabel)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
+    unique = {}  # every panel's series: a comparison may run in one panel only (ZO-4's student)
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            unique.setdefault(label, handle)
     fig.legend(unique.values(), unique.keys(), loc="upper center", ncol=len(unique), fontsize="small",
                bbox_to_anchor=(0.5, 1.08))
     fig.suptitle(title, y=1.14)
