@@ -28,6 +28,17 @@ from rethink.core.dali import dali_to_torch  # noqa: E402
 requires_dali = pytest.mark.skipif(not dali_installed(), reason=f"needs NVIDIA DALI ({DALI_EXTRA})")
 
 
+@pytest.fixture
+def one_intra_op_thread():
+    """For augmentation tests: the tensors are tiny, and on small shared VMs two spinning intra-op threads can
+    make Kornia's CPU kernels 10-20x slower; one thread is fast and stable. (Function scope, so it runs after
+    any autouse thread setting.)"""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """A few hundred small images of every kind, written as the 'world' rule writes them."""

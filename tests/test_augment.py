@@ -20,15 +20,7 @@ SIZE = 32
 AUG_LEVELS = [lvl for lvl in LEVELS if lvl != "S0"]
 
 
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    # The tensors here are tiny; on small shared VMs two spinning intra-op threads can make
-    # Kornia's CPU kernels 10-20x slower. One thread is fast and stable. (Function scope,
-    # so it runs after any autouse thread setting in conftest.py.)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def _uint8_batch(n: int = 8, seed: int = 0) -> torch.Tensor:

@@ -14,12 +14,7 @@ from rethink.core.policy import GEOMETRIC, policy_table, randaugment_magnitude, 
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 @pytest.mark.parametrize("kind", ["autoaugment", "randaugment"])

@@ -55,21 +55,31 @@ def supervised(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: st
     return fit(model, train, val, cfg, desc=desc), {}
 
 
+def teacher_labels(teacher, pool: torch.Tensor, train: TaskData, cfg: TrainConfig, selftrain: SelfTraining):
+    """The teacher's pseudo-labels on the pool, at the training precision, and how many it kept."""
+    return pseudo_label(teacher, pool, train.task, train.classes, selftrain.threshold, selftrain.soft,
+                        precision=cfg.precision)
+
+
+def student(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str, teacher, pool: torch.Tensor,
+            selftrain: SelfTraining, auxiliary: Auxiliary | None = None) -> tuple[list, dict]:
+    """A noisy student: labels and pseudo-labels in one run, the normalised loss (and `auxiliary`'s task)."""
+    pseudo, info = teacher_labels(teacher, pool, train, cfg, selftrain)
+    history = fit(model, train, val, cfg, desc=desc, pseudo=pseudo, pseudo_batch_size=selftrain.batch_size,
+                  combine=LossNormaliser(selftrain.weight, selftrain.normalise), auxiliary=auxiliary)
+    return history, info
+
+
 @algorithm("noisy_student")
 def noisy_student(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str, teacher, pool: torch.Tensor,
                   selftrain: SelfTraining) -> tuple[list, dict]:
-    pseudo, info = pseudo_label(teacher, pool, train.task, train.classes, selftrain.threshold, selftrain.soft,
-                                precision=cfg.precision)
-    history = fit(model, train, val, cfg, desc=desc, pseudo=pseudo, pseudo_batch_size=selftrain.batch_size,
-                  combine=LossNormaliser(selftrain.weight, selftrain.normalise))
-    return history, info
+    return student(model, train, val, cfg, desc, teacher, pool, selftrain)
 
 
 @algorithm("sequential")
 def sequential(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str, teacher, pool: torch.Tensor,
                selftrain: SelfTraining) -> tuple[list, dict]:
-    pseudo, info = pseudo_label(teacher, pool, train.task, train.classes, selftrain.threshold, selftrain.soft,
-                                precision=cfg.precision)
+    pseudo, info = teacher_labels(teacher, pool, train, cfg, selftrain)
     # The pseudo-label phase gets as many steps as the fine-tuning phase (none if the teacher kept nothing).
     first = []
     if len(pseudo):
@@ -79,7 +89,6 @@ def sequential(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: st
     second = fit(model, train, val, cfg, desc=desc)
     return ([{**r, "split": f"pseudo_phase_{r['split']}"} for r in first]
             + [{**r, "step": r["step"] + offset} for r in second]), info
-
 
 
 def upstream_task(model, upstream: TaskData, selftrain: SelfTraining) -> Auxiliary:
@@ -98,9 +107,4 @@ def joint(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str, up
 @algorithm("joint_noisy_student")
 def joint_noisy_student(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str, teacher,
                         pool: torch.Tensor, upstream: TaskData, selftrain: SelfTraining) -> tuple[list, dict]:
-    pseudo, info = pseudo_label(teacher, pool, train.task, train.classes, selftrain.threshold, selftrain.soft,
-                                precision=cfg.precision)
-    history = fit(model, train, val, cfg, desc=desc, pseudo=pseudo, pseudo_batch_size=selftrain.batch_size,
-                  combine=LossNormaliser(selftrain.weight, selftrain.normalise),
-                  auxiliary=upstream_task(model, upstream, selftrain))
-    return history, info
+    return student(model, train, val, cfg, desc, teacher, pool, selftrain, upstream_task(model, upstream, selftrain))

@@ -211,6 +211,14 @@ def augmented_batches(data: TaskData, augment, batches: Iterator[torch.Tensor], 
         yield from zip(images.split(sizes), parts)
 
 
+def side_batches(data: TaskData, cfg: TrainConfig, batch_size: int, seed: int, device: str):
+    """A second set's batches beside the labelled one (pseudo-labels, joint training's upstream task): drawn at
+    random each step, with an augmentation stream of their own (the labelled batch's draws would correlate them)."""
+    augment = make_batch_augment(data, replace(cfg, seed=seed, batch_size=batch_size), device)
+    return augmented_batches(data, augment, random_batches(len(data), batch_size, torch.Generator().manual_seed(seed)),
+                             steps_per_call(batch_size))
+
+
 def task_loss(model: Net, outputs, targets, task: str) -> torch.Tensor:
     if task == "classify":
         return F.cross_entropy(outputs.float(), targets)
@@ -313,17 +321,11 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
     batches = augmented_batches(train, make_batch_augment(train, cfg, device), epoch_batches(
         n, batch_size, epoch_steps, torch.Generator().manual_seed(cfg.seed)), steps_per_call(batch_size))
     if pseudo is not None and len(pseudo) and pseudo_batch_size:
-        # Its own augmentation stream: the same draws as the labelled batch would correlate the two.
-        pseudo_cfg = replace(cfg, seed=cfg.seed + 1, batch_size=pseudo_batch_size)
-        pseudo_batches = augmented_batches(pseudo, make_batch_augment(pseudo, pseudo_cfg, device), random_batches(
-            len(pseudo), pseudo_batch_size, torch.Generator().manual_seed(cfg.seed + 1)), steps_per_call(pseudo_batch_size))
+        pseudo_batches = side_batches(pseudo, cfg, pseudo_batch_size, cfg.seed + 1, device)
     else:
         pseudo = None
     if auxiliary is not None:
-        aux_cfg = replace(cfg, seed=cfg.seed + 2, batch_size=auxiliary.batch_size)
-        aux_batches = augmented_batches(auxiliary.data, make_batch_augment(auxiliary.data, aux_cfg, device), random_batches(
-            len(auxiliary.data), auxiliary.batch_size, torch.Generator().manual_seed(cfg.seed + 2)),
-            steps_per_call(auxiliary.batch_size))
+        aux_batches = side_batches(auxiliary.data, cfg, auxiliary.batch_size, cfg.seed + 2, device)
         model.add_module("auxiliary_head", auxiliary.head.to(device))  # its parameters join the optimiser's
     model.frozen_stages(cfg.freeze)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)

@@ -53,19 +53,22 @@ PSEUDO_KEYS = tuple(f"pseudo_{f.name}" for f in fields(SelfTraining))
 RUN_KEYS = ("init", "label_fraction", "method") + MODEL_KEYS + TRAIN_KEYS + PSEUDO_KEYS
 
 
-def discard_if_corrupted(record: Path, weights: Path) -> None:
-    """A cached run whose record or weights cannot be read (a crash mid-write, a bad copy) is deleted, with a
-    line in the log, so that it is retrained rather than loaded."""
+def cached_record(record: Path, weights: Path) -> dict | None:
+    """A cached run's record, or None: not run yet, or its record or weights cannot be read (a crash mid-write, a
+    bad copy), in which case both are deleted, with a line in the log, so that it is retrained rather than loaded."""
     if not record.is_file():
-        return
+        return None
     try:
-        json.loads(record.read_text())["history"][-1]
+        cached = json.loads(record.read_text())
+        cached["history"][-1]
         torch.load(weights, map_location="cpu", weights_only=True)
+        return cached
     except Exception as error:
         print(f"cached run {record} or {weights.name} is unreadable ({type(error).__name__}): discarded, "
               f"it is trained again", file=sys.stderr)
         record.unlink(missing_ok=True)
         weights.unlink(missing_ok=True)
+        return None
 
 
 def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint: str | None, runs_dir: str,
@@ -103,8 +106,8 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
                    selftrain=asdict(selftrain))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     cached, weights = Path(runs_dir) / f"{digest}.json", Path(runs_dir) / f"{digest}.pt"
-    discard_if_corrupted(cached, weights)
-    if not cached.is_file():
+    record = cached_record(cached, weights)
+    if record is None:
         train_data = load_task_data(train_file, task, device, label_fraction)
         val_data = load_task_data(val_file, task, device)
         net = new_model(train_data, seed=train.seed, init=init, checkpoint=checkpoint, **model)
@@ -133,9 +136,9 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
             history.append(dict(step=stop.step, epoch=stop.epoch, split="train", metric="diverged", value=1.0))
         cached.parent.mkdir(parents=True, exist_ok=True)
         torch.save(net.state_dict(), weights)  # a later student's teacher; written before the record that names it
-        cached.write_text(json.dumps({"key": key, "seconds": time.perf_counter() - started,
-                                      "history": history + quality}))
-    record = json.loads(cached.read_text())
+        text = json.dumps({"key": key, "seconds": time.perf_counter() - started, "history": history + quality})
+        cached.write_text(text)
+        record = json.loads(text)  # the rows exactly as a rerun reads them back
     # The run's training time, measured when it ran, travels with its rows: a rerun that reads the
     # cache back must still report what the run cost.
     last = record["history"][-1]
