@@ -172,7 +172,7 @@ def test_load_corrupt(tmp_path):
 @pytest.mark.parametrize("share", [0.0, 0.5])
 def test_the_unlabeled_pool_holds_its_out_of_domain_share(share):
     """Self-training's pool: downstream classes, plus unlabeled_ood_share of upstream ones; seeded."""
-    from rethink.workflow import unlabeled_pool
+    from rethink.core.world import unlabeled_pool
 
     spec = WorldSpec(image_size=32)
     pool = unlabeled_pool(60, share, spec, seed=7)

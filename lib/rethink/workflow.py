@@ -42,22 +42,6 @@ def logged(log: str, step, *args, threads: int | None = None, **kwargs):
         return step(*args, **kwargs)
 
 
-def unlabeled_pool(n: int, ood_share: float, spec, seed: int) -> dict:
-    """n classification images: round(n * ood_share) of upstream classes, the rest of downstream ones, shuffled.
-    Labels index the upstream classes followed by the downstream ones (the pool's `classes`)."""
-    import numpy as np
-
-    from .core import world as W
-
-    ood = round(n * ood_share)
-    parts = [W.generate_classification(ood, W.UPSTREAM_CLASSES, spec, seed=seed + 50),
-             W.generate_classification(n - ood, W.DOWNSTREAM_CLASSES, spec, seed=seed)]
-    parts[1]["labels"] = parts[1]["labels"] + len(W.UPSTREAM_CLASSES)
-    order = np.random.default_rng(seed).permutation(n)
-    pool = {key: np.concatenate([p[key] for p in parts])[order] for key in ("images", "labels", "masks", "pose")}
-    return {**pool, "classes": np.array(W.UPSTREAM_CLASSES + W.DOWNSTREAM_CLASSES)}
-
-
 def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> None:
     """Generate the world files `names` (default: all of WORLD_FILES) of a profile. `spec` is the profile's
     `world` block of config/study.yaml."""
@@ -78,7 +62,7 @@ def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> Non
                    "all": W.UPSTREAM_CLASSES + W.DOWNSTREAM_CLASSES}.get(class_set)
         started = time.perf_counter()
         if class_set == "pool":
-            data = unlabeled_pool(sizes[name], ood_share, classify_spec, seed * 100 + offset)
+            data = W.unlabeled_pool(sizes[name], ood_share, classify_spec, seed * 100 + offset)
         elif kind == "classify":
             data = W.generate_classification(sizes[name], classes, classify_spec, seed=seed * 100 + offset)
         else:
@@ -194,11 +178,12 @@ def snakemake_running(workdir: Path) -> bool:
     if not (proc / "self").exists():
         ps = subprocess.run(["ps", "-Ao", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
         return any("snakemake" in line and int(line.split()[0]) not in mine for line in ps)
+    workdir = workdir.resolve()
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) in mine:
             continue
         try:
-            if b"snakemake" in (entry / "cmdline").read_bytes() and (entry / "cwd").resolve() == workdir.resolve():
+            if b"snakemake" in (entry / "cmdline").read_bytes() and (entry / "cwd").resolve() == workdir:
                 return True
         except OSError:  # gone, or not ours to read
             continue

@@ -336,6 +336,18 @@ def generate_classification(n: int, classes: Sequence[str], spec: WorldSpec, see
             "classes": np.array(classes)}
 
 
+def unlabeled_pool(n: int, ood_share: float, spec: WorldSpec, seed: int) -> dict[str, np.ndarray]:
+    """Self-training's classification pool: n images, round(n * ood_share) of upstream classes and the rest of
+    downstream ones, shuffled. Labels index the upstream classes followed by the downstream ones (`classes`)."""
+    ood = round(n * ood_share)
+    parts = [generate_classification(ood, UPSTREAM_CLASSES, spec, seed=seed + 50),
+             generate_classification(n - ood, DOWNSTREAM_CLASSES, spec, seed=seed)]
+    parts[1]["labels"] = parts[1]["labels"] + len(UPSTREAM_CLASSES)
+    order = np.random.default_rng(seed).permutation(n)
+    pool = {key: np.concatenate([p[key] for p in parts])[order] for key in ("images", "labels", "masks", "pose")}
+    return {**pool, "classes": np.array(UPSTREAM_CLASSES + DOWNSTREAM_CLASSES)}
+
+
 def generate_scenes(n: int, classes: Sequence[str], spec: WorldSpec, seed: int,
                     max_objects: int = 4) -> dict[str, np.ndarray]:
     """1..max_objects objects per image; later objects occlude earlier ones.
