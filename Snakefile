@@ -1,4 +1,4 @@
-# The whole study as one DAG:  world, world_hard -> pretrain (upstream, upstream_longer), selfsup (one
+# The whole study as one DAG:  world, world_hard -> pretrain (upstream), selfsup (one
 # checkpoint per self-supervised method, and variants) -> one papermill notebook per finding group -> index.
 #   make study                                  (default profile, writes reports/)
 #   snakemake --cores 2 --config profile=smoke  (any profile; see config/study.yaml)
@@ -28,10 +28,8 @@ REPORTS = PROFILE["reports_dir"]
 NOTEBOOKS = list(PROFILE["notebooks"])
 WORLD_FILES = [f"{CACHE}/world/{name}.npz" for name in WORLD_SPLITS]
 CHECKPOINT = f"{CACHE}/checkpoints/upstream.pt"
-# Zoph et al.'s stronger "ImageNet++" init (here: the same pre-training run longer) and SimCLR's.
-LONGER_CHECKPOINT = f"{CACHE}/checkpoints/upstream_longer.pt"
-SUPERVISED_PRETRAINING = {"upstream": PROFILE["pretrain"],
-                          "upstream_longer": {**PROFILE["pretrain"], **PROFILE["pretrain_longer"]}}
+SUPERVISED_PRETRAINING = {"upstream": PROFILE["pretrain"]}
+# SimCLR's checkpoint (ZO-4).
 SIMCLR_CHECKPOINT = f"{CACHE}/checkpoints/simclr.pt"
 # Newell & Deng's harder world (ND-3): the upstream and downstream classification files, every variation knob
 # of `world_hard` turned up.
@@ -155,7 +153,7 @@ def notebook_inputs(wildcards):
     zoo = SELFSUP_CHECKPOINTS if "label_counts" in block else [SIMCLR_CHECKPOINT]
     method = block.get("nd_method")
     extra = [f"{CACHE}/checkpoints/{method}{variant}.pt" for variant in ("_large", "_hard")] if method else []
-    return [CHECKPOINT, LONGER_CHECKPOINT, *zoo, *extra]
+    return [CHECKPOINT, *zoo, *extra]
 
 
 rule notebook:

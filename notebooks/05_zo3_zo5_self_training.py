@@ -10,31 +10,34 @@
 # ---
 
 # %% [markdown]
-# # ZO-3 to ZO-5: self-training helps where pre-training does not
+# # ZO-3 to ZO-5: self-training helps where pre-training does not, and the three stack
 #
-# **Findings (Zoph et al. 2020).** *ZO-3*: noisy-student self-training — a teacher trained on the labelled
-# set pseudo-labels unlabeled images (ImageNet's, for COCO), a student learns from labels and pseudo-labels
-# together under strong augmentation — helps in every regime, by +1.3 to +3.4 AP, including where
-# pre-training hurts, and it stacks with pre-training. *ZO-4*: self-supervised pre-training (SimCLR)
-# behaves like supervised pre-training — it hurts where that hurts — and self-training still helps on top
-# of it. *ZO-5*: training on both losses jointly helps, and the normalised pseudo-label loss keeps it stable.
+# **Findings (Zoph et al. 2020, [arXiv 2006.06882](https://arxiv.org/abs/2006.06882)).** *ZO-3*: noisy-student
+# self-training (a teacher trained on the labelled set pseudo-labels unlabeled images; a student learns from
+# labels and pseudo-labels together under strong augmentation) helps in every regime, by +1.3 to +3.4 AP,
+# including where pre-training hurts, and it stacks with pre-training. *ZO-4*: self-supervised pre-training
+# (SimCLR) behaves like supervised pre-training (it hurts where that hurts) and self-training still helps on
+# top of it. *ZO-5*: pre-training, joint training (the upstream labelled task trained in the same run) and
+# self-training are additive.
 #
-# **Here.** The grid of notebook 04 (its supervised runs come back from the run cache and serve as the
-# teachers). The unlabeled pool is a world file of images of the downstream classes, as Noisy Student
-# draws in-distribution images, plus the world's `unlabeled_ood_share` of upstream ones (default 0), with
-# its labels hidden (used only to say how good the pseudo-labels were). For each cell, init
-# and seed, the teacher is the supervised run of the same settings; it labels the pool in batches on the
-# device, keeping images whose top class probability is at least `pseudo_threshold` (soft labels:
-# the teacher's distribution). The student starts from the teacher's init, trains as many iterations on
-# each labelled batch plus `pseudo_batch_size` pseudo-labelled images, equally augmented, with Zoph et
-# al.'s loss normalisation (`rethink.core.pseudo.LossNormaliser`). Algorithms by name: `rethink.core.selftrain`.
+# **Here.** The grid of notebook 04: its supervised runs come back from the run cache and are the teachers.
+# The unlabeled pool is a world file of images of the downstream classes, as Noisy Student draws
+# in-distribution images, plus the world's `unlabeled_ood_share` of upstream ones (default 0), its labels
+# hidden (used only to say how good the pseudo-labels were). A teacher labels the pool on the device and keeps
+# images whose top class probability is at least `pseudo_threshold` (soft labels: the teacher's distribution).
+# The student starts from the teacher's init and trains as many iterations as its teacher, at the cell's
+# augmentation, on each labelled batch plus `pseudo_batch_size` pseudo-labelled images, with Zoph et al.'s loss
+# normalisation (`rethink.core.pseudo.LossNormaliser`). Joint training adds the upstream labelled
+# classification task to every step: a second head on the shared backbone, its loss balanced by the same
+# normalisation. Algorithms by name: `rethink.core.selftrain`.
 #
-# **Pre-registered criteria** (config/study.yaml, 95% CIs over seeds, accuracy points). ZO-3: student −
-# teacher > `zo3_min_gain` in every cell, on random and on pre-trained init. ZO-4: at the strongest
-# augmentation with all labels, SimCLR init − scratch < `zo4_max_gain` and SimCLR's student − SimCLR init
-# > `zo4_min_gain_selftraining`. ZO-5: at (`zo5_aug`, `zo5_label_fraction`), from random init, joint
-# self-training minus each of the supervised teacher, the sequential use of the same pseudo-labels
-# (pseudo-labels first, then the labels) and the joint run without loss normalisation > `zo5_min_gain`.
+# **Pre-registered criteria** (config/study.yaml, 95% CIs over seeds, accuracy points). ZO-3: the mean over
+# three cells (the strongest augmentation with all labels, on random and on pre-trained init, and with the fewest
+# labels on random init) of student − teacher, paired by seed, > `zo3_min_gain`. ZO-4: at the strongest
+# augmentation with all labels, SimCLR init − scratch < `zo4_max_gain` and SimCLR's student − SimCLR init >
+# `zo4_min_gain_selftraining`. ZO-5: at (`zo5_aug`, `zo5_label_fraction`), where pre-training helps,
+# pre-trained + joint − pre-trained > `zo5_min_gain`, and + self-training on top − pre-trained + joint >
+# `zo5_min_gain`.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -62,87 +65,98 @@ from rethink.study import gates, outputs, runs, verdicts, zo
 
 # %% [markdown]
 # ## Runs
-# Supervised teachers and baselines for random, pre-trained and SimCLR init in every cell; a noisy student
-# for random and pre-trained init in every cell and for SimCLR init at the strongest augmentation with all
-# labels; ZO-5's sequential and unnormalised students at its cell.
+# The supervised teachers (random and pre-trained init in every cell; SimCLR init at the strongest augmentation
+# with all labels), ZO-3's and ZO-4's students, and ZO-5's joint arms.
 
 # %%
 verdicts.require_member("zo5_aug", zo5_aug, aug_levels, "aug_levels")
 verdicts.require_member("zo5_label_fraction", zo5_label_fraction, label_fractions, "label_fractions")
 if not from_results:
-    corner = (aug_levels[-1], max(label_fractions))
-    grid = (zo.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["scratch", "pretrained"], epochs_1x, batch_size,
-                       students=["scratch", "pretrained"], extra_students=zo.ZO5_ARMS,
-                       extra_cell=(zo5_aug, zo5_label_fraction))
-            + zo.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["simclr"], epochs_1x, batch_size,
-                         students=["simclr"], student_cells=[corner]))
-    results = runs.sweep(grid, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
-                         checkpoints={"simclr": simclr_checkpoint}, runs_dir=runs_dir, arch=arch, width=width,
-                         norm=norm, batch_size=batch_size, schedule=schedule, lr=lr, evals=evals,
-                         aug_backend=aug_backend, device=device, precision=precision, pseudo_threshold=pseudo_threshold,
-                         pseudo_soft=pseudo_soft, pseudo_weight=pseudo_weight, pseudo_batch_size=pseudo_batch_size)
+    strongest, most = aug_levels[-1], max(label_fractions)
+    teachers = (zo.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["scratch", "pretrained"], epochs_1x, batch_size)
+                + zo.zo_runs(world_dir, [most], [strongest], seeds, ["simclr"], epochs_1x, batch_size))
+    students = zo.derived_runs(teachers, zo.zo3_cells(aug_levels, label_fractions) + [("simclr", strongest, most)],
+                               {"{init}" + zo.STUDENT: dict(method="noisy_student")})
+    joint = zo.derived_runs(teachers, [("pretrained", zo5_aug, zo5_label_fraction)], zo.ZO5_ARMS)
+    results = runs.sweep(teachers + students + joint, task="classify", world_dir=world_dir,
+                         upstream_checkpoint=upstream_checkpoint, checkpoints={"simclr": simclr_checkpoint},
+                         runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, schedule=schedule,
+                         lr=lr, grad_clip=grad_clip, evals=evals, aug_backend=aug_backend, device=device, precision=precision,
+                         pseudo_threshold=pseudo_threshold, pseudo_soft=pseudo_soft, pseudo_weight=pseudo_weight,
+                         pseudo_batch_size=pseudo_batch_size)
     outputs.write_results(out_dir, results, parameters,
                           checkpoints={"pretrained (supervised)": upstream_checkpoint, "simclr": simclr_checkpoint})
 results = outputs.read_results(out_dir, results_dir if from_results else None)
 findings = [zo.zo3_finding(results, zo3_min_gain, profile, figure="zo3_self_training_gain.png"),
             zo.zo4_finding(results, zo4_max_gain, zo4_min_gain_selftraining, profile, figure="zo4_simclr.png"),
-            zo.zo5_finding(results, zo5_aug, zo5_label_fraction, zo5_min_gain, profile, figure="zo5_joint.png")]
-findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=lambda run: {"pretrained": "pretrained (supervised)", "simclr": "simclr"}.get(run["init"]))) for f in findings]
+            zo.zo5_finding(results, zo5_aug, zo5_label_fraction, zo5_min_gain, profile, figure="zo5_additive.png")]
+checkpoint_of = lambda run: {"pretrained": "pretrained (supervised)", "simclr": "simclr"}.get(run["init"])
+findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=checkpoint_of))
+            for f in findings]
 outputs.write_findings(out_dir, findings, from_results, deviations)
 
 # %% [markdown]
-# ## ZO-3: the gain from self-training in every cell
-# Student − teacher, paired by seed, on random and on pre-trained init (the paper's Tables 4 and 5). For
-# comparison, the gain from pre-training in the same cells (pretrained − scratch, the runs of notebook 04).
+# ## ZO-3: the gain from self-training
+# Student − teacher, paired by seed, in each of ZO-3's cells (the paper's Tables 4 and 5; bars: mean with 95% CI,
+# dots: seeds), and for comparison the gain from pre-training in the same cells (pretrained − scratch, the runs of
+# notebook 04). The criterion is on the mean over the cells; each cell's own gain is in the table.
 
 # %%
 final = verdicts.final_metric(results, "accuracy")
 gains = zo.cell_gains(final, {"self-training on scratch": ("scratch+ST", "scratch"),
-                                 "self-training on pretrained": ("pretrained+ST", "pretrained"),
-                                 "pre-training (pretrained − scratch)": ("pretrained", "scratch")})
+                              "self-training on pretrained": ("pretrained+ST", "pretrained"),
+                              "pre-training (pretrained − scratch)": ("pretrained", "scratch")})
 figures.save(figures.gain_bars(gains, "ZO-3: accuracy change from self-training (and from pre-training)"),
-           Path(out_dir) / "zo3_self_training_gain.png")
+             Path(out_dir) / "zo3_self_training_gain.png")
 display(outputs.gain_table(gains))
 
 # %% [markdown]
-# The pseudo-labels: the share of the unlabeled pool the teachers kept, the share of kept images that
-# show a downstream class at all (all of them unless the pool has an out-of-domain share), and the pseudo-labels' accuracy on
-# those (mean over seeds, from the pool's hidden labels).
+# The pseudo-labels of every student's teacher (mean over seeds): the share of the unlabeled pool the teacher
+# kept, the share of kept images that show a downstream class at all (all of them unless the pool has an
+# out-of-domain share), and the pseudo-labels' accuracy on those, from the pool's hidden labels.
 
 # %%
-quality = results[results.split == "pseudo"]
-display(quality.groupby(["aug", "label_fraction", "arm", "metric"]).value.mean().unstack("metric").round(3))
+display(zo.pseudo_label_quality(results))
+
+# %% [markdown]
+# ## Had the students converged?
+# Validation accuracy over training steps, teachers and students, in each cell that has a student (mean over
+# seeds, 95% CI band). The converged gate below checks each run.
+
+# %%
+figures.save(figures.training_curves(zo.with_cells(zo.student_cells(results)), "accuracy", panel="cell", x="step"),
+             Path(out_dir) / "zo_students_val_accuracy.png")
 
 # %% [markdown]
 # ## ZO-4: SimCLR init, and self-training on top of it
-# SimCLR trained on the upstream images without their labels (the `simclr` rule; its 1-NN probe on the
-# upstream validation set beside the supervised checkpoint's accuracy):
+# SimCLR trained on the upstream images without their labels (the `simclr` rule). Its own numbers beside the
+# supervised checkpoint's (its pretext loss, and a 1-NN probe on the upstream validation set):
 
 # %%
 display(outputs.checkpoint_table(out_dir))
 simclr_gains = zo.cell_gains(final, {"simclr − scratch": ("simclr", "scratch"),
-                                        "pretrained − scratch": ("pretrained", "scratch"),
-                                        "self-training on simclr": ("simclr+ST", "simclr")})
+                                     "pretrained − scratch": ("pretrained", "scratch"),
+                                     "self-training on simclr": ("simclr+ST", "simclr")})
+simclr_gains = simclr_gains[simclr_gains.aug.eq(aug_levels[-1]) & simclr_gains.label_fraction.eq(max(label_fractions))]
 figures.save(figures.gain_bars(simclr_gains, "ZO-4: SimCLR init against supervised pre-training"),
-           Path(out_dir) / "zo4_simclr.png")
+             Path(out_dir) / "zo4_simclr.png")
 display(outputs.gain_table(simclr_gains))
 
 # %% [markdown]
-# ## ZO-5: joint against sequential self-training, and the loss normalisation
-# At (`zo5_aug`, `zo5_label_fraction`), from random init: accuracy per arm (bars: 95% CI; dots: seeds),
-# and the labelled and pseudo-label training losses of the joint runs with and without normalisation.
+# ## ZO-5: pre-training, joint training and self-training
+# At (`zo5_aug`, `zo5_label_fraction`): accuracy per arm (bars: 95% CI; dots: seeds), from random init, pre-trained,
+# pre-trained + joint training, and pre-trained + joint training + self-training; then the training losses of the
+# joint runs (the downstream labels, the upstream task's and the pseudo-labels').
 
 # %%
 cell = final[(final.aug == zo5_aug) & (final.label_fraction == zo5_label_fraction)
-             & final.arm.isin(["scratch", "scratch+ST", *zo.ZO5_ARMS])]
+             & final.arm.isin(["scratch", "pretrained", *zo.ZO5_ARMS])]
 figures.save(figures.arm_bars(cell, "accuracy", f"ZO-5 at {zo.cell_name(zo5_aug, zo5_label_fraction)}"),
-           Path(out_dir) / "zo5_joint.png")
+             Path(out_dir) / "zo5_additive.png")
 joint = results[(results.aug == zo5_aug) & (results.label_fraction == zo5_label_fraction)
-                & results.arm.isin(["scratch+ST", "scratch+ST unnormalised"])]
-figures.save(figures.training_curves(joint, "loss", panel="label_fraction", x="step", splits=("train",)),
-           Path(out_dir) / "zo5_losses.png")
-display(joint[joint.metric.isin(["loss", "pseudo_loss"]) & (joint.split == "train")]
-        .groupby(["arm", "metric", "step"]).value.mean().unstack("step").round(3))
+                & results.arm.isin(list(zo.ZO5_ARMS)) & (results.split == "train")
+                & results.metric.isin(["loss", "auxiliary_loss", "pseudo_loss"])]
+display(joint.groupby(["arm", "metric", "step"]).value.mean().unstack("step").round(3))
 
 # %% [markdown]
 # ## Validity gates

@@ -55,12 +55,13 @@ from rethink.study import bl, gates, outputs, runs, verdicts, zo
 verdicts.require_member("bl2_aug", bl2_aug, aug_levels, "aug_levels")
 verdicts.require_member("bl2_label_fraction", bl2_label_fraction, label_fractions, "label_fractions")
 if not from_results:
-    grid = bl.bl2_runs(world_dir, bl2_aug, bl2_label_fraction, "scratch", bl2_rounds, seeds, epochs_1x, batch_size)
+    grid = bl.bl2_runs(world_dir, bl2_aug, bl2_label_fraction, "scratch", bl2_rounds, seeds,
+                       zo.level_value(epochs_1x, bl2_aug), batch_size)
     results = runs.sweep(grid, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
                          runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, schedule=schedule,
-                         lr=lr, evals=evals, aug_backend=aug_backend, device=device, precision=precision,
-                         pseudo_threshold=pseudo_threshold,
-                         pseudo_soft=pseudo_soft, pseudo_weight=pseudo_weight, pseudo_batch_size=pseudo_batch_size)
+                         lr=lr, grad_clip=grad_clip, evals=evals, aug_backend=aug_backend, device=device,
+                         precision=precision, pseudo_threshold=pseudo_threshold, pseudo_soft=pseudo_soft,
+                         pseudo_weight=pseudo_weight, pseudo_batch_size=pseudo_batch_size)
     outputs.write_results(out_dir, results, parameters)
 results = outputs.read_results(out_dir, results_dir if from_results else None)
 findings = [bl.bl2_finding(verdicts.final_metric(results, "accuracy"), bl2_min_gain, profile, figure="bl2_rounds.png")]

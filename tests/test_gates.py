@@ -142,7 +142,7 @@ def test_an_undecided_condition_states_its_power_and_no_other_does():
     cells = {("scratch", "S1", 1.0): 80, ("scratch+ST", "S1", 1.0): 80.1}
     results = zo_results(cells)
     results.loc[results.arm.eq("scratch+ST") & results.seed.eq(1) & results.metric.eq("accuracy"), "value"] += 2
-    finding = verdicts.apply_gates(zo.zo3_finding(results, 0.0, "test", inits=("scratch",)),
+    finding = verdicts.apply_gates(zo.zo3_finding(results, 0.0, "test"),
                                    gates.run_gates(results, THRESHOLDS, 10))
     (condition,) = finding["conditions"]
     assert finding["verdict"] == "inconclusive" and condition["mde"] > 0 and condition["seeds_needed"] > 3

@@ -222,19 +222,31 @@ def test_zo1_and_zo2_verdicts_from_constructed_grids():
     assert zo.zo2_finding(always_helps, 0.0, 0.0, "test")["verdict"] == "not reproduced"  # the gain never shrinks
 
 
-def test_zo3_needs_a_gain_in_every_cell_and_zo5_names_its_comparisons():
+def test_zo3_judges_the_mean_gain_over_its_three_cells():
     cells = zoph_grid(lambda aug, f: 1.0)
-    for (arm, aug, fraction), value in list(cells.items()):
-        cells[(arm + zo.STUDENT, aug, fraction)] = value + 2.0
-    assert zo.zo3_finding(zo_results(cells), 0.0, "test")["verdict"] == "reproduced"
-    assert len(zo.zo3_finding(zo_results(cells), 0.0, "test")["conditions"]) == 8  # 4 cells x 2 inits
-    cells[("pretrained+ST", "S4", 1.0)] = cells[("pretrained", "S4", 1.0)] - 1.0  # hurts in one cell
+    for init, aug, fraction in zo.zo3_cells(["S1", "S4"], [0.2, 1.0]):
+        cells[(init + zo.STUDENT, aug, fraction)] = cells[(init, aug, fraction)] + {0.2: 4.0, 1.0: 1.0}[fraction]
+    cells[("scratch" + zo.STUDENT, "S1", 1.0)] = 0.0  # a student outside ZO-3's cells counts for nothing
+    finding = zo.zo3_finding(zo_results(cells), 0.0, "test")
+    (condition,) = finding["conditions"]
+    assert condition["effect"] == "st_mean_over_cells" and condition["estimate"] == pytest.approx(2.0)  # (1 + 1 + 4) / 3
+    assert finding["verdict"] == "reproduced"
+    assert {(a["arm"], a["aug"], a["label_fraction"]) for a in condition["arms"]} == {
+        ("scratch+ST", "S4", 1.0), ("scratch", "S4", 1.0), ("pretrained+ST", "S4", 1.0), ("pretrained", "S4", 1.0),
+        ("scratch+ST", "S4", 0.2), ("scratch", "S4", 0.2)}
+    cells[("pretrained+ST", "S4", 1.0)] = cells[("pretrained", "S4", 1.0)] - 9.0  # hurts enough to pull the mean below 0
     assert zo.zo3_finding(zo_results(cells), 0.0, "test")["verdict"] == "not reproduced"
-    cells.update({("scratch+sequential", "S4", 0.2): 71.0, ("scratch+ST unnormalised", "S4", 0.2): 71.5})
-    zo5 = zo.zo5_finding(zo_results(cells), "S4", 0.2, 0.0, "test")
+
+
+def test_zo5_judges_each_step_of_pretraining_joint_training_and_self_training():
+    cells = {("pretrained", "S1", 0.2): 80.0, ("pretrained+joint", "S1", 0.2): 81.0,
+             ("pretrained+joint+ST", "S1", 0.2): 82.5}
+    zo5 = zo.zo5_finding(zo_results(cells), "S1", 0.2, 0.0, "test")
     assert {c["effect"]: round(c["estimate"], 2) for c in zo5["conditions"]} == {
-        "joint_minus_supervised": 2.0, "joint_minus_sequential": 1.0, "joint_minus_unnormalised": 0.5}
-    assert zo5["verdict"] == "reproduced"
+        "joint_minus_pretrained": 1.0, "selftraining_minus_joint": 1.5}
+    assert zo5["verdict"] == "reproduced" and "paper_effect" in zo5
+    cells[("pretrained+joint+ST", "S1", 0.2)] = 79.0  # self-training on top hurts
+    assert zo.zo5_finding(zo_results(cells), "S1", 0.2, 0.0, "test")["verdict"] == "not reproduced"
 
 
 def test_cell_gains_pair_by_seed_and_skip_missing_arms():
@@ -245,17 +257,24 @@ def test_cell_gains_pair_by_seed_and_skip_missing_arms():
     assert table.loc[("gain", "S1"), "100% labels"] == "3.0 ± 0.0"
 
 
-def test_zo_runs_cross_the_grid_and_add_students(tmp_path):
+def test_zo_runs_give_each_level_its_schedule_and_derive_students(tmp_path):
     W.save_world(tmp_path / "downstream_classify_train.npz",
                  W.generate_classification(100, W.DOWNSTREAM_CLASSES[:2], W.WorldSpec(image_size=32), seed=0))
-    runs = zo.zo_runs(str(tmp_path), [0.2, 1.0], ["S1", "S4"], [0, 1], ["scratch", "pretrained"], epochs_1x=2,
-                         batch_size=10, students=["scratch"], extra_students=zo.ZO5_ARMS, extra_cell=("S4", 0.2))
-    supervised = [r for r in runs if "method" not in r]
-    students = [r for r in runs if r.get("method") == "noisy_student" and r["arm"] == "scratch+ST"]
-    assert len(supervised) == 2 * 2 * 2 * 2 and len(students) == 2 * 2 * 2
-    extra = [r for r in runs if r.get("arm") in zo.ZO5_ARMS]
-    assert len(extra) == 2 * 2 and {(r["aug"], r["label_fraction"]) for r in extra} == {("S4", 0.2)}
-    assert {r["epochs_1x"] for r in runs if r["label_fraction"] == 0.2} == {10.0}  # as many steps as 100%
+    teachers = zo.zo_runs(str(tmp_path), [0.2, 1.0], ["S1", "S4"], [0, 1], ["scratch", "pretrained"],
+                          epochs_1x={"S1": 2, "S4": 3}, batch_size=10)
+    assert len(teachers) == 2 * 2 * 2 * 2 and all("method" not in r for r in teachers)
+    assert {(r["aug"], r["label_fraction"], r["epochs_1x"]) for r in teachers} == {
+        ("S1", 1.0, 2), ("S1", 0.2, 10.0), ("S4", 1.0, 3), ("S4", 0.2, 15.0)}  # as many steps as 100%, per level
+    cells = zo.zo3_cells(["S1", "S4"], [0.2, 1.0])
+    students = zo.derived_runs(teachers, cells, {"{init}+ST": dict(method="noisy_student")})
+    assert len(students) == len(cells) * 2 and {r["arm"] for r in students} == {"scratch+ST", "pretrained+ST"}
+    assert all(r["aug"] == "S4" and r["method"] == "noisy_student" for r in students)
+    joint = zo.derived_runs(teachers, [("pretrained", "S1", 0.2)], zo.ZO5_ARMS)
+    assert sorted(r["arm"] for r in joint) == ["pretrained+joint", "pretrained+joint", "pretrained+joint+ST",
+                                              "pretrained+joint+ST"]
+    assert {r["epochs_1x"] for r in joint} == {10.0}  # the teacher's schedule
+    with pytest.raises(ValueError, match="no value for augmentation level 'S4'"):
+        zo.zo_runs(str(tmp_path), [1.0], ["S4"], [0], ["scratch"], epochs_1x={"S1": 2}, batch_size=10)
 
 
 def test_the_gain_figure_legend_names_every_series():

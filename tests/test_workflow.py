@@ -68,7 +68,9 @@ def test_the_merge_replaces_lists_and_merges_mappings():
     (("profiles", "smoke", "classification", "seedz"), [0], "seedz"),  # unknown key in a shared block
     (("defaults", "notebooks", "04_zo1_zo2_augmentation_data", "inits"), ["scratch", "imagenet"], "inits"),
     (("defaults", "self_training", "pseudo_threshold"), 1.0, "pseudo_threshold"),
-    (("defaults", "notebooks", "05_zo3_zo5_self_training", "label_fractions"), [0.2, 0.5], "label_fractions"),
+    (("defaults", "notebooks", "05_zo3_zo5_self_training", "label_fractions"), [0.2], "label_fractions"),  # one
+    (("defaults", "classification", "epochs_1x"), {"S9": 32}, "epochs_1x"),  # a schedule for no level
+    (("defaults", "classification", "epochs_1x"), {"S1": 0}, "epochs_1x"),
     (("criteria", "05_zo3_zo5_self_training", "zo5_aug"), "S7", "zo5_aug"),
     (("defaults", "selfsup_methods", "simclr", "temperature"), 0, "temperature"),
     (("defaults", "selfsup_methods", "swav", "clusters"), 8, "clusters"),  # unknown option

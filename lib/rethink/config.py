@@ -102,7 +102,6 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
         "hard_world_dir": rel(f"{cache}/world_hard"),
         "checkpoints_dir": rel(f"{cache}/checkpoints"),
         "upstream_checkpoint": rel(f"{cache}/checkpoints/upstream.pt"),
-        "longer_checkpoint": rel(f"{cache}/checkpoints/upstream_longer.pt"),  # Zoph et al.'s "ImageNet++"
         "simclr_checkpoint": rel(f"{cache}/checkpoints/simclr.pt"),
         "runs_dir": rel(f"{cache}/runs"),
         "results_dir": rel(f"{profile['reports_dir']}/{notebook}"),

@@ -9,10 +9,12 @@ from ..study.verdicts import mean_effect
 
 ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict(color="tab:blue", marker="s"),
              "gn": dict(color="tab:green", marker="o"), "bn": dict(color="tab:red", marker="v"),
-             "none": dict(color="tab:gray", marker="x"), "pretrained_longer": dict(color="tab:purple", marker="D"),
+             "none": dict(color="tab:gray", marker="x"),
              "simclr": dict(color="tab:brown", marker="^"), "scratch+ST": dict(color="tab:red", marker="o"),
              "scratch+ST unnormalised": dict(color="tab:pink", marker="v"),
              "scratch+sequential": dict(color="tab:olive", marker="s"),
+             "pretrained+ST": dict(color="tab:purple", marker="s"), "simclr+ST": dict(color="tab:olive", marker="^"),
+             "pretrained+joint": dict(color="tab:cyan", marker="D"), "pretrained+joint+ST": dict(color="tab:purple", marker="D"),
              # the self-supervised methods (rethink.selfsup)
              "rotation": dict(color="tab:green", marker="v"), "autoencoder": dict(color="tab:gray", marker="x"),
              "swav": dict(color="tab:cyan", marker="P"), "jigsaw": dict(color="tab:pink", marker="*")}

@@ -304,7 +304,9 @@ def finding(claims: dict, finding_id: str, text: str, conditions: list[dict], ef
     criterion = dict(text=text, conditions=conditions, primary=primary or conditions[0]["effect"],
                      **({"adjust": adjust} if adjust else {}))
     entry = judge(finding_id, claims[finding_id]["claim"], criterion, effects, claims[finding_id]["paper"], profile)
-    return {**entry, "figure": figure, **({"panel": panel} if panel else {})}
+    paper_effect = claims[finding_id].get("paper_effect")  # the paper's effect in our unit, set beside ours
+    return {**entry, "figure": figure, **({"panel": panel} if panel else {}),
+            **({"paper_effect": paper_effect} if paper_effect else {})}
 
 
 def require_member(name: str, value, allowed: list, allowed_name: str) -> None:
