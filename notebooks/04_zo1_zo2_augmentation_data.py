@@ -65,7 +65,8 @@ if not from_results:
     grid = zo.zo_runs(world_dir, label_fractions, aug_levels, seeds, inits, epochs_1x, batch_size)
     results = runs.sweep(grid, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
                          runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, schedule=schedule,
-                         lr=lr, grad_clip=grad_clip, evals=evals, aug_backend=aug_backend, device=device,
+                         lr_drops=lr_drops, lr=lr, grad_clip=grad_clip, evals=evals, aug_backend=aug_backend,
+                         device=device,
                          precision=precision)
     outputs.write_results(out_dir, results, parameters, checkpoints={"pretrained": upstream_checkpoint})
 results = outputs.read_results(out_dir, results_dir if from_results else None)

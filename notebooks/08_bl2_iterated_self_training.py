@@ -59,7 +59,8 @@ if not from_results:
                        zo.level_value(epochs_1x, bl2_aug), batch_size)
     results = runs.sweep(grid, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
                          runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, schedule=schedule,
-                         lr=lr, grad_clip=grad_clip, evals=evals, aug_backend=aug_backend, device=device,
+                         lr_drops=lr_drops, lr=lr, grad_clip=grad_clip, evals=evals, aug_backend=aug_backend,
+                         device=device,
                          precision=precision, pseudo_threshold=pseudo_threshold, pseudo_soft=pseudo_soft,
                          pseudo_weight=pseudo_weight, pseudo_batch_size=pseudo_batch_size)
     outputs.write_results(out_dir, results, parameters)

@@ -9,6 +9,15 @@ from rethink.core.train import (TrainConfig, evaluate, fit, init_from_checkpoint
                            save_checkpoint, step_schedule)
 
 
+def test_lr_drops_put_the_steps_at_shares_of_the_run_and_are_checked():
+    assert step_schedule(90, 90, (0.3333, 0.6)) == [30, 54]
+    assert step_schedule(90, 30, (0.3333, 0.6)) == [30, 54]  # whatever the 1x
+    assert TrainConfig(lr_drops=[0.5]).lr_drops == (0.5,)  # YAML's list, hashable and keyed alike
+    for bad in ([0.6, 0.3], [0.0, 0.5], [1.0]):
+        with pytest.raises(ValueError, match="lr_drops"):
+            TrainConfig(lr_drops=bad)
+
+
 def test_step_schedule_drops_at_fixed_distances_from_the_end():
     # He et al.: 90k-iteration 1x drops at 30k and 70k; a 2x (180k) at 120k and 160k.
     assert step_schedule(90, 90) == [30, 70]

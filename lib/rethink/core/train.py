@@ -35,6 +35,7 @@ class TrainConfig:
     aug: str = "S1"            # augmentation level S0-S4
     aug_backend: str = "kornia"
     evals: int = 6             # validation evaluations spread evenly over the run (for curves)
+    lr_drops: tuple = ()       # shares of the run at which the LR drops 10x; () = He et al.'s step policy
     freeze: int = 0            # backbone stages left frozen (the stem is one): 0 = fine-tune all, 4 = only the head
     seed: int = 0
     device: str = "cpu"
@@ -50,6 +51,9 @@ class TrainConfig:
                 raise ValueError(f"{key} must be > 0; got {getattr(self, key)}")
         if self.batch_size < 1 or self.evals < 1 or self.warmup_steps < 0 or self.grad_clip < 0:
             raise ValueError("batch_size and evals must be >= 1, warmup_steps and grad_clip >= 0")
+        object.__setattr__(self, "lr_drops", tuple(float(d) for d in self.lr_drops))  # YAML gives a list
+        if not all(0 < d < 1 for d in self.lr_drops) or list(self.lr_drops) != sorted(self.lr_drops):
+            raise ValueError(f"lr_drops must be increasing shares of the run, each in (0, 1); got {self.lr_drops!r}")
         if self.freeze not in range(FROZEN_STAGES_MAX + 1):
             raise ValueError(f"freeze must be 0 to {FROZEN_STAGES_MAX} (backbone stages frozen: 0 fine-tunes all, "
                              f"{FROZEN_STAGES_MAX} trains the head alone); got {self.freeze!r}")
@@ -124,10 +128,13 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return n // min(batch_size, n)
 
 
-def step_schedule(total_steps: int, steps_1x: int) -> list[int]:
-    """He et al.: the LR drops 10x for the last 2/3 and the last 2/9 of a 1x schedule (60k and 20k of
-    90k iterations), whatever the total length."""
-    drops = [total_steps - round(steps_1x * 2 / 3), total_steps - round(steps_1x * 2 / 9)]
+def step_schedule(total_steps: int, steps_1x: int, lr_drops: tuple = ()) -> list[int]:
+    """The steps at which the LR drops 10x. He et al.: for the last 2/3 and the last 2/9 of a 1x schedule (60k
+    and 20k of 90k iterations), whatever the total length; `lr_drops`: at these shares of the run instead."""
+    if lr_drops:
+        drops = [round(total_steps * share) for share in lr_drops]
+    else:
+        drops = [total_steps - round(steps_1x * 2 / 3), total_steps - round(steps_1x * 2 / 9)]
     return sorted({min(max(d, 1), total_steps) for d in drops})
 
 
@@ -138,7 +145,8 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.SGD:
 
 def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int, steps_1x: int):
     warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=max(cfg.warmup_steps, 1))
-    steps = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=step_schedule(total_steps, steps_1x), gamma=0.1)
+    steps = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=step_schedule(total_steps, steps_1x, cfg.lr_drops),
+                                                 gamma=0.1)
     return torch.optim.lr_scheduler.ChainedScheduler([warmup, steps])
 
 
