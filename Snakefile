@@ -18,6 +18,9 @@ BASE = Path(workflow.basedir)
 configfile: str(BASE / "config/study.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 validate(config, str(BASE / "config/study.schema.yaml"))
 
 # `defaults` merged with the profile's overrides, each notebook's shared blocks filled in, validated.
@@ -166,7 +169,9 @@ rule notebook:
         findings=f"{REPORTS}/{{notebook}}/findings.json",
         results=f"{REPORTS}/{{notebook}}/results.csv",
         run=f"{REPORTS}/{{notebook}}/run.json",
-        html=f"{REPORTS}/{{notebook}}/{{notebook}}.html",
+        # `snakemake --report report.zip` gathers the rendered reports, one category per notebook (its findings).
+        html=report(f"{REPORTS}/{{notebook}}/{{notebook}}.html", category="{notebook}",
+                    labels={"report": "{notebook}"}),
     params:
         parameters=lambda wildcards: notebook_config(PROFILE, wildcards.notebook, f"{REPORTS}/{wildcards.notebook}", root="."),
     threads: PROFILE["threads"]
@@ -184,7 +189,7 @@ rule index:
     input:
         expand(f"{REPORTS}/{{notebook}}/findings.json", notebook=NOTEBOOKS),
     output:
-        index=f"{REPORTS}/index.html",
+        index=report(f"{REPORTS}/index.html", category="index", labels={"report": "every finding"}),
         table=f"{REPORTS}/findings.md",
     log:
         f"{CACHE}/logs/index.log",

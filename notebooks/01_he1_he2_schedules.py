@@ -89,6 +89,14 @@ findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_
 outputs.write_findings(out_dir, findings, from_results, deviations)
 
 # %% [markdown]
+# ## Summary
+# Each finding's computed verdict, our primary effect beside the paper's, its validity gates and recorded
+# deviations. The sections below show how each number was reached.
+
+# %%
+display(Markdown(outputs.summary_markdown(findings, deviations)))
+
+# %% [markdown]
 # ## HE-1: final box AP and accuracy against schedule length
 # Schedules are multiples of this study's own 1x (a few epochs), not of the paper's 90k iterations.
 
@@ -147,3 +155,11 @@ display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %%
 display(Markdown(outputs.verdict_markdown(findings)))
+
+# %% [markdown]
+# ## Parameters of this run
+# Every setting, from config/study.yaml under the profile, the parameters cell and papermill (run.json beside this
+# report records them with the commit and the environment).
+
+# %%
+display(outputs.parameters_table(parameters))

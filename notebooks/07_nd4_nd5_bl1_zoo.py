@@ -102,6 +102,14 @@ findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_
 outputs.write_findings(out_dir, findings, from_results, deviations)
 
 # %% [markdown]
+# ## Summary
+# Each finding's computed verdict, our primary effect beside the paper's, its validity gates and recorded
+# deviations. The sections below show how each number was reached.
+
+# %%
+display(Markdown(outputs.summary_markdown(findings, deviations)))
+
+# %% [markdown]
 # ## ND-4: freezing more of the network
 # Accuracy per method and number of frozen stages (mean with 95% CI over seeds):
 
@@ -156,3 +164,11 @@ display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %%
 display(Markdown(outputs.verdict_markdown(findings)))
+
+# %% [markdown]
+# ## Parameters of this run
+# Every setting, from config/study.yaml under the profile, the parameters cell and papermill (run.json beside this
+# report records them with the commit and the environment).
+
+# %%
+display(outputs.parameters_table(parameters))

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -138,6 +139,10 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
         assert {"torch", "kornia", "numpy", "snakemake"} <= set(run["packages"]) and len(run["packages"]) > 50
         assert run["python"] and run["cpu"] and "gpus" in run and run["torch_build"]["version"].startswith("2.14.1")
         assert (folder / f"{notebook}.html").stat().st_size > 10_000
+        html = (folder / f"{notebook}.html").read_text()
+        # A reader's view: the summary first, code hidden, no progress bars (they went to the rule's log).
+        assert "Summary" in html and "summary_markdown" not in html and "jp-InputArea-editor" not in html
+        assert "it/s]" not in html and "s/it]" not in html
         assert list(folder.glob("*.png"))
         executed = (folder / f"{notebook}.ipynb").read_text()
         assert executed.count('"image/png"') >= 2  # the figures show in the rendered report, not only on disk
@@ -146,6 +151,12 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
     # Nothing is recomputed when nothing changed.
     again = snakemake("-n", "--cores", "2", "--config", "profile=smoke", cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # Snakemake's own report gathers every rendered report (the outputs marked report()).
+    built = snakemake("--report", "report.zip", "--config", "profile=smoke", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr[-3000:]
+    with zipfile.ZipFile(tmp_path / "report.zip") as archive:
+        names = archive.namelist()
+    assert all(any(name.endswith(f"{notebook}.html") for name in names) for notebook in notebooks), names[:20]
     monkeypatch.setenv("RETHINK_STUDY_DIR", str(tmp_path))  # the cache the DAG filled
     for notebook in notebooks:
         out = tmp_path / "build/lab/smoke" / notebook

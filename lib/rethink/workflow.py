@@ -156,9 +156,25 @@ def run_notebook(source: str, out_dir: str, parameters: dict, cwd: str = ".") ->
     executed = out / f"{name}.ipynb"
     papermill.execute_notebook(notebook, str(executed), parameters=parameters, kernel_name="python3",
                                cwd=cwd, progress_bar=False, log_output=True)
-    html, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    html, _ = nbconvert.HTMLExporter(exclude_input=True).from_notebook_node(report_view(
+        nbformat.read(executed, as_version=4), name))
     (out / f"{name}.html").write_text(html)
     return executed
+
+
+def report_view(notebook, name: str):
+    """The executed notebook as a reader sees it: code hidden (the HTML exporter drops inputs; a first line links
+    the executed notebook with its code and names its source), stderr dropped (progress bars and warnings: papermill
+    copied them to the rule's log)."""
+    import nbformat
+
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    note = (f"*Code hidden: the executed notebook, with its code, is [{name}.ipynb]({name}.ipynb); its source is "
+            f"`notebooks/{name}.py` (open it in JupyterLab with `make lab`).*")
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(note))
+    return notebook
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,9 +3,11 @@ from the findings.json and benchmark files the workflow writes: no number here i
 from __future__ import annotations
 
 import csv
+import fnmatch
 import html
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +15,10 @@ import pandas as pd
 VERDICT_COLOURS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "not tested": "#6e7781",
                    "inconclusive": "#9a6700"}
 README_START, README_END = "<!-- findings:start -->", "<!-- findings:end -->"
+# Each paper's workflow steps (benchmark file names): its notebooks and the checkpoints they read.
+PAPER_STEPS = {"He et al. (01-03)": ["01_*", "02_*", "03_*", "pretrain_upstream"],
+               "Zoph et al. (04, 05)": ["04_*", "05_*", "pretrain_upstream", "selfsup_simclr"],
+               "Newell & Deng, the overview (06-08)": ["06_*", "07_*", "08_*", "selfsup_*"]}
 
 
 def load_findings(report_dirs) -> list[tuple[Path, dict, dict]]:
@@ -66,9 +72,27 @@ def benchmark_seconds(bench_dir: Path) -> dict[str, float]:
     return seconds
 
 
+# What shapes a report's numbers: the training code, the study's verdict code, the config and its notebook.
+SHAPING = ("lib/rethink/core", "lib/rethink/study", "config", "Snakefile")
+
+
+def changed_since(commit: str, notebook: str) -> str:
+    """The files that shape a report's numbers and changed between the commit that made it and HEAD ("" when none,
+    or when git cannot tell: no repository, an unknown commit)."""
+    root = Path(__file__).resolve().parents[3]
+    paths = [*SHAPING, f"notebooks/{notebook}.py"]
+    try:
+        diff = subprocess.run(["git", "diff", "--name-only", commit.removesuffix("-dirty"), "HEAD", "--", *paths],
+                              capture_output=True, text=True, cwd=root, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
+
+
 def write_index(report_dirs, out_dir: str) -> None:
     out = Path(out_dir)
     found = load_findings(report_dirs)
+    changed = {folder: changed_since(run["git_commit"], folder.name) for folder, _, run in found}
     rows = []
     for folder, f, run in found:
         link = os.path.relpath(folder / f"{folder.name}.html", out)
@@ -77,13 +101,16 @@ def write_index(report_dirs, out_dir: str) -> None:
         rows.append(
             f"<tr><td><b>{html.escape(finding_name(f))}</b></td><td>{html.escape(f['claim'])}<br><small>paper: "
             f"{html.escape(f['paper'])}</small><br><small>criterion: {html.escape(f['criterion']['text'])}</small></td>"
-            f"<td>{html.escape(effect_text(f))}<br><small>{f['n_seeds']} seeds</small></td>"
+            f"<td>{html.escape(effect_text(f))}<br><small>{f['n_seeds']} seeds"
+            + (f"; paper: {html.escape(f['paper_effect'])}" if f.get("paper_effect") else "") + "</small></td>"
             f"<td><span style='background:{colour};color:white;padding:2px 6px;border-radius:4px;white-space:nowrap'>"
             f"{html.escape(f['verdict'])}</span><br><small>{html.escape(why_text(f))}</small>"
             + (f"<br><small><b>deviation:</b> {html.escape(deviation_text(f))}</small>" if f.get("deviations") else "")
             + "</td>"
-            f"<td>{f'<a href={link!r}><img src={figure!r} width=260></a>' if figure else ''}<br>"
-            f"<a href={link!r}>report</a> · commit <code>{html.escape(run['git_commit'][:12])}</code></td></tr>")
+            f"<td>{f'<a href={figure!r}><img src={figure!r} width=420></a>' if figure else ''}<br>"
+            f"<a href={link!r}>report</a> · commit <code>{html.escape(run['git_commit'][:12])}</code>"
+            f"{'<br><small><b>made by older code or config:</b> ' + html.escape(changed[folder]) + '</small>' if changed.get(folder) else ''}"
+            "</td></tr>")
     profiles = sorted({f["profile"] for _, f, _ in found})
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rethink: findings</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td{{vertical-align:top;padding:8px;
@@ -121,6 +148,12 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
     lines += [f"| {name} | {s / 60:.1f} |" for name, s in seconds.items()]
     if seconds:
         lines.append(f"| **total** | **{sum(seconds.values()) / 60:.1f}** |")
+        lines += ["", "Each paper's notebooks with the checkpoints they need (a shared checkpoint counts in each; the "
+                      "world, which all share, is not counted). The budget is 35 minutes each, 120 for the whole:", "",
+                  "| paper | steps | minutes |", "|---|---|---|"]
+        for paper, patterns in PAPER_STEPS.items():
+            steps = [name for name in seconds if any(fnmatch.fnmatch(name, p) for p in patterns)]
+            lines.append(f"| {paper} | {', '.join(steps)} | {sum(seconds[n] for n in steps) / 60:.1f} |")
     # A notebook whose runs were read back from the cache ran fast; what its runs cost is in results.csv.
     lines += ["", "Training time of each notebook's runs, measured when each run trained (a rerun that reads "
                   "finished runs back from `cache/` costs far less; a run that two notebooks share, such as HE-1's "

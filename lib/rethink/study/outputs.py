@@ -16,7 +16,7 @@ import torch
 
 from ..core.train import resolve_device
 from ..report.figures import mean_ci_text
-from ..report.index import deviation_line, finding_name
+from ..report.index import VERDICT_COLOURS, deviation_line, effect_text, finding_name
 from .verdicts import arm_text, final_metric
 
 LIB = Path(__file__).parent.parent
@@ -65,6 +65,41 @@ def checkpoint_table(out_dir: str, decimals: int | None = None):
     rows = pd.read_csv(path)
     table = rows.pivot(index="checkpoint", columns="metric", values="value").loc[rows.checkpoint.unique()]
     return table if decimals is None else table.round(decimals)
+
+
+def verdict_badge(verdict: str) -> str:
+    """A verdict in its own colour, never wrapped (inline HTML: the reports render Markdown with it)."""
+    return f'<span style="color:{VERDICT_COLOURS[verdict]};white-space:nowrap"><b>{verdict}</b></span>'
+
+
+def gates_summary(finding: dict) -> str:
+    """A finding's gates in a few words: all passed, or which arms failed which gate."""
+    failed = [g for g in finding.get("gates", []) if not g["passed"]]
+    if not failed:
+        return f"all {len(finding.get('gates', []))} passed"
+    named = list(dict.fromkeys(f"{arm_text(g['arm'])}: {g['gate']}" for g in failed))
+    return f"{len(failed)} failed ({'; '.join(named[:2])}{f'; {len(named) - 2} more' if len(named) > 2 else ''})"
+
+
+def summary_markdown(findings: list[dict], deviations: list[dict] = ()) -> str:
+    """The report's opening table: per finding its claim, computed verdict, our primary effect beside the paper's,
+    its gates, its recorded deviations and a link to its key figure."""
+    cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    lines = ["| finding | claim | verdict | ours | paper | gates | deviations | figure |",
+             "|---|---|---|---|---|---|---|---|"]
+    for f in findings:
+        changes = [d["change"] for d in deviations if f["id"] in d["findings"]]
+        figure = f"[{f['figure']}]({f['figure']})" if f.get("figure") else "—"
+        lines.append("| " + " | ".join(cell(x) for x in (
+            f"**{finding_name(f)}**", f["claim"], verdict_badge(f["verdict"]),
+            f"{effect_text(f)} ({f['criterion']['primary']}, {f['n_seeds']} seeds)",
+            f.get("paper_effect") or f["paper"], gates_summary(f), "; ".join(changes) or "none", figure)) + " |")
+    return "\n".join(lines)
+
+
+def parameters_table(parameters: dict) -> pd.DataFrame:
+    """Every parameter the notebook ran with (config/study.yaml, papermill and the parameters cell), one row each."""
+    return pd.DataFrame({"value": {k: str(v) for k, v in parameters.items()}}).rename_axis("parameter")
 
 
 def verdict_markdown(findings: list[dict]) -> str:

@@ -1,7 +1,7 @@
 """Zoph, Ghiasi, Lin, Cui, Liu, Cubuk & Le 2020, "Rethinking Pre-training and Self-training" (arXiv
 2006.06882): ZO-1 to ZO-5 on downstream classification. A grid of augmentation level x label fraction;
-arms are inits ("scratch", "pretrained", "pretrained_longer", "simclr") and their self-trained students
-("<init>+ST"). The criteria's values are pre-registered in config/study.yaml."""
+arms are inits ("scratch", "pretrained", "simclr"), their self-trained students ("<init>+ST") and ZO-5's
+joint-training arms. The criteria's values are pre-registered in config/study.yaml."""
 from __future__ import annotations
 
 import pandas as pd
@@ -11,7 +11,6 @@ from .runs import iteration_matched_runs
 from .verdicts import (METRIC_UNITS, arm_selector, final_metric, finding, gap, mean_effect, paired_effect,
                        seed_gaps, with_arms)
 
-# What each finding claims and what the paper reports.
 # What each finding claims, what the paper reports, and the paper's own effect in the unit of ours (a difference
 # of the headline metric, in points, for the quantity the criterion's primary effect measures).
 CLAIMS = {
