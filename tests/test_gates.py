@@ -1,5 +1,6 @@
 """Validity gates and the four verdicts, on constructed results."""
 import math
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -7,10 +8,11 @@ import pytest
 from scipy import stats
 
 from rethink import config
-from rethink.study import gates, verdicts, zo
+from rethink.study import gates, outputs, verdicts, zo
 from rethink.study.verdicts import Effect
 
 THRESHOLDS = config.load("default")["gates"]
+ROOT = config.ROOT
 
 
 def run_rows(run_id: str, arm: str, seed: int, accuracies, train_losses, kept_share=None, **cell) -> list[dict]:
@@ -174,3 +176,32 @@ def test_deviations_are_recorded_and_reach_the_findings(tmp_path):
     written = pd.read_json(tmp_path / "findings.json").iloc[0]
     assert written["deviations"][0]["earlier_reports"] == "0250517"  # a commit, quoted: not an octal number
     assert np.isfinite(len(written["deviations"]))
+
+
+def test_the_summary_opens_each_report_with_verdict_effects_gates_and_figure():
+    cells = {("pretrained", "S1", 0.2): 80.0, ("pretrained+joint", "S1", 0.2): 81.0,
+             ("pretrained+joint+ST", "S1", 0.2): 82.5}
+    results = zo_results(cells)
+    finding = verdicts.apply_gates(zo.zo5_finding(results, "S1", 0.2, 0.0, "test", figure="zo5.png"),
+                                   gates.run_gates(results, THRESHOLDS, 10))
+    deviation = dict(findings=["ZO-5"], change="redefined | now additive", reason="r", earlier_reports="none")
+    summary = outputs.summary_markdown([finding], [deviation])
+    header, rule, row = summary.splitlines()
+    assert header.count("|") == rule.count("|") == row.count("|") - row.count("\\|")  # the pipe is escaped
+    assert "**ZO-5**" in row and "reproduced</b></span>" in row and "white-space:nowrap" in row
+    assert "+1.00 [+1.00, +1.00] accuracy points (joint_minus_pretrained, 3 seeds)" in row
+    assert zo.CLAIMS["ZO-5"]["paper_effect"] in row and "[zo5.png](zo5.png)" in row
+    assert f"all {len(finding['gates'])} passed" in row and "redefined \\| now additive" in row
+
+
+def test_the_index_names_code_that_changed_since_a_report_was_made():
+    from rethink.report.index import changed_since
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    first = subprocess.run(["git", "rev-list", "--max-parents=0", "HEAD"], capture_output=True, text=True,
+                           cwd=ROOT).stdout.split()[0]
+    assert changed_since(head, "04_zo1_zo2_augmentation_data") == ""
+    if first == head:
+        pytest.skip("a clone with one commit: nothing older to compare")
+    assert "lib/rethink" in changed_since(first, "04_zo1_zo2_augmentation_data")
+    assert changed_since("not-a-commit", "04_zo1_zo2_augmentation_data") == ""  # git cannot tell: no line
