@@ -293,6 +293,18 @@ def test_the_gain_figure_legend_names_every_series():
         "simclr − scratch", "pretrained − scratch", "self-training on simclr"]
 
 
+def test_the_curves_legend_names_every_panels_arms():
+    """ZO-5's curves: the joint arms run in one cell only, the SimCLR arms in another."""
+    from rethink.report import figures
+
+    rows = [dict(cell=cell, arm=arm, seed=seed, step=step, split="val", metric="accuracy", value=80.0 + step)
+            for cell, arms in (("S1_5%", ("pretrained", "pretrained+joint")), ("S2_100%", ("scratch", "simclr")))
+            for arm in arms for seed in range(2) for step in (1, 2)]
+    fig = figures.training_curves(pd.DataFrame(rows), "accuracy", panel="cell", x="step")
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == [
+        "pretrained", "pretrained+joint", "scratch", "simclr"]
+
+
 def test_each_panel_shows_its_own_papers_numbers():
     """HE-1's classification panel has no counterpart in He et al. (detection only): it must not show box AP."""
     results = constructed({("scratch", 1, 1.0): 50, ("pretrained", 1, 1.0): 90, ("scratch", 6, 1.0): 80,

@@ -112,9 +112,19 @@ def training_curves(results: pd.DataFrame, metric: str, split: str = "val", pane
         ax.grid(alpha=0.3)
     name = "/".join(splits)
     axes[0][0].set_ylabel(f"{name} {metric}" + (" (points)" if metric != "loss" else ""))
-    axes[0][0].legend(fontsize="small")
     fig.tight_layout()
+    panel_legend(fig, axes[0])
     return fig
+
+
+def panel_legend(fig, axes) -> None:
+    """One legend above the figure with every panel's series: a series may run in some panels only."""
+    unique = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            unique.setdefault(label, handle)
+    fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(len(unique), 6), fontsize="small",
+               bbox_to_anchor=(0.5, 1.0))
 
 
 def save(fig, path) -> None:
@@ -147,11 +157,6 @@ def gain_bars(gains: pd.DataFrame, title: str, ylabel: str = "accuracy change (p
         ax.set_title(f"augmentation {aug}")
         ax.grid(alpha=0.3, axis="y")
     axes[0][0].set_ylabel(ylabel)
-    unique = {}  # every panel's series: a comparison may run in one panel only (ZO-4's student)
-    for ax in axes[0]:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            unique.setdefault(label, handle)
-    fig.legend(unique.values(), unique.keys(), loc="upper center", ncol=len(unique), fontsize="small",
-               bbox_to_anchor=(0.5, 1.08))
+    panel_legend(fig, axes[0])  # every panel's series: a comparison may run in one panel only (ZO-4's student)
     fig.suptitle(title, y=1.14)
     return fig
