@@ -52,7 +52,7 @@ def gain_table(gains: pd.DataFrame) -> pd.DataFrame:
     """zo.cell_gains as the paper prints it: mean ± 95% CI half-width per comparison and augmentation
     level (rows) and label fraction (columns)."""
     table = gains.groupby(["comparison", "aug", "label_fraction"]).value.apply(mean_ci_text).unstack("label_fraction")
-    return table.rename(columns=lambda f: f"{f:.0%} labels")
+    return table.rename(columns=lambda f: f"{f:.0%} labels").fillna("—")  # a comparison that did not run there
 
 
 def checkpoint_table(out_dir: str, decimals: int | None = None):
@@ -88,7 +88,8 @@ def summary_markdown(findings: list[dict], deviations: list[dict] = ()) -> str:
     lines = ["| finding | claim | verdict | ours | paper | gates | deviations | figure |",
              "|---|---|---|---|---|---|---|---|"]
     for f in findings:
-        changes = [d["change"] for d in deviations if f["id"] in d["findings"]]
+        changes = [d["change"] for d in deviations if f["id"] in d["findings"]]  # the latest, and how many before it
+        changes = changes[-1:] + [f"{len(changes) - 1} earlier (below)"] if len(changes) > 1 else changes
         figure = f"[{f['figure']}]({f['figure']})" if f.get("figure") else "—"
         lines.append("| " + " | ".join(cell(x) for x in (
             f"**{finding_name(f)}**", f["claim"], verdict_badge(f["verdict"]),
