@@ -61,8 +61,8 @@ def test_notebook_parameters_come_from_the_config_and_what_is_set_wins(tmp_path,
     namespace["parameters"] = config.notebook_parameters("04_zo1_zo2_augmentation_data", namespace)
     namespace.update(namespace["parameters"])
     namespace.update(profile="smoke", seeds=None)
-    assert config.notebook_parameters("04_zo1_zo2_augmentation_data", namespace)["schedule"] == \
-        profile["classification"]["schedule"] != config.load("default")["classification"]["schedule"]
+    assert config.notebook_parameters("04_zo1_zo2_augmentation_data", namespace)["epochs_1x"] == \
+        profile["classification"]["epochs_1x"] != config.load("default")["classification"]["epochs_1x"]
     namespace["lr"] = 0.5  # changed by hand in the live kernel: it wins
     assert config.notebook_parameters("04_zo1_zo2_augmentation_data", namespace)["lr"] == 0.5
     with pytest.raises(ValueError, match="unknown parameters \\['sedes'\\]"):
