@@ -125,7 +125,7 @@ display(outputs.gain_table(gains))
 # out-of-domain share), and the pseudo-labels' accuracy on those, from the pool's hidden labels.
 
 # %%
-display(zo.pseudo_label_quality(results))
+display(zo.pseudo_label_table(results))
 
 # %% [markdown]
 # ## Had the students converged?

@@ -92,7 +92,8 @@ def changed_since(commit: str, notebook: str) -> str:
 def write_index(report_dirs, out_dir: str) -> None:
     out = Path(out_dir)
     found = load_findings(report_dirs)
-    changed = {folder: changed_since(run["git_commit"], folder.name) for folder, _, run in found}
+    runs = {folder: run for folder, _, run in found}  # one git diff per report, not per finding
+    changed = {folder: changed_since(run["git_commit"], folder.name) for folder, run in runs.items()}
     rows = []
     for folder, f, run in found:
         link = os.path.relpath(folder / f"{folder.name}.html", out)

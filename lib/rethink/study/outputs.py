@@ -120,9 +120,8 @@ def verdict_markdown(findings: list[dict]) -> str:
             lines.append(line)
         lines += ["", verdict_sentence(f), "", f"Paper: {f['paper']}"]
         if f.get("paper_effect"):
-            e = f["effect"]
-            lines += ["", f"The paper's effect against ours: {f['paper_effect']} (paper); {e['estimate']:+.2f} "
-                          f"[{e['ci_low']:+.2f}, {e['ci_high']:+.2f}] {e['unit']} (ours, {f['criterion']['primary']})."]
+            lines += ["", f"The paper's effect against ours: {f['paper_effect']} (paper); {effect_text(f)} "
+                          f"(ours, {f['criterion']['primary']})."]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -56,7 +56,7 @@ def with_cells(results: pd.DataFrame) -> pd.DataFrame:
     return results.assign(cell=[cell_name(a, f) for a, f in zip(results.aug, results.label_fraction)])
 
 
-def pseudo_label_quality(results: pd.DataFrame) -> pd.DataFrame:
+def pseudo_label_table(results: pd.DataFrame) -> pd.DataFrame:
     """Each student's pseudo-labels, mean over seeds: the share of the pool its teacher kept, the share of kept
     images showing a downstream class, and the pseudo-labels' accuracy on those (rows: cell and student)."""
     quality = results[results.split == "pseudo"]
