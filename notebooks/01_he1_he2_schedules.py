@@ -12,7 +12,8 @@
 # %% [markdown]
 # # HE-1 and HE-2: training from scratch catches up with pre-training, and localizes no worse
 #
-# **Findings (He, Girshick & Dollár 2019, "Rethinking ImageNet Pre-training").**
+# **Findings (He, Girshick & Dollár 2019, "Rethinking ImageNet Pre-training",
+# [arXiv 1811.08883](https://arxiv.org/abs/1811.08883)).**
 # *HE-1*: with GroupNorm, a detector trained from random initialisation reaches the box AP of one
 # fine-tuned from ImageNet pre-training when it is trained long enough: pre-training speeds up
 # convergence but does not raise the final result (R50 Mask R-CNN box AP at 2x-6x: scratch
@@ -106,7 +107,10 @@ figures.metric_curve(verdicts.final_metric(detect, "AP"), "AP", "detection: box 
 figures.metric_curve(verdicts.final_metric(classify, "accuracy"), "accuracy", "classification: accuracy", ax=right)
 figure.suptitle("HE-1: scratch vs pre-trained over schedule length (mean, 95% CI over seeds)")
 figure.tight_layout()
-figures.save(figure, Path(out_dir) / "he1_schedules.png")
+figures.save(figure, Path(out_dir) / "he1_schedules.png",
+             caption="HE-1. Final box AP (left) and classification accuracy (right) of each arm against the "
+                     "schedule, in multiples of this study's 1x; mean over seeds with 95% CIs. The paper's version "
+                     "is its Figure 1 ([He et al. 2019](https://arxiv.org/abs/1811.08883)).")
 
 # %% [markdown]
 # Box AP per schedule, ours (mean ± 95% CI half-width) next to the paper's R50 numbers (its own 1x).
@@ -123,16 +127,24 @@ display(outputs.metric_table(detect, max(schedules), he.PAPER_TABLES["HE-2"]))
 longest = detect[detect.schedule == max(schedules)]
 figure = figures.metric_bars({m: verdicts.final_metric(longest, m) for m in ("AP", "AP50", "AP75")},
                            f"HE-2: box AP at {max(schedules):g}x (mean, 95% CI over seeds)")
-figures.save(figure, Path(out_dir) / "he2_metrics.png")
+figures.save(figure, Path(out_dir) / "he2_metrics.png",
+             caption=f"HE-2. AP, AP50 and AP75 of each arm at {max(schedules):g}x, the longest schedule; mean over "
+                     f"seeds with 95% CIs. The paper's version is its Table 2 ([He et al. "
+                     f"2019](https://arxiv.org/abs/1811.08883)).")
 
 # %% [markdown]
 # ## Training curves
 # Validation box AP and training loss over epochs, per schedule (mean over seeds, 95% CI band).
 
 # %%
-figures.save(figures.training_curves(detect, "AP"), Path(out_dir) / "he1_curves_val_ap.png")
-figures.save(figures.training_curves(detect, "loss", split="train"), Path(out_dir) / "he1_curves_train_loss.png")
-figures.save(figures.training_curves(classify, "accuracy"), Path(out_dir) / "he1_curves_val_accuracy.png")
+figures.save(figures.training_curves(detect, "AP"), Path(out_dir) / "he1_curves_val_ap.png",
+             caption="Validation box AP over training, one panel per schedule (mean over seeds, 95% CI band): the "
+                     "converged gate reads the last third of each curve.")
+figures.save(figures.training_curves(detect, "loss", split="train"), Path(out_dir) / "he1_curves_train_loss.png",
+             caption="Detection training loss over training, one panel per schedule (mean over seeds, 95% CI band).")
+figures.save(figures.training_curves(classify, "accuracy"), Path(out_dir) / "he1_curves_val_accuracy.png",
+             caption="The classification panel: validation accuracy over training, one panel per schedule (mean over"
+                     " seeds, 95% CI band).")
 
 # %% [markdown]
 # ## Validity gates

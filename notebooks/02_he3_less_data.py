@@ -12,11 +12,11 @@
 # %% [markdown]
 # # HE-3: with less data, scratch still catches up, down to a breakdown regime where it overfits
 #
-# **Finding (He, Girshick & Dollár 2019).** Trained on 35k or 10k COCO images, a detector from random
-# initialisation still reaches the pre-trained one when each is given its best schedule (36.3 vs 36.3,
-# 25.9 vs 26.0 box AP). With 3.5k and 1k images it does not (9.3 vs 16.0, 3.5 vs 9.9): there the scratch
-# model's training loss catches up with the pre-trained one's while its validation loss does not — it
-# overfits.
+# **Finding (He, Girshick & Dollár 2019, [arXiv 1811.08883](https://arxiv.org/abs/1811.08883)).** Trained on
+# 35k or 10k COCO images, a detector from random initialisation still reaches the pre-trained one when each is
+# given its best schedule (36.3 vs 36.3, 25.9 vs 26.0 box AP). With 3.5k and 1k images it does not (9.3 vs
+# 16.0, 3.5 vs 9.9): there the scratch model's training loss catches up with the pre-trained one's while its
+# validation loss does not — it overfits.
 #
 # **Here.** The same detector and step policy as HE-1, on nested subsets of the downstream scenes.
 # Every data size keeps the full set's schedule lengths in *iterations* (as He et al. keep COCO's
@@ -86,7 +86,10 @@ display(Markdown(outputs.summary_markdown(findings, deviations)))
 # %%
 best = he.best_schedule(verdicts.final_metric(results, "AP"))
 figure = figures.metric_curve(best, "AP", "HE-3: each arm at its best schedule", x="label_fraction", log_x=True)
-figures.save(figure, Path(out_dir) / "he3_data_size.png")
+figures.save(figure, Path(out_dir) / "he3_data_size.png",
+             caption="HE-3. Final box AP against the share of the training scenes, each arm at its own best schedule"
+                     " (mean over seeds, 95% CIs; log scale). The paper's version is its Figures 5-6 ([He et al. "
+                     "2019](https://arxiv.org/abs/1811.08883)).")
 
 # %% [markdown]
 # Ours (mean ± 95% CI half-width, each arm at its best schedule) and the schedule that was best; then the
@@ -108,7 +111,10 @@ display(pd.DataFrame(he.PAPER_TABLES["HE-3"]))
 # %%
 longest = results[results.schedule == max(schedules)]
 figures.save(figures.training_curves(longest, "loss", panel="label_fraction", x="step", splits=("train", "val")),
-           Path(out_dir) / "he3_loss_curves.png")
+           Path(out_dir) / "he3_loss_curves.png",
+             caption=f"Training and validation loss at {max(schedules):g}x, one panel per data size (mean over "
+                     f"seeds, 95% CI band): overfitting shows as a training loss that keeps falling while the "
+                     f"validation loss stays up.")
 
 # %% [markdown]
 # ## Validity gates

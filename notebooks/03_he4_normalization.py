@@ -12,10 +12,11 @@
 # %% [markdown]
 # # HE-4: normalization decides whether training from scratch works
 #
-# **Finding (He, Girshick & Dollár 2019).** Detectors fit few images on each GPU, so BatchNorm computes
-# its statistics over 1-2 images: from scratch, it then trains poorly. GroupNorm, whose statistics do not
-# depend on the batch, or SyncBN, which pools them over the GPUs, make training from scratch work; so,
-# with care, does a network without normalization (VGG-16: scratch 35.2 AP at 11x vs pre-trained 35.6 at 9x).
+# **Finding (He, Girshick & Dollár 2019, [arXiv 1811.08883](https://arxiv.org/abs/1811.08883)).** Detectors
+# fit few images on each GPU, so BatchNorm computes its statistics over 1-2 images: from scratch, it then
+# trains poorly. GroupNorm, whose statistics do not depend on the batch, or SyncBN, which pools them over the
+# GPUs, make training from scratch work; so, with care, does a network without normalization (VGG-16: scratch
+# 35.2 AP at 11x vs pre-trained 35.6 at 9x).
 #
 # **Here.** The HE-1 detector trained from scratch with four normalizations: GroupNorm (`gn`, HE-1's
 # scratch runs, read back from the cache), BatchNorm whose statistics come from `bn_batch` images at a
@@ -80,7 +81,10 @@ display(Markdown(outputs.summary_markdown(findings, deviations)))
 # %%
 final = verdicts.final_metric(results, "AP")
 figures.save(figures.arm_bars(final, "AP", f"HE-4: from scratch at {schedule:g}x (mean, 95% CI; dots: seeds)"),
-           Path(out_dir) / "he4_normalization.png")
+           Path(out_dir) / "he4_normalization.png",
+             caption=f"HE-4. Final box AP from scratch at {schedule:g}x per normalization (bars: mean with 95% CI; "
+                     f"dots: seeds). The paper's claim is in its Sections 4-5 ([He et al. "
+                     f"2019](https://arxiv.org/abs/1811.08883)).")
 display(outputs.metric_table(results.assign(schedule=schedule), schedule))
 
 # %% [markdown]
@@ -89,8 +93,10 @@ display(outputs.metric_table(results.assign(schedule=schedule), schedule))
 
 # %%
 figures.save(figures.training_curves(results.assign(schedule=schedule), "loss", split="train"),
-           Path(out_dir) / "he4_curves_train_loss.png")
-figures.save(figures.training_curves(results.assign(schedule=schedule), "AP"), Path(out_dir) / "he4_curves_val_ap.png")
+           Path(out_dir) / "he4_curves_train_loss.png",
+             caption="Training loss per normalization over training (mean over seeds, 95% CI band).")
+figures.save(figures.training_curves(results.assign(schedule=schedule), "AP"), Path(out_dir) / "he4_curves_val_ap.png",
+             caption="Validation box AP per normalization over training (mean over seeds, 95% CI band).")
 
 # %% [markdown]
 # ## Validity gates

@@ -12,7 +12,8 @@
 # %% [markdown]
 # # ZO-1 and ZO-2: stronger augmentation and more labels leave pre-training less to give
 #
-# **Findings (Zoph et al. 2020, "Rethinking Pre-training and Self-training").**
+# **Findings (Zoph et al. 2020, "Rethinking Pre-training and Self-training",
+# [arXiv 2006.06882](https://arxiv.org/abs/2006.06882)).**
 # *ZO-1*: the stronger the data augmentation, the less ImageNet pre-training helps, until it hurts: on all
 # of COCO it helps with flip + crop (Augment-S1) and costs about 1 AP with RandAugment and large scale
 # jitter (Augment-S4). *ZO-2*: the more labelled data, the less it helps: with 20% of the COCO labels it
@@ -99,7 +100,10 @@ final = verdicts.final_metric(results, "accuracy")
 comparisons = {f"{init} − scratch": (init, "scratch") for init in inits if init != "scratch"}
 gains = zo.cell_gains(final, comparisons)
 figure = figures.gain_bars(gains, "ZO-1/ZO-2: accuracy change from pre-training")
-figures.save(figure, Path(out_dir) / "zo_pretraining_gain.png")
+figures.save(figure, Path(out_dir) / "zo_pretraining_gain.png",
+             caption="ZO-1 and ZO-2. Pre-trained − scratch accuracy, paired by seed, per augmentation level (panels)"
+                     " and share of the labels (bars: mean with 95% CI; dots: seeds). The paper's version is its "
+                     "Tables 2 and 3 ([Zoph et al. 2020](https://arxiv.org/abs/2006.06882)).")
 display(outputs.gain_table(gains))
 
 # %% [markdown]
@@ -110,7 +114,9 @@ display(outputs.gain_table(gains))
 
 # %%
 figures.save(figures.training_curves(zo.with_cells(results), "accuracy", panel="cell", x="step"),
-             Path(out_dir) / "zo_curves_val_accuracy.png")
+             Path(out_dir) / "zo_curves_val_accuracy.png",
+             caption="Validation accuracy over training steps in every cell of the grid, per arm (mean over seeds, "
+                     "95% CI band): each run must be flat over its last third.")
 
 # %% [markdown]
 # Accuracy of every arm (mean ± 95% CI half-width over seeds), per augmentation level and label share:

@@ -116,7 +116,10 @@ gains = zo.cell_gains(final, {"self-training on scratch": ("scratch+ST", "scratc
                               "self-training on pretrained": ("pretrained+ST", "pretrained"),
                               "pre-training (pretrained − scratch)": ("pretrained", "scratch")})
 figures.save(figures.gain_bars(gains, "ZO-3: accuracy change from self-training (and from pre-training)"),
-             Path(out_dir) / "zo3_self_training_gain.png")
+             Path(out_dir) / "zo3_self_training_gain.png",
+             caption="ZO-3. Student − teacher accuracy in each of ZO-3's cells, paired by seed, and the gain from "
+                     "pre-training in the same cells (bars: mean with 95% CI; dots: seeds). The paper's version is "
+                     "its Tables 4 and 5 ([Zoph et al. 2020](https://arxiv.org/abs/2006.06882)).")
 display(outputs.gain_table(gains))
 
 # %% [markdown]
@@ -134,7 +137,9 @@ display(zo.pseudo_label_table(results))
 
 # %%
 figures.save(figures.training_curves(zo.with_cells(zo.student_cells(results)), "accuracy", panel="cell", x="step"),
-             Path(out_dir) / "zo_students_val_accuracy.png")
+             Path(out_dir) / "zo_students_val_accuracy.png",
+             caption="Validation accuracy over training steps of the teachers and their students, in each cell that "
+                     "has a student (mean over seeds, 95% CI band).")
 
 # %% [markdown]
 # ## ZO-4: SimCLR init, and self-training on top of it
@@ -148,7 +153,11 @@ simclr_gains = zo.cell_gains(final, {"simclr − scratch": ("simclr", "scratch")
                                      "self-training on simclr": ("simclr+ST", "simclr")})
 simclr_gains = simclr_gains[simclr_gains.aug.eq(aug_levels[-1]) & simclr_gains.label_fraction.eq(max(label_fractions))]
 figures.save(figures.gain_bars(simclr_gains, "ZO-4: SimCLR init against supervised pre-training"),
-             Path(out_dir) / "zo4_simclr.png")
+             Path(out_dir) / "zo4_simclr.png",
+             caption="ZO-4. At the strongest augmentation with all labels: SimCLR init and supervised pre-training "
+                     "against scratch, and self-training on top of SimCLR init (bars: mean with 95% CI; dots: "
+                     "seeds). The paper's version is its Table 6 ([Zoph et al. "
+                     "2020](https://arxiv.org/abs/2006.06882)).")
 display(outputs.gain_table(simclr_gains))
 
 # %% [markdown]
@@ -161,7 +170,10 @@ display(outputs.gain_table(simclr_gains))
 cell = final[(final.aug == zo5_aug) & (final.label_fraction == zo5_label_fraction)
              & final.arm.isin(["scratch", "pretrained", *zo.ZO5_ARMS])]
 figures.save(figures.arm_bars(cell, "accuracy", f"ZO-5 at {zo.cell_name(zo5_aug, zo5_label_fraction)}"),
-             Path(out_dir) / "zo5_additive.png")
+             Path(out_dir) / "zo5_additive.png",
+             caption=f"ZO-5. Accuracy at {zo.cell_name(zo5_aug, zo5_label_fraction)} from random init, pre-trained, "
+                     f"+ joint training and + self-training on top (bars: mean with 95% CI; dots: seeds); each step "
+                     f"must add ([Zoph et al. 2020](https://arxiv.org/abs/2006.06882), Section 5).")
 joint = results[(results.aug == zo5_aug) & (results.label_fraction == zo5_label_fraction)
                 & results.arm.isin(list(zo.ZO5_ARMS)) & (results.split == "train")
                 & results.metric.isin(["loss", "auxiliary_loss", "pseudo_loss"])]

@@ -12,11 +12,11 @@
 # %% [markdown]
 # # ND-1 to ND-3: how many labels does self-supervised pre-training save?
 #
-# **Findings (Newell & Deng 2020).** *ND-1*: the utility of self-supervised pre-training,
-# U(n) = n̂/n − 1 where training from scratch on n̂ labels scores what the pre-trained model fine-tuned on
-# n labels scores, falls toward zero as labels grow, often before accuracy plateaus. *ND-2*: larger models
-# benefit more: from scratch the large model is worse than the small one with few labels, pre-trained it is
-# better. *ND-3*: harder, more varied data gets more utility from pre-training.
+# **Findings (Newell & Deng 2020, [arXiv 2003.14323](https://arxiv.org/abs/2003.14323)).** *ND-1*: the utility
+# of self-supervised pre-training, U(n) = n̂/n − 1 where training from scratch on n̂ labels scores what the
+# pre-trained model fine-tuned on n labels scores, falls toward zero as labels grow, often before accuracy
+# plateaus. *ND-2*: larger models benefit more: from scratch the large model is worse than the small one with
+# few labels, pre-trained it is better. *ND-3*: harder, more varied data gets more utility from pre-training.
 #
 # **Here.** Five self-supervised methods, each pre-trained on the upstream images without their labels by
 # the `selfsup` rule (`rethink.core.selfsup`): rotation prediction and jigsaw (handcrafted pretext tasks), an
@@ -146,7 +146,10 @@ figures.metric_curve(final["easy"], "accuracy", "ND-1: accuracy", x="label_count
 figures.metric_curve(utilities.rename(columns={"utility": "value"}), "utility", "ND-1: utility of pre-training",
                    x="label_count", ax=axes[1], log_x=True, ylabel="utility U(n) = n̂/n − 1")
 axes[1].axhline(0, color="black", linewidth=0.8)
-figures.save(figure, Path(out_dir) / "nd1_utility.png")
+figures.save(figure, Path(out_dir) / "nd1_utility.png",
+             caption="ND-1. Accuracy of scratch and of each fine-tuned method against the number of labels (left), "
+                     "and each method's utility U(n) = n̂/n − 1 read off the scratch curve (right); mean over seeds "
+                     "with 95% CIs, log scale ([Newell & Deng 2020](https://arxiv.org/abs/2003.14323)).")
 display(utilities.groupby(["label_count", "arm"]).utility.apply(figures.mean_ci_text).unstack("arm"))
 
 # %% [markdown]
@@ -161,7 +164,10 @@ display(utilities.groupby(["label_count", "arm"]).extrapolated.mean().unstack("a
 
 # %%
 figures.save(figures.metric_curve(sizes, "accuracy", f"ND-2: {arch}-{width} against {large}", x="label_count",
-                              log_x=True), Path(out_dir) / "nd2_model_size.png")
+                              log_x=True), Path(out_dir) / "nd2_model_size.png",
+             caption=f"ND-2. The small ({arch}-{width}) and the large ({large}) model, from scratch and fine-tuned "
+                     f"from {nd_method}, against the number of labels (mean over seeds, 95% CIs; [Newell & Deng "
+                     f"2020](https://arxiv.org/abs/2003.14323)).")
 display(sizes.groupby(["label_count", "arm"]).value.apply(figures.mean_ci_text).unstack("arm"))
 
 # %% [markdown]
@@ -179,7 +185,10 @@ axes[0].axhline(0, color="black", linewidth=0.8)
 accuracies = pd.concat([final[world][final[world].arm.isin(["scratch", nd_method])] for world in ("easy", "hard")])
 accuracies["arm"] += " (" + accuracies.world + " world)"
 figures.metric_curve(accuracies, "accuracy", "ND-3: accuracy by world", x="label_count", ax=axes[1], log_x=True)
-figures.save(figure, Path(out_dir) / "nd3_hard_world.png")
+figures.save(figure, Path(out_dir) / "nd3_hard_world.png",
+             caption=f"ND-3. The utility of {nd_method} on the easy and the hard world (left) and the accuracies it "
+                     f"comes from (right), against the number of labels (mean over seeds, 95% CIs; [Newell & Deng "
+                     f"2020](https://arxiv.org/abs/2003.14323)).")
 display(by_world.groupby(["label_count", "arm"]).utility.apply(figures.mean_ci_text).unstack("arm"))
 
 # %% [markdown]

@@ -12,8 +12,8 @@
 # %% [markdown]
 # # ND-4, ND-5 and BL-1: the pretext zoo under one evaluation
 #
-# **Findings.** *ND-4* (Newell & Deng 2020): freezing more of the pre-trained network hurts, and linear
-# evaluation does not predict the ranking after fine-tuning. *ND-5*: the methods rank differently on
+# **Findings.** *ND-4* (Newell & Deng 2020, [arXiv 2003.14323](https://arxiv.org/abs/2003.14323)): freezing
+# more of the pre-trained network hurts, and linear evaluation does not predict the ranking after fine-tuning. *ND-5*: the methods rank differently on
 # different tasks. *BL-1* (the overview article): handcrafted, contrastive and clustering methods compared
 # on one downstream evaluation; autoencoder features are "not invariant enough".
 #
@@ -116,7 +116,10 @@ display(Markdown(outputs.summary_markdown(findings, deviations)))
 # %%
 figures.save(figures.metric_bars({f"{k} stages frozen": probe[probe.freeze == k] for k in sorted(freezes)},
                              "ND-4: fine-tuning against frozen features", ylabel="validation accuracy (points)"),
-           Path(out_dir) / "nd4_freeze.png")
+           Path(out_dir) / "nd4_freeze.png",
+             caption="ND-4. Validation accuracy of each method fine-tuned with 0 stages frozen up to the linear "
+                     "probe (bars: mean with 95% CI over seeds; [Newell & Deng "
+                     "2020](https://arxiv.org/abs/2003.14323)).")
 display(probe.groupby(["arm", "freeze"]).value.apply(figures.mean_ci_text).unstack("freeze"))
 
 # %% [markdown]
@@ -126,7 +129,9 @@ display(probe.groupby(["arm", "freeze"]).value.apply(figures.mean_ci_text).unsta
 # %%
 gains = nd.task_gains(finals, selfsup_methods)
 figures.save(figures.metric_bars({task: gains[gains.task == task] for task in tasks}, "ND-5: gain over scratch by task",
-                             ylabel="fine-tuned − scratch (points)"), Path(out_dir) / "nd5_tasks.png")
+                             ylabel="fine-tuned − scratch (points)"), Path(out_dir) / "nd5_tasks.png",
+             caption="ND-5. Each method's gain over scratch on each task, in the task's own metric (bars: mean with "
+                     "95% CI over seeds; [Newell & Deng 2020](https://arxiv.org/abs/2003.14323)).")
 display(pd.concat(finals.values()).groupby(["task", "arm"]).value.apply(figures.mean_ci_text).unstack("task"))
 
 # %% [markdown]
@@ -137,7 +142,9 @@ display(pd.concat(finals.values()).groupby(["task", "arm"]).value.apply(figures.
 # %%
 figures.save(figures.arm_bars(invariance.rename(columns={"method": "arm"}), "invariance", "BL-1: feature invariance under "
                           f"{invariance_level} views", ylabel="invariance (1 = invariant, 0 = as far as another image's view)"),
-           Path(out_dir) / "bl1_invariance.png")
+           Path(out_dir) / "bl1_invariance.png",
+             caption=f"BL-1. Feature invariance of each method under {invariance_level} views: 1 is invariant, 0 as "
+                     f"far apart as a view of another image (bars: mean with 95% CI; dots: seeds).")
 zoo = pd.DataFrame({"linear probe": probe[probe.freeze == max(freezes)].groupby("arm").value.apply(figures.mean_ci_text),
                     "fine-tuned": probe[probe.freeze == 0].groupby("arm").value.apply(figures.mean_ci_text),
                     "invariance": invariance.groupby("method").value.apply(lambda v: "{:.2f} ± {:.2f}".format(*figures.mean_ci(v)))})

@@ -12,7 +12,8 @@
 # %% [markdown]
 # # BL-2: iterated self-training
 #
-# **Finding (the overview article; Xie et al. 2020's noisy student).** The self-training loop repeats: a
+# **Finding (the overview article; Xie et al. 2020's noisy student,
+# [arXiv 1911.04252](https://arxiv.org/abs/1911.04252)).** The self-training loop repeats: a
 # teacher pseudo-labels the unlabeled images it is confident about, a noisy student learns from labels and
 # pseudo-labels, and the student becomes the next round's teacher. Accuracy improves over the rounds.
 #
@@ -84,7 +85,10 @@ display(Markdown(outputs.summary_markdown(findings, deviations)))
 # %%
 final = verdicts.final_metric(results, "accuracy")
 figures.save(figures.arm_bars(final, "accuracy", f"BL-2: self-training rounds at {zo.cell_name(bl2_aug, bl2_label_fraction)}"),
-           Path(out_dir) / "bl2_rounds.png")
+           Path(out_dir) / "bl2_rounds.png",
+             caption=f"BL-2. Accuracy of the teacher and of each self-training round's student at "
+                     f"{zo.cell_name(bl2_aug, bl2_label_fraction)} (bars: mean with 95% CI; dots: seeds). The loop "
+                     f"is Xie et al. 2020's noisy student ([arXiv 1911.04252](https://arxiv.org/abs/1911.04252)).")
 display(final.groupby("arm").value.apply(figures.mean_ci_text).to_frame("accuracy"))
 
 # %% [markdown]
@@ -93,7 +97,8 @@ display(final.groupby("arm").value.apply(figures.mean_ci_text).to_frame("accurac
 
 # %%
 figures.save(figures.training_curves(results, "accuracy", panel="label_fraction", x="step"),
-           Path(out_dir) / "bl2_curves_val_accuracy.png")
+           Path(out_dir) / "bl2_curves_val_accuracy.png",
+             caption="Validation accuracy over each round's training steps (mean over seeds, 95% CI band).")
 
 # %% [markdown]
 # Each round's pseudo-labels (from the pool's hidden labels, mean over seeds): the share of the pool kept,

@@ -305,6 +305,35 @@ def test_the_curves_legend_names_every_panels_arms():
         "pretrained", "pretrained+joint", "scratch", "simclr"]
 
 
+def test_figures_are_numbered_in_order_and_keep_their_number(tmp_path, monkeypatch):
+    """A captioned figure is shown with "Figure N." under it; N follows the order of first saves, and a re-run
+    cell (the same file saved again) keeps its number."""
+    import IPython.display
+    import matplotlib.pyplot as plt
+    from rethink.report import figures
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    monkeypatch.setattr(figures, "FIGURE_NUMBERS", {})
+    names = ("a.png", "b.png", "a.png")
+    assert [figures.save(plt.figure(), tmp_path / name, caption=f"about {name}") for name in names] == [1, 2, 1]
+    assert figures.save(plt.figure(), tmp_path / "c.png") == 0  # no caption: written, not numbered
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png"]
+    captions = [item.data for item in shown if isinstance(item, IPython.display.Markdown)]
+    assert captions == ["**Figure 1.** about a.png", "**Figure 2.** about b.png", "**Figure 1.** about a.png"]
+    assert sum(isinstance(item, plt.Figure) for item in shown) == 3  # each figure above its caption
+
+
+def test_every_notebook_figure_has_a_caption_and_the_paper_is_linked():
+    """Reports number and caption every figure, and cite their paper by arXiv link."""
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).parents[1] / "notebooks").glob("0*.py")):
+        text = path.read_text()
+        assert text.count("figures.save(") == text.count("caption=") > 0, path.name
+        assert "https://arxiv.org/abs/" in text.split("# %% tags")[0], path.name
+
+
 def test_each_panel_shows_its_own_papers_numbers():
     """HE-1's classification panel has no counterpart in He et al. (detection only): it must not show box AP."""
     results = constructed({("scratch", 1, 1.0): 50, ("pretrained", 1, 1.0): 90, ("scratch", 6, 1.0): 80,

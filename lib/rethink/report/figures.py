@@ -1,6 +1,8 @@
 """Figures for the reports: labelled axes, error bars as 95% CIs over seeds."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt  # inline in a notebook; matplotlib falls back to Agg without a display
 import numpy as np
 import pandas as pd
@@ -127,8 +129,22 @@ def panel_legend(fig, axes) -> None:
                bbox_to_anchor=(0.5, 1.0))
 
 
-def save(fig, path) -> None:
+FIGURE_NUMBERS: dict[str, int] = {}  # file name -> its number in this notebook: a re-run cell keeps its number
+
+
+def save(fig, path, caption: str | None = None) -> int:
+    """Write `fig` to `path`. With a `caption`, also show it here, then "Figure N." and the caption under it;
+    N counts the notebook's figures in order of their first save. Returns N (0 without a caption)."""
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    if caption is None:
+        return 0
+    from IPython.display import Markdown, display
+
+    number = FIGURE_NUMBERS.setdefault(Path(path).name, len(FIGURE_NUMBERS) + 1)
+    display(fig)
+    plt.close(fig)  # shown once, above its caption (the inline backend would show it again at the cell's end)
+    display(Markdown(f"**Figure {number}.** {caption}"))
+    return number
 
 
 def gain_bars(gains: pd.DataFrame, title: str, ylabel: str = "accuracy change (points)"):
