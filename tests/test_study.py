@@ -315,9 +315,10 @@ def test_figures_are_numbered_in_order_and_keep_their_number(tmp_path, monkeypat
     shown = []
     monkeypatch.setattr(IPython.display, "display", shown.append)
     monkeypatch.setattr(figures, "FIGURE_NUMBERS", {})
-    names = ("a.png", "b.png", "a.png")
-    assert [figures.save(plt.figure(), tmp_path / name, caption=f"about {name}") for name in names] == [1, 2, 1]
-    assert figures.save(plt.figure(), tmp_path / "c.png") == 0  # no caption: written, not numbered
+    for name in ("a.png", "b.png", "a.png"):
+        assert figures.save(plt.figure(), tmp_path / name, caption=f"about {name}") is None  # no cell output
+    figures.save(plt.figure(), tmp_path / "c.png")  # no caption: written, not numbered
+    assert figures.FIGURE_NUMBERS == {"a.png": 1, "b.png": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png"]
     captions = [item.data for item in shown if isinstance(item, IPython.display.Markdown)]
     assert captions == ["**Figure 1.** about a.png", "**Figure 2.** about b.png", "**Figure 1.** about a.png"]

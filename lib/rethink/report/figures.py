@@ -132,19 +132,19 @@ def panel_legend(fig, axes) -> None:
 FIGURE_NUMBERS: dict[str, int] = {}  # file name -> its number in this notebook: a re-run cell keeps its number
 
 
-def save(fig, path, caption: str | None = None) -> int:
+def save(fig, path, caption: str | None = None) -> None:
     """Write `fig` to `path`. With a `caption`, also show it here, then "Figure N." and the caption under it;
-    N counts the notebook's figures in order of their first save. Returns N (0 without a caption)."""
+    N counts the notebook's figures in order of their first save (FIGURE_NUMBERS). Returns nothing: a value
+    would print as the cell's output."""
     fig.savefig(path, dpi=110, bbox_inches="tight")
     if caption is None:
-        return 0
+        return
     from IPython.display import Markdown, display
 
     number = FIGURE_NUMBERS.setdefault(Path(path).name, len(FIGURE_NUMBERS) + 1)
     display(fig)
     plt.close(fig)  # shown once, above its caption (the inline backend would show it again at the cell's end)
     display(Markdown(f"**Figure {number}.** {caption}"))
-    return number
 
 
 def gain_bars(gains: pd.DataFrame, title: str, ylabel: str = "accuracy change (points)"):
