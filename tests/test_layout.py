@@ -122,3 +122,22 @@ def test_jupyterlab_opens_notebook_sources_as_notebooks():
     text = re.sub(r"^\s*//.*$", "", settings.read_text(), flags=re.M)  # Lab's settings files allow comments
     assert json.loads(text)["defaultViewers"]["python"] == "Jupytext Notebook"
     assert "JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings" in (ROOT / "Makefile").read_text()
+
+
+def test_the_readme_keeps_its_smoke_line_when_no_smoke_ran(tmp_path):
+    """`make render` splices the findings without the smoke profile's benchmarks: the measured line must stay."""
+    from rethink.report.index import README_END, README_START, splice_readme
+
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "world.tsv").write_text("s\th:m:s\n90.0\t0:01:30\n")
+    findings = tmp_path / "findings.md"
+    findings.write_text("| finding |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold table\n{README_END}\nrest\n")
+    splice_readme(findings, readme, str(bench))
+    measured = readme.read_text()
+    assert "took 1.5 minutes" in measured and "old table" not in measured
+    findings.write_text("| finding | new |\n")
+    splice_readme(findings, readme)
+    assert readme.read_text() == measured.replace("| finding |\n", "| finding | new |\n")

@@ -168,18 +168,23 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+SMOKE_LINE = "The smoke profile's steps (`make smoke`, the DAG that `make test` runs)"
+
+
 def splice_readme(findings_md: str, readme: str, smoke_benchmarks: str | None = None) -> None:
     """Replace the block between the findings markers of README.md with the generated table, and
-    add the smoke profile's measured total when its benchmark files exist."""
+    add the smoke profile's measured total when its benchmark files exist (without them, the line the README
+    has already stays: `make render` runs no smoke profile)."""
     text = Path(readme).read_text()
     if README_START not in text or README_END not in text:
         raise ValueError(f"{readme} lacks the markers {README_START} ... {README_END}")
     head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
+    old, tail = rest.split(README_END, 1)
     table = Path(findings_md).read_text()
     smoke = benchmark_seconds(Path(smoke_benchmarks)) if smoke_benchmarks else {}
     if smoke:
-        table += (f"\nThe smoke profile's steps (`make smoke`, the DAG that `make test` runs) took "
-                  f"{sum(smoke.values()) / 60:.1f} minutes in all on the same machine, Snakemake's own "
-                  f"start-up not counted.\n")
+        table += (f"\n{SMOKE_LINE} took {sum(smoke.values()) / 60:.1f} minutes in all on the same machine, "
+                  f"Snakemake's own start-up not counted.\n")
+    else:
+        table += "".join(f"\n{line}\n" for line in old.splitlines() if line.startswith(SMOKE_LINE))
     Path(readme).write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
