@@ -343,3 +343,14 @@ def test_each_panel_shows_its_own_papers_numbers():
     classification = he.he1_finding(results, "accuracy", 0.0, 2.0, "test", panel="classification")
     assert "box AP" in detection["paper"] and "box AP" not in classification["paper"]
     assert "no classification" in classification["paper"]
+
+
+def test_a_curves_band_stays_inside_the_metrics_range():
+    """Three seeds with one dip give a t-interval past 100 points: the band is drawn inside [0, 100]."""
+    from rethink.report import figures
+
+    rows = [dict(cell="S1_5%", arm="pretrained", seed=seed, step=step, split="val", metric="accuracy",
+                 value=30.0 if (seed, step) == (0, 2) else 90.0) for seed in range(3) for step in (1, 2, 3)]
+    fig = figures.training_curves(pd.DataFrame(rows), "accuracy", panel="cell", x="step")
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.max() <= 100 and band.min() >= 0 and band.max() == 100

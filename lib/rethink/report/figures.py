@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # inline in a notebook; matplotlib falls back t
 import numpy as np
 import pandas as pd
 
-from ..study.verdicts import mean_effect
+from ..study.verdicts import METRIC_UNITS, mean_effect
 
 ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict(color="tab:blue", marker="s"),
              "gn": dict(color="tab:green", marker="o"), "bn": dict(color="tab:red", marker="v"),
@@ -108,7 +108,10 @@ def training_curves(results: pd.DataFrame, metric: str, split: str = "val", pane
             style = ARM_STYLE.get(arm, {})
             label = arm if len(splits) == 1 else f"{arm} {part}"
             ax.plot(xs, y, label=label, linestyle="--" if part == "val" and len(splits) > 1 else "-", **style)
-            ax.fill_between(xs, y - err, y + err, alpha=0.2, color=style.get("color"))
+            low, high = y - err, y + err
+            if metric in METRIC_UNITS:  # points: a band past 0 or 100 (3 seeds, one dip) shows no possible value
+                low, high = low.clip(0, 100), high.clip(0, 100)
+            ax.fill_between(xs, low, high, alpha=0.2, color=style.get("color"))
         ax.set_title(PANEL_TITLES.get(panel, panel + " {}").format(value))
         ax.set_xlabel(AXIS_LABELS.get(x, x))
         ax.grid(alpha=0.3)
