@@ -213,3 +213,23 @@ def test_bad_method_or_option_fails_before_anything_is_read_or_written(tmp_path,
     with pytest.raises(TypeError, match="'prototypes'"):
         pretrain(tmp_path, tmp_path / "out.pt", method="simclr", prototypes=8)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_swav_freezes_its_prototypes_first_and_codes_against_a_queue():
+    model = tiny_model()
+    swav = S.METHODS["swav"](model, 16, prototypes=4, projection_dim=8, freeze_prototypes_steps=1, queue_size=8)
+    optimizer = torch.optim.SGD([*model.parameters(), *swav.parameters()], lr=0.5)
+    torch.manual_seed(0)
+    weights = []
+    for _ in range(3):
+        loss = swav.loss(model, torch.rand(8, 3, 16, 16))
+        weights.append(swav.prototypes.weight.detach().clone())
+        optimizer.zero_grad()
+        loss.backward()
+        frozen = swav.prototypes.weight.grad is None or not swav.prototypes.weight.grad.abs().sum()
+        assert frozen == (len(weights) == 1)  # no gradient reaches the prototypes in the first step only
+        optimizer.step()
+        assert math.isfinite(loss.item())
+    assert sum(len(z) for z in swav.queue) >= 16  # 8 past projections per view join the codes from step 2
+    with pytest.raises(ValueError, match="freeze_prototypes_steps and queue_size must be >= 0"):
+        S.METHODS["swav"](model, 16, queue_size=-1)

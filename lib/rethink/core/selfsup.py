@@ -181,24 +181,49 @@ def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Ten
 
 @method("swav")
 class SwAV(SelfSupervised):
-    # Caron et al. 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments.
+    # Caron et al. 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments. As their
+    # reference recipe does: the projection head has BatchNorm, the prototypes stay frozen for the first
+    # `freeze_prototypes_steps` steps, and with small batches a queue of the last `queue_size` projections joins
+    # the batch when the codes are computed (equipartition over a few hundred samples is too tight a constraint).
     def __init__(self, model: Net, image_size: int, prototypes: int = 32, temperature: float = 0.1,
-                 epsilon: float = 0.05, sinkhorn_iterations: int = 3, projection_dim: int = 64):
+                 epsilon: float = 0.05, sinkhorn_iterations: int = 3, projection_dim: int = 64,
+                 freeze_prototypes_steps: int = 0, queue_size: int = 0):
         super().__init__()
         _positive(prototypes=prototypes, temperature=temperature, epsilon=epsilon,
                   sinkhorn_iterations=sinkhorn_iterations, projection_dim=projection_dim)
+        if freeze_prototypes_steps < 0 or queue_size < 0:
+            raise ValueError(f"selfsup options freeze_prototypes_steps and queue_size must be >= 0; got "
+                             f"{freeze_prototypes_steps} and {queue_size}")
         self.temperature, self.epsilon, self.iterations = temperature, epsilon, sinkhorn_iterations
+        self.freeze_steps, self.queue_size, self.steps = freeze_prototypes_steps, queue_size, 0
         self.views = simclr_views(image_size)
-        self.projection = projection_head(model.backbone.channels[-1], projection_dim)
+        c = model.backbone.channels[-1]
+        self.projection = nn.Sequential(nn.Linear(c, c), nn.BatchNorm1d(c), nn.ReLU(), nn.Linear(c, projection_dim))
         self.prototypes = nn.Linear(projection_dim, prototypes, bias=False)
+        self.queue: list[torch.Tensor] = []  # the two views' past projections, newest last (not saved)
+
+    def codes(self, scores: torch.Tensor, queued: torch.Tensor | None) -> torch.Tensor:
+        """Sinkhorn codes of the batch's scores, the queue's scores (if any) taking part in the equipartition."""
+        if queued is None:
+            return sinkhorn(scores, self.epsilon, self.iterations)
+        return sinkhorn(torch.cat([scores, queued]), self.epsilon, self.iterations)[: len(scores)]
 
     def loss(self, model: Net, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():  # prototypes stay on the unit sphere, as the projections are
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
-        s1, s2 = (self.prototypes(F.normalize(self.projection(model.embed(self.views(x))), dim=1)).float()
-                  for _ in range(2))
-        q1, q2 = sinkhorn(s1.detach(), self.epsilon, self.iterations), sinkhorn(s2.detach(), self.epsilon,
-                                                                                self.iterations)
+        frozen = self.steps < self.freeze_steps
+        weight = self.prototypes.weight.detach() if frozen else self.prototypes.weight
+        self.steps += 1
+        z1, z2 = (F.normalize(self.projection(model.embed(self.views(x))).float(), dim=1) for _ in range(2))
+        with torch.autocast(z1.device.type, enabled=False):  # Sinkhorn's exp(score / epsilon) needs fp32 scores
+            s1, s2 = F.linear(z1, weight.float()), F.linear(z2, weight.float())
+        full = self.queue_size and sum(len(q) for q in self.queue) >= 2 * self.queue_size
+        with torch.no_grad():
+            queued = [torch.cat(self.queue[i::2])[-self.queue_size:] @ weight.float().T if full else None
+                      for i in (0, 1)]
+            q1, q2 = self.codes(s1.detach(), queued[0]), self.codes(s2.detach(), queued[1])
+        if self.queue_size:
+            self.queue = (self.queue + [z1.detach(), z2.detach()])[-2 * (self.queue_size // len(x) + 1):]
         # Swapped prediction: each view's scores predict the other view's codes.
         log_p1, log_p2 = F.log_softmax(s1 / self.temperature, 1), F.log_softmax(s2 / self.temperature, 1)
         return -((q1 * log_p2).sum(1) + (q2 * log_p1).sum(1)).mean() / 2
@@ -280,7 +305,7 @@ def feature_invariance(model: Net, images_uint8_nhwc: torch.Tensor, views: nn.Mo
 
 def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: int, norm: str, epochs: float,
                      batch_size: int, lr: float, device: str, seed: int = 0, precision: str = "auto",
-                     **options) -> dict:
+                     lr_drops: tuple = (), **options) -> dict:
     """`method` on the upstream images, their labels unused; writes a checkpoint whose backbone any task
     can start from, and its metrics (JSON beside it: the loss per epoch, the 1-NN probe).
 
@@ -295,7 +320,8 @@ def selfsup_pretrain(method: str, world_dir: str, out: str, arch: str, width: in
     torch.manual_seed(seed)  # the model, the heads, and every view and pretext draw follow from it
     model = new_model(train, arch, width, norm, seed).to(device)
     pretext = METHODS[method](model, train.images.shape[1], **options).to(device)
-    cfg = TrainConfig(epochs_1x=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed, precision=precision)
+    cfg = TrainConfig(epochs_1x=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed, precision=precision,
+                      lr_drops=tuple(lr_drops))
     precision = resolve_precision(precision, device)
     params = list(model.parameters()) + list(pretext.parameters())
     optimizer = make_optimizer(params, cfg)

@@ -51,8 +51,9 @@ class SelfTraining:
 
 
 @algorithm("supervised")
-def supervised(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str, **_) -> tuple[list, dict]:
-    return fit(model, train, val, cfg, desc=desc), {}
+def supervised(model, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str, test: TaskData | None = None,
+               **_) -> tuple[list, dict]:
+    return fit(model, train, val, cfg, desc=desc, test=test), {}
 
 
 def teacher_labels(teacher, pool: torch.Tensor, train: TaskData, cfg: TrainConfig, selftrain: SelfTraining):

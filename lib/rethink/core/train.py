@@ -312,14 +312,15 @@ class Auxiliary:
 
 def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str = "train",
         pseudo: TaskData | None = None, pseudo_batch_size: int = 0, combine=None,
-        auxiliary: Auxiliary | None = None) -> list[dict]:
+        auxiliary: Auxiliary | None = None, test: TaskData | None = None) -> list[dict]:
     """Train `model` in place; returns tidy history rows (step, epoch, split, metric, value).
 
     With `pseudo` (self-training's pseudo-labelled data), every step also draws `pseudo_batch_size`
     pseudo-labelled images, augmented alike, and `combine(human_loss, pseudo_loss)` gives the loss
     (rethink.pseudo.LossNormaliser). With `auxiliary` (joint training), every step also draws its batch, and
     `auxiliary.combine(loss, auxiliary_loss)` joins it; its head trains with the model and is dropped at the end.
-    The schedule still counts epochs over the labelled set."""
+    The schedule still counts epochs over the labelled set. With `test` (a held-out split), every evaluation also
+    scores it (split 'test'), so that a model selected by its validation score is reported on data it never saw."""
     device = resolve_device(cfg.device)
     model.to(device).train()
     torch.manual_seed(cfg.seed)
@@ -385,9 +386,11 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
                     history.append(dict(step=step, epoch=epoch, split="train", metric="auxiliary_loss",
                                         value=float(running_aux) / seen))
                 running, running_pseudo, running_aux, seen = 0.0, 0.0, 0.0, 0
-                for metric, value in evaluate(model, val, precision=precision).items():
-                    history.append(dict(step=step, epoch=epoch, split="val", metric=metric, value=value))
-                bar.set_postfix({r["metric"]: round(r["value"], 3) for r in history if r["step"] == step})
+                for split, data in (("val", val), ("test", test)):
+                    scores = evaluate(model, data, precision=precision) if data is not None else {}
+                    history += [dict(step=step, epoch=epoch, split=split, metric=m, value=v) for m, v in scores.items()]
+                bar.set_postfix({r["metric"]: round(r["value"], 3) for r in history
+                                 if r["step"] == step and r["split"] != "test"})
     finally:
         bar.close()
         if auxiliary is not None:
