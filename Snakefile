@@ -8,7 +8,7 @@ from snakemake.utils import min_version, validate
 
 # Snakemake parses this file again for every job: the training code (torch) is imported inside the rules.
 from rethink.config import notebook_config, resolve
-from rethink.workflow import WORLD_FILES as WORLD_SPLITS, build_data, build_world, logged, run_notebook
+from rethink.workflow import build_data, build_world, logged, run_notebook, world_names
 
 min_version("9.0")
 
@@ -29,7 +29,7 @@ PROFILE_NAME = PROFILE["name"]
 CACHE = f"cache/{PROFILE_NAME}"
 REPORTS = PROFILE["reports_dir"]
 NOTEBOOKS = list(PROFILE["notebooks"])
-WORLD_FILES = [f"{CACHE}/world/{name}.npz" for name in WORLD_SPLITS]
+WORLD_FILES = [f"{CACHE}/world/{name}.npz" for name in world_names(PROFILE.get("data"))]
 CHECKPOINT = f"{CACHE}/checkpoints/upstream.pt"
 SUPERVISED_PRETRAINING = {"upstream": PROFILE["pretrain"]}
 # SimCLR's checkpoint (ZO-4).
@@ -37,7 +37,7 @@ SIMCLR_CHECKPOINT = f"{CACHE}/checkpoints/simclr.pt"
 # Newell & Deng's harder world (ND-3): the upstream and downstream classification files, every variation knob
 # of `world_hard` turned up.
 HARD_WORLD_SPLITS = ["upstream_classify_train", "upstream_classify_val", "downstream_classify_train",
-                     "downstream_classify_val"]
+                     "downstream_classify_val", "downstream_classify_test"]
 HARD_WORLD_FILES = [f"{CACHE}/world_hard/{name}.npz" for name in HARD_WORLD_SPLITS]
 # Self-supervised checkpoints: <method>.pt on the world with the `selfsup` model; <method>_large.pt with
 # ND-2's large model; <method>_hard.pt on the hard world.
@@ -151,11 +151,13 @@ rule selfsup:
 def notebook_inputs(wildcards):
     """The checkpoints a notebook reads: the supervised ones and SimCLR's (ZO-4) for all; every self-supervised
     method for Newell & Deng's notebooks (their blocks hold the `label_counts` of the utility sweep); and, for
-    one whose block names an `nd_method`, that method on the large model and on the hard world."""
+    one whose block names an `nd_method`, that method on the hard world and, if it names ND-2's label counts,
+    on the large model."""
     block = PROFILE["notebooks"][wildcards.notebook]
     zoo = SELFSUP_CHECKPOINTS if "label_counts" in block else [SIMCLR_CHECKPOINT]
     method = block.get("nd_method")
-    extra = [f"{CACHE}/checkpoints/{method}{variant}.pt" for variant in ("_large", "_hard")] if method else []
+    variants = ["_large"] * bool(block.get("nd2_label_counts")) + ["_hard"]  # ND-2 runs only with label counts
+    extra = [f"{CACHE}/checkpoints/{method}{variant}.pt" for variant in variants] if method else []
     return [CHECKPOINT, *zoo, *extra]
 
 

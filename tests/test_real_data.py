@@ -13,7 +13,7 @@ from test_workflow import CONFIG, snakemake
 from rethink import config as study_config
 from rethink.core.data import load_task_data
 from rethink.core.world import load_world
-from rethink.workflow import WORLD_FILES, build_data
+from rethink.workflow import HELD_OUT, WORLD_FILES, build_data, world_names
 
 SMOKE_WORLD = study_config.resolve(copy.deepcopy(CONFIG), "smoke")["world"]
 
@@ -37,7 +37,9 @@ def folder_coco_data(root) -> dict:
 def test_build_data_writes_every_world_file_from_real_formats(tmp_path):
     data = cifar_stl_data(tmp_path / "a")
     build_data(SMOKE_WORLD, tmp_path / "world", data)
-    assert {p.stem for p in (tmp_path / "world").glob("*.npz")} == set(WORLD_FILES)
+    # Every file but the procedural world's held-out test split, which a real downstream set does not have.
+    assert {p.stem for p in (tmp_path / "world").glob("*.npz")} == set(WORLD_FILES) - {HELD_OUT}
+    assert world_names(data) == [name for name in WORLD_FILES if name != HELD_OUT] and HELD_OUT in world_names({})
     up = load_task_data(tmp_path / "world/upstream_classify_train.npz", "classify")
     down = load_task_data(tmp_path / "world/downstream_classify_val.npz", "classify")
     assert up.classes == ("airplane", "automobile", "bird") and len(up) == 18 and up.images.shape[1:] == (32, 32, 3)

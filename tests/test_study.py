@@ -354,3 +354,30 @@ def test_a_curves_band_stays_inside_the_metrics_range():
     fig = figures.training_curves(pd.DataFrame(rows), "accuracy", panel="cell", x="step")
     band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
     assert band.max() <= 100 and band.min() >= 0 and band.max() == 100
+
+
+def test_results_keep_each_checkpoints_pretraining_curve_for_its_figure(tmp_path):
+    """checkpoints.csv holds each checkpoint's final numbers, pretraining.csv its pretext loss per epoch; the
+    figure draws a chance and a gate line where the method has a chance loss, none for the autoencoder."""
+    import json
+    import math
+
+    from rethink.report import figures
+    from rethink.study import gates
+
+    for name, losses in (("rotation", [1.4, 1.2]), ("autoencoder", [0.05, 0.02])):
+        history = [dict(step=i, epoch=i, split="train", metric=f"{name}_loss", value=v) for i, v in enumerate(losses, 1)]
+        (tmp_path / f"{name}.json").write_text(json.dumps({"val": {"loss": losses[-1], "nn_accuracy": 0.5},
+                                                            "history": history}))
+    out = tmp_path / "report"
+    outputs.write_results(str(out), pd.DataFrame([dict(run_id="r", value=1.0)]), {"device": "cpu"},
+                          checkpoints={m: str(tmp_path / f"{m}.pt") for m in ("rotation", "autoencoder")})
+    curves = pd.read_csv(out / "pretraining.csv")
+    assert curves.groupby("checkpoint").value.apply(list).to_dict() == {"autoencoder": [0.05, 0.02],
+                                                                        "rotation": [1.4, 1.2]}
+    parameters = dict(selfsup_methods=["rotation", "autoencoder"], swav_prototypes=32, selfsup_batch_size=256,
+                      n_upstream_classes=10)
+    chances = gates.checkpoint_chances(curves.checkpoint.unique(), parameters)
+    assert chances == {"rotation": pytest.approx(math.log(4)), "autoencoder": None}
+    fig = figures.pretraining_losses(curves, chances, 0.9)
+    assert [len(ax.lines) for ax in fig.axes] == [3, 1]  # rotation: curve, chance and gate; autoencoder: curve

@@ -56,17 +56,46 @@ def test_nd1_and_nd3_verdicts_on_constructed_curves():
     # Worth 4x the labels at 10, 1x at 10000: utility falls from 3 to 0.
     falling = lambda n, s: scratch(n * 4 ** (1 - np.log10(n / 10) / 3), s)
     final = curves({"scratch": scratch, "rotation": falling, "jigsaw": falling})
-    f = nd.nd1_finding(final, ["rotation", "jigsaw"], 0.0, 1.0, 10.0, "test")
+    f = nd.nd1_finding(final, ["rotation", "jigsaw"], 0.0, 1.0, 10.0, 0.2, "test")
     change = f["conditions"][0]
     assert change["effect"] == "utility_change_10_to_10000_labels" and change["estimate"] == pytest.approx(-3)
     assert f["verdict"] == "reproduced"
     rising = lambda n, s: scratch(n * 4 ** (np.log10(n / 10) / 3), s)
-    assert nd.nd1_finding(curves({"scratch": scratch, "rotation": rising}), ["rotation"], 0.0, 1.0, 10.0,
+    assert nd.nd1_finding(curves({"scratch": scratch, "rotation": rising}), ["rotation"], 0.0, 1.0, 10.0, 1.0,
                           "test")["verdict"] == "not reproduced"
     hard = curves({"scratch": scratch, "rotation": lambda n, s: scratch(2 * n, s) + 0.01 * s})
     easy = curves({"scratch": scratch, "rotation": lambda n, s: scratch(1.5 * n, s) + 0.01 * s})
-    f = nd.nd3_finding(easy, hard, "rotation", 0.0, 10.0, "test")
+    f = nd.nd3_finding(easy, hard, "rotation", 0.0, 10.0, 1.0, "test")
     assert 0.4 < f["effect"]["estimate"] < 0.6 and f["verdict"] == "reproduced"
+    # Worth 2x the labels everywhere: at the most labels n̂ lies beyond the scratch curve for every seed (1 of 4
+    # counts = 25% of the values), more than a 20% bound allows.
+    f = verdicts.apply_gates(nd.nd3_finding(easy, hard, "rotation", 0.0, 10.0, 0.2, "test"), None)
+    assert f["verdict"] == "not tested" and "25% of the U values" in f["conditions"][0]["not_tested_because"][0]
+
+
+def test_utility_is_read_at_the_fine_tuned_counts_and_refuses_a_falling_scratch_curve():
+    scratch = lambda n, s: 20 + 10 * np.log10(n) + 0.1 * s
+    final = curves({"scratch": scratch})
+    final = pd.concat([final, final_rows({("rotation", n, s): scratch(3 * n, s) for n in (10, 100) for s in (0, 1, 2)})])
+    u = nd.utility_rows(final, ["rotation"], 10.0)
+    assert sorted(u.label_count.unique()) == [10, 100] and u.utility.to_numpy() == pytest.approx(2)
+    assert nd.utility_validity(final, u, 0.2) == ""
+    dip = final.copy()
+    dip.loc[(dip.arm == "scratch") & (dip.label_count == 1000) & (dip.seed == 1), "value"] = 0.0
+    assert "seed 1's scratch curve falls" in nd.utility_validity(dip, nd.utility_rows(dip, ["rotation"], 10.0), 0.2)
+    f = verdicts.apply_gates(nd.nd1_finding(dip, ["rotation"], 0.0, 1.0, 10.0, 0.2, "test"), None)
+    assert f["verdict"] == "not tested"
+
+
+def test_the_model_is_selected_on_validation_and_scored_on_the_test_split():
+    rows = [dict(run_id=r, arm="scratch", seed=0, step=step, split=split, metric="accuracy", value=value)
+            for r, curve in (("a", {1: (50, 48), 2: (70, 66), 3: (69, 68)}), ("b", {1: (40, 41), 2: (40, 45)}))
+            for step, (val, test) in curve.items() for split, value in (("val", val), ("test", test))]
+    chosen = nd.selected_metric(pd.DataFrame(rows), "accuracy").set_index("run_id")
+    assert chosen.value.to_dict() == {"a": 66, "b": 41}  # a: best on validation at step 2; b: the earliest tie
+    assert set(chosen.split) == {"test"}
+    with pytest.raises(ValueError, match="no held-out test scores"):
+        nd.selected_metric(pd.DataFrame([r for r in rows if r["split"] == "val"]), "accuracy")
 
 
 def test_nd2_nd4_nd5_bl1_bl2_verdicts_on_constructed_results():
@@ -75,6 +104,9 @@ def test_nd2_nd4_nd5_bl1_bl2_verdicts_on_constructed_results():
                         {"scratch": 30, "rotation": 40, "scratch (big)": 25, "rotation (big)": 48}.items()})
     f = nd.nd2_finding(sizes, "rotation", "big", 0.0, 0.0, "test")
     assert [c["estimate"] for c in f["conditions"]] == pytest.approx([-5, 8]) and f["verdict"] == "reproduced"
+    cut = verdicts.apply_gates(nd.nd2_finding(sizes[~sizes.arm.str.endswith("(big)")], "rotation", "big", 0.0, 0.0,
+                                              "test"), None)  # a profile without ND-2's runs
+    assert cut["verdict"] == "not tested" and "nd2_label_counts is empty" in cut["conditions"][0]["not_tested_because"][0]
 
     accuracy = {"a": (60, 80), "b": (55, 82), "c": (50, 84)}  # linear probe ranks a > b > c, fine-tuning c > b > a
     probe = pd.concat([final_rows({(m, 100, s): accuracy[m][k == 0] + noise[s] for m in accuracy for s in noise},
@@ -98,11 +130,17 @@ def test_nd2_nd4_nd5_bl1_bl2_verdicts_on_constructed_results():
     same = nd.nd5_finding({"classify": task({"a": 3, "b": 2, "c": 1}), "pose": task({"a": 6, "b": 4, "c": 2})},
                           list(accuracy), 0.5, "test", replicated=True)
     assert same["effect"]["estimate"] == pytest.approx(1, abs=2e-3) and same["verdict"] == "not reproduced"
+    one = verdicts.apply_gates(nd.nd5_finding({"classify": task({"a": 3})}, list(accuracy), 0.5, "test",
+                                              replicated=False), None)
+    assert one["verdict"] == "not tested" and "one task (classify)" in one["conditions"][0]["not_tested_because"][0]
 
     invariance = pd.DataFrame([dict(method=m, seed=s, value=v + 0.01 * s) for s in noise for m, v in
                                {"autoencoder": 0.1, "rotation": 0.4, "simclr": 0.9}.items()])
-    f = bl.bl1_finding(invariance, 0.0, "test")
+    f = bl.bl1_finding(invariance, 0.0, "test", replicated=True)
     assert f["effect"]["estimate"] == pytest.approx(-0.3) and f["verdict"] == "reproduced"
+    shared = verdicts.apply_gates(bl.bl1_finding(invariance, 0.0, "test", replicated=False), None)
+    assert shared["verdict"] == "not tested" and "one pre-training checkpoint" in \
+        shared["conditions"][0]["not_tested_because"][0]
 
     rounds = final_rows({(bl.round_arm(k), 100, s): 70 + k + noise[s] for k in range(4) for s in noise})
     f = bl.bl2_finding(rounds, 0.0, "test")
@@ -165,11 +203,21 @@ def test_each_self_training_round_learns_from_the_round_before(student_run, tmp_
         selftrain.SelfTraining(rounds=0)
 
 
-def test_label_count_runs_train_every_count_as_long(tiny_world, tmp_path):
+def test_label_count_runs_give_each_count_the_steps_it_needs(tiny_world, tmp_path):
     shutil.copy(tiny_world / "classify_train.npz", tmp_path / "downstream_classify_train.npz")
-    runs = nd.label_count_runs(str(tmp_path), [32, 64, 256], 1, 32, init=["scratch"], seed=[0])
+    runs = nd.label_count_runs(str(tmp_path), [32, 64, 256], 2, 32, min_steps=6, init=["scratch"], seed=[0])
     assert [r["label_fraction"] for r in runs] == [0.125, 0.25, 1.0]
-    assert [r["epochs_1x"] * 256 * r["label_fraction"] // 32 for r in runs] == [8, 8, 8]  # 8 steps each
+    steps = [round(r["epochs_1x"] * (256 * r["label_fraction"] // 32)) for r in runs]
+    assert steps == [6, 6, 16]  # max(6 steps, 2 epochs of the count's own 1, 2 and 8 batches)
     for bad in ([32, 16], [0, 32], [32, 512]):
         with pytest.raises(ValueError, match="label_counts must rise strictly"):
             nd.label_count_runs(str(tmp_path), bad, 1, 32, seed=[0])
+
+
+def test_a_held_out_split_is_scored_at_every_evaluation(tiny_world):
+    data = load_task_data(tiny_world / "classify_train.npz", "classify")
+    test = load_task_data(tiny_world / "classify_val.npz", "classify")
+    history = fit(new_model(data, "resnet9", 8, "gn", seed=0), data, data,
+                  TrainConfig(epochs_1x=1, batch_size=64, evals=2, progress=False), test=test)
+    steps = lambda split: [r["step"] for r in history if r["split"] == split and r["metric"] == "accuracy"]
+    assert steps("test") == steps("val") and len(steps("test")) == 2

@@ -75,7 +75,10 @@ def test_the_merge_replaces_lists_and_merges_mappings():
     (("criteria", "05_zo3_zo5_self_training", "zo5_aug"), "S7", "zo5_aug"),
     (("defaults", "selfsup_methods", "simclr", "temperature"), 0, "temperature"),
     (("defaults", "selfsup_methods", "swav", "clusters"), 8, "clusters"),  # unknown option
-    (("defaults", "utility", "label_counts"), [40, 400, 4000], "label_counts"),  # fewer than five
+    (("defaults", "utility", "label_counts"), [100, 4000], "label_counts"),  # fewer than three
+    (("defaults", "utility", "finetune_label_counts"), [100], "finetune_label_counts"),  # one: no change of U
+    (("defaults", "selfsup_methods", "swav", "freeze_prototypes_steps"), -1, "freeze_prototypes_steps"),
+    (("criteria", "06_nd1_nd3_utility", "utility_max_extrapolated"), 1.5, "utility_max_extrapolated"),
     (("defaults", "notebooks", "07_nd4_nd5_bl1_zoo", "freezes"), [0, 2], "freezes"),  # no linear probe
     (("defaults", "notebooks", "07_nd4_nd5_bl1_zoo", "tasks"), ["classify", "depth"], "tasks"),
     (("defaults", "notebooks", "06_nd1_nd3_utility", "nd_method"), "vae", "nd_method"),

@@ -26,7 +26,17 @@ WORLD_FILES = {
     # half-upstream pool showed a downstream class at all). Scenes: objects of every class.
     "unlabeled_classify": ("classify", "pool", 7),
     "unlabeled_scenes": ("scenes", "all", 8),
+    # Newell & Deng's held-out test split (ND notebooks): a model selected by its validation accuracy is reported
+    # here. Only the procedural world has one: a real downstream dataset's splits are its train and validation.
+    "downstream_classify_test": ("classify", "downstream", 9),
 }
+HELD_OUT = "downstream_classify_test"
+
+
+def world_names(data: dict | None = None) -> list[str]:
+    """The world files a profile has: all of WORLD_FILES, less the held-out test split when its `data` block
+    brings a real downstream dataset."""
+    return [name for name in WORLD_FILES if not (name == HELD_OUT and "downstream" in (data or {}))]
 
 
 def logged(log: str, step, *args, threads: int | None = None, **kwargs):
@@ -56,7 +66,7 @@ def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> Non
     classify_spec = W.WorldSpec(**spec)
     scene_spec = W.WorldSpec(**{**spec, "image_size": scene_size})
     out = Path(out_dir)
-    for name in names or WORLD_FILES:
+    for name in names or world_names():
         kind, class_set, offset = WORLD_FILES[name]
         classes = {"upstream": W.UPSTREAM_CLASSES, "downstream": W.DOWNSTREAM_CLASSES,
                    "all": W.UPSTREAM_CLASSES + W.DOWNSTREAM_CLASSES}.get(class_set)
@@ -104,7 +114,7 @@ def build_data(spec: dict, out_dir: str, data: dict | None = None, device: str =
     real = {name: (part, split) for part in data for name, split in DATA_PARTS[part].items()}
     if "upstream" in data and "unlabeled" not in data:  # the pool: every training image, labels hidden
         real["unlabeled_classify"] = ("upstream+downstream", "train")
-    generated = [name for name in WORLD_FILES if name not in real]
+    generated = [name for name in world_names(data) if name not in real]
     if generated:
         build_world(spec, out_dir, names=generated if real else None)
     out, loaded = Path(out_dir), {}

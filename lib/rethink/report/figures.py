@@ -21,7 +21,7 @@ ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict
              "rotation": dict(color="tab:green", marker="v"), "autoencoder": dict(color="tab:gray", marker="x"),
              "swav": dict(color="tab:cyan", marker="P"), "jigsaw": dict(color="tab:pink", marker="*")}
 PANEL_TITLES = {"schedule": "{:g}x schedule", "label_fraction": "{:.0%} of the training set",
-                "aug": "augmentation {}"}
+                "aug": "augmentation {}", "label_count": "{:g} labels"}
 AXIS_LABELS = {"schedule": "schedule (multiples of the 1x schedule)", "label_fraction": "share of the training set",
                "epoch": "epoch", "step": "training step", "label_count": "downstream labels (log scale)"}
 
@@ -120,6 +120,38 @@ def training_curves(results: pd.DataFrame, metric: str, split: str = "val", pane
     fig.tight_layout()
     panel_legend(fig, axes[0])
     return fig
+
+
+def pretraining_losses(pretraining: pd.DataFrame, chance: dict, factor: float):
+    """Each checkpoint's pretext loss per epoch (a report's pretraining.csv), one panel each, against its chance
+    value (dashed) and the pre-training gate's factor x chance (dotted); a loss with no chance value (the
+    autoencoder's) has no line."""
+    rows = pretraining[pretraining.metric.str.endswith("loss")]
+    names = list(rows.checkpoint.unique())
+    fig, axes = plt.subplots(1, len(names), figsize=(2.9 * len(names), 2.9), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        curve = rows[rows.checkpoint == name]
+        ax.plot(curve.epoch, curve.value, marker="o", markersize=3)
+        if chance.get(name):
+            ax.axhline(chance[name], color="black", linestyle="--", linewidth=0.8, label="chance")
+            ax.axhline(factor * chance[name], color="crimson", linestyle=":", linewidth=1.2, label=f"gate ({factor:g} x chance)")
+            ax.legend(fontsize="x-small")
+        ax.set_title(name, fontsize="small")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("pretext loss (train)")
+    fig.tight_layout()
+    return fig
+
+
+def mark_extrapolated(ax, utilities: pd.DataFrame) -> None:
+    """Each seed's U(n) on a utility plot: a dot where n̂ was interpolated on the scratch curve, a cross where it
+    was read off beyond it (extrapolated, perhaps clamped)."""
+    for outside, marker, label in ((False, ".", "one seed, interpolated"), (True, "x", "one seed, extrapolated")):
+        rows = utilities[utilities.extrapolated == outside]
+        if len(rows):
+            ax.scatter(rows.label_count, rows.utility, marker=marker, color="dimgray", s=22, zorder=3, label=label)
+    ax.legend(fontsize="small")
 
 
 def panel_legend(fig, axes) -> None:

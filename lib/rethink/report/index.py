@@ -18,7 +18,7 @@ README_START, README_END = "<!-- findings:start -->", "<!-- findings:end -->"
 # Each paper's workflow steps (benchmark file names): its notebooks and the checkpoints they read.
 PAPER_STEPS = {"He et al. (01-03)": ["01_*", "02_*", "03_*", "pretrain_upstream"],
                "Zoph et al. (04, 05)": ["04_*", "05_*", "pretrain_upstream", "selfsup_simclr"],
-               "Newell & Deng, the overview (06-08)": ["06_*", "07_*", "08_*", "selfsup_*"]}
+               "Newell & Deng, the overview (06-08)": ["06_*", "07_*", "08_*", "selfsup_*", "world_hard"]}
 
 
 def load_findings(report_dirs) -> list[tuple[Path, dict, dict]]:

@@ -143,12 +143,23 @@ def report_gates(results: pd.DataFrame, parameters: dict, out_dir: str, task: st
     checkpoints = {}
     if path.is_file():
         table = pd.read_csv(path)
-        methods = set(parameters.get("selfsup_methods", []))
-        kinds = {name: dict(method=name.split(" ")[0] if name.split(" ")[0] in methods else "supervised",
-                            options={"prototypes": parameters["swav_prototypes"]},
-                            batch_size=parameters["selfsup_batch_size"]) for name in table.checkpoint.unique()}
+        kinds = {name: checkpoint_kind(name, parameters) for name in table.checkpoint.unique()}
         checkpoints = checkpoint_gates(table, kinds, thresholds, parameters["n_upstream_classes"])
     return run_gates(results, thresholds, parameters["n_classes"], task, checkpoints, checkpoint_of)
+
+
+def checkpoint_kind(name: str, parameters: dict) -> dict:
+    """A checkpoint's method, options and batch size from its name: one named after a self-supervised method, or
+    '<method> (...)', is that method's; any other is supervised."""
+    method = name.split(" ")[0]
+    return dict(method=method if method in set(parameters.get("selfsup_methods", [])) else "supervised",
+                options={"prototypes": parameters["swav_prototypes"]}, batch_size=parameters["selfsup_batch_size"])
+
+
+def checkpoint_chances(names, parameters: dict) -> dict[str, float | None]:
+    """Each checkpoint's pretext loss at chance (None: it has none), for the pre-training figure."""
+    return {name: pretext_chance(**checkpoint_kind(name, parameters), n_classes=parameters["n_upstream_classes"])
+            for name in names}
 
 
 def arm_gates(gates: pd.DataFrame, selector: dict) -> list[dict]:

@@ -14,13 +14,16 @@ library computes it. Two choices the paper leaves open, made here and reported w
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .runs import iteration_matched_runs, n_train
+from ..core.train import steps_per_epoch
+from .runs import grid, n_train
 from .verdicts import (METRIC_UNITS, arm_selector, finding, gap, mean_effect, paired_differences, rank_effect, seed_gaps,
-                       seed_values, with_arms)
+                       seed_values, untested_finding, with_arms)
 
 # What each finding claims and what the paper reports.
 CLAIMS = {
@@ -78,16 +81,33 @@ def utility(counts, scratch, finetuned, max_factor: float = 10.0) -> tuple[np.nd
     return n_hat / np.asarray(counts, float) - 1, np.array([m[1] for m in matched])
 
 
-def label_count_runs(world_dir: str, label_counts: list[int], epochs_1x: float, batch_size: int, **axes) -> list[dict]:
+def label_count_runs(world_dir: str, label_counts: list[int], epochs: float, batch_size: int, min_steps: int = 0,
+                     **axes) -> list[dict]:
     """Newell & Deng's label-count sweep: each count (a prefix of the downstream training set) crossed with the
-    grid of `axes`, every count trained for as many iterations as the full set's `epochs_1x`."""
+    grid of `axes`, trained for max(min_steps, `epochs` epochs of its own labels) steps, so that a few labels get
+    the steps they need to converge and many labels their epochs."""
     total = n_train(world_dir)
     bad = [n for n in label_counts if not 1 <= n <= total]
     if bad or sorted(set(label_counts)) != list(label_counts):
         raise ValueError(f"label_counts must rise strictly, each in [1, {total}] (the downstream training set); "
                          f"got {list(label_counts)}")
-    return iteration_matched_runs(world_dir, "classify", [n / total for n in label_counts], epochs_1x, batch_size,
-                                  **axes)
+    runs = []
+    for n in label_counts:
+        epoch_steps = steps_per_epoch(n, batch_size)
+        steps = max(min_steps, round(epochs * epoch_steps))
+        runs += [dict(label_fraction=n / total, epochs_1x=steps / epoch_steps, **run) for run in grid(**axes)]
+    return runs
+
+
+def selected_metric(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Newell & Deng's model selection: for each run, the evaluation with the best validation `metric` (the
+    earliest of ties), scored on the held-out test split. One row per run, as verdicts.final_metric gives."""
+    val = results[(results.metric == metric) & (results.split == "val")]
+    best = val.loc[val.groupby("run_id").value.idxmax(), ["run_id", "step"]]
+    test = results[(results.metric == metric) & (results.split == "test")]
+    if test.empty and not val.empty:
+        raise ValueError(f"the results have no held-out test scores of {metric!r}: rerun the sweep with held_out=True")
+    return test.merge(best, on=["run_id", "step"])
 
 
 def with_label_counts(results: pd.DataFrame, world_dir: str) -> pd.DataFrame:
@@ -97,16 +117,35 @@ def with_label_counts(results: pd.DataFrame, world_dir: str) -> pd.DataFrame:
 
 
 def utility_rows(final: pd.DataFrame, arms: list[str], max_factor: float, scratch: str = "scratch") -> pd.DataFrame:
-    """U(n) per arm, seed and label count, each seed's fine-tuned curve against the same seed's scratch curve:
-    columns arm, seed, label_count, utility, extrapolated."""
+    """U(n) per arm, seed and label count, each seed's fine-tuned scores against the same seed's scratch curve
+    (scratch at every count; an arm at the counts it was fine-tuned at): columns arm, seed, label_count, utility,
+    extrapolated."""
     rows = []
     for seed, runs in final.groupby("seed"):
         curves = runs.pivot_table(index="label_count", columns="arm", values="value").sort_index()
+        curve = curves[scratch].dropna()
         for arm in arms:
-            u, outside = utility(curves.index, curves[scratch], curves[arm], max_factor)
-            rows += [dict(arm=arm, seed=seed, label_count=n, utility=v, extrapolated=bool(e))
-                     for n, v, e in zip(curves.index, u, outside)]
+            for n, score in curves[arm].dropna().items():
+                n_hat, outside = matched_count(curve.index, curve.values, score, max_factor)
+                rows.append(dict(arm=arm, seed=seed, label_count=n, utility=n_hat / n - 1, extrapolated=bool(outside)))
     return pd.DataFrame(rows)
+
+
+def utility_validity(final: pd.DataFrame, utilities: pd.DataFrame, max_extrapolated: float,
+                     scratch: str = "scratch") -> str:
+    """Why the utilities cannot decide a condition ("" when they can), against the pre-registered bounds: every
+    seed's scratch curve must rise with the labels (n̂ is read off it), and at most `max_extrapolated` of the U
+    values may lie beyond the measured curve (extrapolated, then perhaps clamped)."""
+    reasons = []
+    for seed, runs in final[final.arm == scratch].groupby("seed"):
+        curve = runs.sort_values("label_count").value.to_numpy()
+        if np.any(np.diff(curve) < 0):
+            reasons.append(f"seed {seed}'s scratch curve falls as labels grow ({', '.join(f'{v:.1f}' for v in curve)})")
+    share = float(utilities.extrapolated.mean()) if len(utilities) else 0.0
+    if share > max_extrapolated:
+        reasons.append(f"{share:.0%} of the U values were read off beyond the scratch curve (extrapolated or clamped), "
+                       f"more than the pre-registered {max_extrapolated:.0%}")
+    return "; ".join(reasons)
 
 
 def seed_means(rows: pd.DataFrame, value: str = "utility") -> dict:
@@ -115,10 +154,12 @@ def seed_means(rows: pd.DataFrame, value: str = "utility") -> dict:
 
 
 def nd1_finding(final: pd.DataFrame, methods: list[str], max_change: float, max_utility_largest: float,
-                max_factor: float, profile: str, figure: str | None = None) -> dict:
-    """ND-1: averaged over the methods, U falls from the fewest labels to the most (change < max_change) and
-    ends low (U at the most labels < max_utility_largest)."""
+                max_factor: float, max_extrapolated: float, profile: str, figure: str | None = None) -> dict:
+    """ND-1: averaged over the methods, U falls from the fewest fine-tuned labels to the most (change <
+    max_change) and ends low (U at the most labels < max_utility_largest); not tested where utility_validity
+    finds the utilities unfit to decide."""
     u = utility_rows(final, methods, max_factor)
+    invalid = utility_validity(final, u, max_extrapolated)
     fewest, most = u.label_count.min(), u.label_count.max()
     at_most = seed_means(u[u.label_count == most])
     change = paired_differences(at_most, seed_means(u[u.label_count == fewest]))
@@ -127,6 +168,7 @@ def nd1_finding(final: pd.DataFrame, methods: list[str], max_change: float, max_
                                                for n in (fewest, most)]
     effects = {f"utility_change_{fewest}_to_{most}_labels": with_arms(mean_effect(change.values(), unit="utility"), arms),
                f"utility_at_{most}_labels": with_arms(mean_effect(at_most.values(), unit="utility"), arms)}
+    effects = {name: replace(effect, untestable=invalid) for name, effect in effects.items()}
     text = (f"averaged over the methods {', '.join(methods)}: U({most}) − U({fewest}) < {max_change:g}, and "
             f"U({most}) < {max_utility_largest:g} (95% CIs)")
     conditions = [dict(effect=f"utility_change_{fewest}_to_{most}_labels", op="<", value=max_change),
@@ -137,7 +179,16 @@ def nd1_finding(final: pd.DataFrame, methods: list[str], max_change: float, max_
 def nd2_finding(final: pd.DataFrame, method: str, large: str, max_gap_scratch: float, min_gap_finetuned: float,
                 profile: str, figure: str | None = None) -> dict:
     """ND-2: with the fewest labels, large − small from scratch < max_gap_scratch and large − small fine-tuned
-    from `method` > min_gap_finetuned. Large arms are named '<arm> (<large>)'."""
+    from `method` > min_gap_finetuned. Large arms are named '<arm> (<large>)'; with none (a profile whose
+    nd2_label_counts is empty), ND-2 is not tested."""
+    if not final.arm.str.endswith(f"({large})").any():
+        text = (f"with the fewest labels, {large} − the small model's accuracy from scratch < {max_gap_scratch:g} "
+                f"points, and fine-tuned from {method} > {min_gap_finetuned:g} points (95% CIs)")
+        conditions = [dict(effect="large_minus_small_scratch", op="<", value=max_gap_scratch),
+                      dict(effect=f"large_minus_small_{method}", op=">", value=min_gap_finetuned)]
+        return untested_finding(CLAIMS, "ND-2", text, conditions, METRIC_UNITS["accuracy"],
+                                f"no {large} runs: this profile's nd2_label_counts is empty (its deviations say why)",
+                                profile, figure)
     fewest = final.label_count.min()
     effects = {f"large_minus_small_scratch_{fewest}_labels":
                gap(final, f"scratch ({large})", "scratch", "accuracy", label_count=fewest),
@@ -151,13 +202,16 @@ def nd2_finding(final: pd.DataFrame, method: str, large: str, max_gap_scratch: f
 
 
 def nd3_finding(easy: pd.DataFrame, hard: pd.DataFrame, method: str, min_gain: float, max_factor: float,
-                profile: str, figure: str | None = None) -> dict:
-    """ND-3: the mean over label counts of U on the hard world minus U on the easy one, per seed, > min_gain."""
-    utilities = {name: seed_means(utility_rows(final, [method], max_factor)) for name, final in
-                 (("hard", hard), ("easy", easy))}
+                max_extrapolated: float, profile: str, figure: str | None = None) -> dict:
+    """ND-3: the mean over label counts of U on the hard world minus U on the easy one, per seed, > min_gain;
+    not tested where utility_validity finds either world's utilities unfit to decide."""
+    rows = {name: utility_rows(final, [method], max_factor) for name, final in (("hard", hard), ("easy", easy))}
+    invalid = "; ".join(f"{name} world: {why}" for name, final in (("hard", hard), ("easy", easy))
+                        if (why := utility_validity(final, rows[name], max_extrapolated)))
+    utilities = {name: seed_means(u) for name, u in rows.items()}
     arms = [arm_selector(final, arm) for final in (hard, easy) for arm in ("scratch", method)]
-    effects = {"utility_hard_minus_easy": with_arms(mean_effect(
-        paired_differences(utilities["hard"], utilities["easy"]).values(), unit="utility"), arms)}
+    effects = {"utility_hard_minus_easy": replace(with_arms(mean_effect(
+        paired_differences(utilities["hard"], utilities["easy"]).values(), unit="utility"), arms), untestable=invalid)}
     text = (f"{method}'s utility averaged over the label counts, on the hard world minus on the easy one > "
             f"{min_gain:g} (95% CI)")
     return finding(CLAIMS, "ND-3", text, [dict(effect="utility_hard_minus_easy", op=">", value=min_gain)], effects, profile,
@@ -211,15 +265,19 @@ def nd5_finding(finals: dict[str, pd.DataFrame], methods: list[str], max_rank_co
                 figure: str | None = None, *, replicated: bool) -> dict:
     """ND-5: the methods' gains over scratch rank differently between tasks: Spearman's rho between two tasks'
     gains, averaged over the pairs of tasks, per seed, < max_rank_correlation."""
-    gains = task_gains(finals, methods)
     tasks = list(finals)
+    text = (f"Spearman's rho between the methods' gains over scratch on two tasks ({', '.join(tasks)}), averaged "
+            f"over the pairs of tasks, < {max_rank_correlation:g} (95% CI)")
+    conditions = [dict(effect="rank_correlation_between_tasks", op="<", value=max_rank_correlation)]
+    if len(tasks) < 2:  # a profile that cut the other tasks for its budget: nothing to correlate
+        why = (f"one task ({', '.join(tasks)}): rank correlations between tasks need two or more"
+               + ("" if replicated else ", and one pre-training per seed"))
+        return untested_finding(CLAIMS, "ND-5", text, conditions, "Spearman rho", why, profile, figure)
+    gains = task_gains(finals, methods)
     pairs = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
     by_pair = [rank_correlations(gains, methods, dict(task=a), dict(task=b)) for a, b in pairs]
     seeds = sorted(set.intersection(*(set(p) for p in by_pair)))
     arms = [arm_selector(final, arm) for final in finals.values() for arm in ("scratch", *methods)]
     effects = {"rank_correlation_between_tasks": with_arms(rank_effect(
         [np.mean([p[s] for p in by_pair]) for s in seeds], replicated), arms)}
-    text = (f"Spearman's rho between the methods' gains over scratch on two tasks ({', '.join(tasks)}), averaged "
-            f"over the pairs of tasks, < {max_rank_correlation:g} (95% CI)")
-    return finding(CLAIMS, "ND-5", text, [dict(effect="rank_correlation_between_tasks", op="<", value=max_rank_correlation)],
-                   effects, profile, figure)
+    return finding(CLAIMS, "ND-5", text, conditions, effects, profile, figure)

@@ -228,16 +228,21 @@ def write_results(out_dir: str, results: pd.DataFrame, parameters: dict,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results.to_csv(out / "results.csv", index=False)
-    rows = [dict(checkpoint=name, metric=metric, value=value) for name, path in (checkpoints or {}).items()
-            for metric, value in json.loads(Path(path).with_suffix(".json").read_text())["val"].items()]
+    records = {name: json.loads(Path(path).with_suffix(".json").read_text()) for name, path in (checkpoints or {}).items()}
+    rows = [dict(checkpoint=name, metric=metric, value=value) for name, record in records.items()
+            for metric, value in record["val"].items()]
     if rows:
         pd.DataFrame(rows).to_csv(out / "checkpoints.csv", index=False)
+        # Each checkpoint's training curve (its pretext loss per epoch), for the figure against its chance line.
+        pd.DataFrame([dict(checkpoint=name, **{k: row[k] for k in ("step", "epoch", "metric", "value")})
+                      for name, record in records.items() for row in record.get("history", [])
+                      if row.get("split", "train") == "train"]).to_csv(out / "pretraining.csv", index=False)
     run = dict(parameters=parameters, git_commit=git_commit(), **environment(parameters.get("device", "auto")))
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     return run
 
 
-RESULT_FILES = ("results.csv", "run.json", "checkpoints.csv")
+RESULT_FILES = ("results.csv", "run.json", "checkpoints.csv", "pretraining.csv")
 
 
 def read_results(out_dir: str, results_dir: str | None = None) -> pd.DataFrame:

@@ -74,11 +74,12 @@ def cached_record(record: Path, weights: Path) -> dict | None:
 def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint: str | None, runs_dir: str,
             model: dict, label_fraction: float, train: TrainConfig, desc: str, method: str = "supervised",
             selftrain: SelfTraining | None = None, unlabeled_file: str | None = None,
-            upstream_file: str | None = None) -> tuple[str, list[dict]]:
+            upstream_file: str | None = None, test_file: str | None = None) -> tuple[str, list[dict]]:
     """One training run (cached on disk by everything that determines it, its final weights beside it)
     -> (its cache digest, tidy history rows). `model` holds build_model's arch, width, norm and bn_batch.
     A self-training `method` first runs (or finds) its teacher: the supervised run of the same settings.
-    A joint one also trains the upstream labelled task of `upstream_file`."""
+    A joint one also trains the upstream labelled task of `upstream_file`. With `test_file` (supervised runs only),
+    every evaluation also scores that held-out split (rows of split 'test')."""
     device = resolve_device(train.device)  # the key holds the device used, not "auto": CPU and CUDA differ
     selftrain = selftrain or SelfTraining()
     model = {**model, "bn_batch": model.get("bn_batch", 0) if model["norm"] == "bn" else 0}  # only BN reads it
@@ -89,6 +90,10 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
                       "precision": resolve_precision(train.precision, device)},  # as the device: what ran
                code=code_hash())
     teacher = None
+    if test_file is not None:
+        if method != "supervised":
+            raise ValueError(f"a held-out test split is scored by supervised runs only; got method {method!r}")
+        key["test_file"] = file_hash(test_file)
     if check_method(method) in NEEDS_UPSTREAM:
         if upstream_file is None:
             raise ValueError(f"method {method!r} trains the upstream task too: it needs upstream_file")
@@ -111,7 +116,7 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
         train_data = load_task_data(train_file, task, device, label_fraction)
         val_data = load_task_data(val_file, task, device)
         net = new_model(train_data, seed=train.seed, init=init, checkpoint=checkpoint, **model)
-        extra, quality = {}, []
+        extra, quality = ({"test": load_task_data(test_file, task, device)} if test_file else {}), []
         if teacher:
             teacher_net = new_model(train_data, seed=train.seed, **model)
             teacher_net.load_state_dict(torch.load(Path(runs_dir) / f"{teacher}.pt", map_location="cpu",
@@ -147,7 +152,8 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
 
 
 def world_file(world_dir: str, task: str, split: str, kind: str | None = None) -> Path:
-    """The downstream world file a task trains (split 'train') or is scored on ('val'); split 'unlabeled'
+    """The downstream world file a task trains (split 'train') or is scored on ('val'; 'test': the held-out split
+    that only classification worlds have, for a model selected on 'val'); split 'unlabeled'
     is self-training's pool (labels unused; classification: downstream classes plus the world's
     unlabeled_ood_share of upstream ones). `kind` picks
     the files ('classify': one object per image, which also segments; 'scenes'); default: the task's own."""
@@ -166,13 +172,13 @@ def grid(**axes) -> list[dict]:
 
 def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_dir: str, task: str,
           arm: str = "init", checkpoints: dict[str, str] | None = None, files: str | None = None,
-          **base) -> pd.DataFrame:
+          held_out: bool = False, **base) -> pd.DataFrame:
     """Train every run: the `base` settings (model, TrainConfig, init, label_fraction, method, pseudo_*)
     overridden by the run's own keys. Init 'pretrained' starts from `upstream_checkpoint`, any other
     init but 'scratch' from its entry in `checkpoints`. Tidy rows: run_id, arm (the run's "arm" key if
     it has one, else the value of its setting named by `arm`), the run's keys, step, epoch, split,
-    metric, value. `files` picks the world files (study.world_file's kind). Finished runs come back from
-    `runs_dir`."""
+    metric, value. `files` picks the world files (study.world_file's kind); `held_out` also scores the world's
+    held-out test split at every evaluation (selected_metric). Finished runs come back from `runs_dir`."""
     checkpoints = {"pretrained": upstream_checkpoint, **(checkpoints or {})}
     specs = [{"init": "scratch", "label_fraction": 1.0, "method": "supervised", **base, **run} for run in runs]
     labels = [spec.pop("arm", None) or spec[arm] for spec in specs]
@@ -205,7 +211,8 @@ def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_di
                              model={k: spec[k] for k in MODEL_KEYS if k in spec},
                              label_fraction=spec["label_fraction"], train=cfg, desc=run_id, method=spec["method"],
                              selftrain=selftrain, unlabeled_file=str(world_file(world_dir, task, "unlabeled", files)),
-                             upstream_file=str(Path(world_dir) / "upstream_classify_train.npz"))
+                             upstream_file=str(Path(world_dir) / "upstream_classify_train.npz"),
+                             test_file=str(world_file(world_dir, task, "test", files)) if held_out else None)
         rows += [dict(run_id=run_id, **{**run, "arm": label}, **r) for r in history]
     results = pd.DataFrame(rows)
     percent = results["metric"].isin(METRIC_UNITS)  # fractions -> points, the unit the papers report

@@ -309,6 +309,14 @@ def finding(claims: dict, finding_id: str, text: str, conditions: list[dict], ef
             **({"paper_effect": paper_effect} if paper_effect else {})}
 
 
+def untested_finding(claims: dict, finding_id: str, text: str, conditions: list[dict], unit: str, reason: str,
+                     profile: str, figure: str | None = None) -> dict:
+    """A finding whose runs a profile does not make (cut for its budget, or too few tasks to compare): every
+    condition `not tested`, for `reason`, with no effect to show."""
+    effects = {c["effect"]: Effect(math.nan, math.nan, math.nan, 0, unit, untestable=reason) for c in conditions}
+    return finding(claims, finding_id, text, conditions, effects, profile, figure)
+
+
 def require_member(name: str, value, allowed: list, allowed_name: str) -> None:
     """A criterion that names a cell of the grid must name one that runs: checked before any training."""
     if value not in allowed:
