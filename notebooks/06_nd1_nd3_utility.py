@@ -170,7 +170,9 @@ figures.save(figures.training_curves(easy_curves, "accuracy", panel="label_count
 # %%
 utilities = nd.utility_rows(final["easy"], selfsup_methods, utility_max_factor)
 figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-figures.metric_curve(final["easy"], "accuracy", "ND-1: accuracy", x="label_count", ax=axes[0], log_x=True)
+TEST_ACCURACY = "held-out test accuracy (points)"  # of each run's model selected on validation
+figures.metric_curve(final["easy"], "accuracy", "ND-1: accuracy", x="label_count", ax=axes[0], log_x=True,
+                     ylabel=TEST_ACCURACY)
 figures.metric_curve(utilities.rename(columns={"utility": "value"}), "utility", "ND-1: utility of pre-training",
                    x="label_count", ax=axes[1], log_x=True, ylabel="utility U(n) = n̂/n − 1")
 axes[1].axhline(0, color="black", linewidth=0.8)
@@ -196,7 +198,7 @@ display(utilities.groupby(["label_count", "arm"]).extrapolated.mean().unstack("a
 # %%
 if sizes.arm.str.endswith(f"({large})").any():
     figures.save(figures.metric_curve(sizes, "accuracy", f"ND-2: {arch}-{width} against {large}", x="label_count",
-                                      log_x=True), Path(out_dir) / "nd2_model_size.png",
+                                      log_x=True, ylabel=TEST_ACCURACY), Path(out_dir) / "nd2_model_size.png",
                  caption=f"ND-2. The small ({arch}-{width}) and the large ({large}) model, from scratch and fine-tuned "
                          f"from {nd_method}, against the number of labels (mean over seeds, 95% CIs; [Newell & Deng "
                          f"2020](https://arxiv.org/abs/2003.14323)).")
@@ -219,7 +221,8 @@ axes[0].axhline(0, color="black", linewidth=0.8)
 figures.mark_extrapolated(axes[0], by_world)
 accuracies = pd.concat([final[world][final[world].arm.isin(["scratch", nd_method])] for world in ("easy", "hard")])
 accuracies["arm"] += " (" + accuracies.world + " world)"
-figures.metric_curve(accuracies, "accuracy", "ND-3: accuracy by world", x="label_count", ax=axes[1], log_x=True)
+figures.metric_curve(accuracies, "accuracy", "ND-3: accuracy by world", x="label_count", ax=axes[1], log_x=True,
+                     ylabel=TEST_ACCURACY)
 figures.save(figure, Path(out_dir) / "nd3_hard_world.png",
              caption=f"ND-3. The utility of {nd_method} on the easy and the hard world (left) and the accuracies it "
                      f"comes from (right), against the number of labels (mean over seeds, 95% CIs; [Newell & Deng "

@@ -121,10 +121,10 @@ display(Markdown(outputs.summary_markdown(findings, deviations)))
 
 # %%
 figures.save(figures.metric_bars({f"{k} stages frozen": probe[probe.freeze == k] for k in sorted(freezes)},
-                             "ND-4: fine-tuning against frozen features", ylabel="validation accuracy (points)"),
+                             "ND-4: fine-tuning against frozen features", ylabel="held-out test accuracy (points)"),
            Path(out_dir) / "nd4_freeze.png",
-             caption="ND-4. Validation accuracy of each method fine-tuned with 0 stages frozen up to the linear "
-                     "probe (bars: mean with 95% CI over seeds; [Newell & Deng "
+             caption="ND-4. Held-out test accuracy of each method fine-tuned with 0 stages frozen up to the linear "
+                     "probe, each run's model selected on validation (bars: mean with 95% CI over seeds; [Newell & Deng "
                      "2020](https://arxiv.org/abs/2003.14323)).")
 display(probe.groupby(["arm", "freeze"]).value.apply(figures.mean_ci_text).unstack("freeze"))
 
