@@ -21,8 +21,8 @@
 # **Here.** The same detector and step policy as HE-1, on nested subsets of the downstream scenes.
 # Every data size keeps the full set's schedule lengths in *iterations* (as He et al. keep COCO's
 # iteration counts), so a smaller set is seen for more epochs. Each arm is scored at its best schedule
-# for each data size (chosen by mean validation AP over seeds, alike for both arms). The full-data runs
-# are HE-1's and come back from the run cache.
+# for each data size (chosen by mean validation AP over seeds, alike for both arms) among `schedules`, HE-1's
+# schedules, so that the best can be any of them. The full-data runs are HE-1's and come back from the run cache.
 #
 # **Pre-registered criterion** (config/study.yaml): with each arm at its best schedule,
 # |pre-trained − scratch| AP at `he3_catchup_fraction` of the data ≤ `he3_max_gap_catchup` points, and

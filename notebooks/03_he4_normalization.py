@@ -18,14 +18,15 @@
 # GPUs, make training from scratch work; so, with care, does a network without normalization (VGG-16: scratch
 # 35.2 AP at 11x vs pre-trained 35.6 at 9x).
 #
-# **Here.** The HE-1 detector trained from scratch with four normalizations: GroupNorm (`gn`, HE-1's
-# scratch runs, read back from the cache), BatchNorm whose statistics come from `bn_batch` images at a
-# time as on data-parallel GPUs without SyncBN (`bn`, the whole batch is still one SGD step), BatchNorm
-# over the whole batch as SyncBN would compute it (`syncbn`), and no normalization (`none`, convolutions
-# with biases). Same schedule, learning rate, gradient clipping and seeds for all.
+# **Here.** The HE-1 detector trained from scratch at `schedule`, the longest of HE-1's, where its GroupNorm runs
+# converge, with the normalizations of `norms`: GroupNorm (`gn`, HE-1's scratch runs, read back from the cache),
+# BatchNorm whose statistics come from `bn_batch` images at a time as on data-parallel GPUs without SyncBN
+# (`bn`, the whole batch is still one SGD step), BatchNorm over the whole batch as SyncBN would compute it
+# (`syncbn`, where a profile names it) and no normalization (`none`, convolutions with biases). Same schedule,
+# learning rate, gradient clipping and seeds for all.
 #
 # **Pre-registered criterion** (config/study.yaml): from scratch, GN − small-batch BN box AP >
-# `he4_min_gap` points (95% CI over seeds). SyncBN and no normalization are reported, not judged.
+# `he4_min_gap` points (95% CI over seeds). The other normalizations are reported, not judged.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with

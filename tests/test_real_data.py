@@ -38,8 +38,10 @@ def test_build_data_writes_every_world_file_from_real_formats(tmp_path):
     data = cifar_stl_data(tmp_path / "a")
     build_data(SMOKE_WORLD, tmp_path / "world", data)
     # Every file but the procedural world's held-out test split, which a real downstream set does not have.
-    assert {p.stem for p in (tmp_path / "world").glob("*.npz")} == set(WORLD_FILES) - {HELD_OUT}
-    assert world_names(data) == [name for name in WORLD_FILES if name != HELD_OUT] and HELD_OUT in world_names({})
+    assert {p.stem for p in (tmp_path / "world").glob("*.npz")} == set(WORLD_FILES) - {"downstream_classify_test"}
+    assert set(world_names(data)) == set(WORLD_FILES) - {"downstream_classify_test"}
+    assert set(world_names({})) == set(WORLD_FILES) == set(world_names(data)) | set(HELD_OUT)
+    assert "downstream_scenes_test" not in world_names({"scenes": {}})  # real scenes: no generated test split
     up = load_task_data(tmp_path / "world/upstream_classify_train.npz", "classify")
     down = load_task_data(tmp_path / "world/downstream_classify_val.npz", "classify")
     assert up.classes == ("airplane", "automobile", "bird") and len(up) == 18 and up.images.shape[1:] == (32, 32, 3)

@@ -29,14 +29,16 @@ WORLD_FILES = {
     # Newell & Deng's held-out test split (ND notebooks): a model selected by its validation accuracy is reported
     # here. Only the procedural world has one: a real downstream dataset's splits are its train and validation.
     "downstream_classify_test": ("classify", "downstream", 9),
+    # He et al.'s HE-2 scores its final detectors on these held-out scenes, four times the validation set.
+    "downstream_scenes_test": ("scenes", "downstream", 10),
 }
-HELD_OUT = "downstream_classify_test"
+HELD_OUT = {"downstream_classify_test": "downstream", "downstream_scenes_test": "scenes"}  # -> the `data` part
 
 
 def world_names(data: dict | None = None) -> list[str]:
-    """The world files a profile has: all of WORLD_FILES, less the held-out test split when its `data` block
-    brings a real downstream dataset."""
-    return [name for name in WORLD_FILES if not (name == HELD_OUT and "downstream" in (data or {}))]
+    """The world files a profile has: all of WORLD_FILES, less a held-out test split whose part (downstream
+    classification, scenes) its `data` block brings from a real dataset."""
+    return [name for name in WORLD_FILES if HELD_OUT.get(name) not in (data or {})]
 
 
 def logged(log: str, step, *args, threads: int | None = None, **kwargs):

@@ -35,14 +35,16 @@ def paper_comparison(final: pd.DataFrame, paper: dict[str, dict], by: str = "sch
 
 
 def metric_table(results: pd.DataFrame, schedule: float, paper: dict[str, tuple[float, ...]] | None = None,
-                 metrics: tuple[str, ...] = ("AP", "AP50", "AP75")) -> pd.DataFrame:
-    """The paper's Table 2 shape: AP, AP50, AP75 per arm at one schedule (mean ± 95% CI), with the paper's rows."""
+                 metrics: tuple[str, ...] = ("AP", "AP50", "AP75"), split: str = "val") -> pd.DataFrame:
+    """The paper's Table 2 shape: AP, AP50, AP75 per arm at one schedule (mean ± 95% CI) on `split` ('val', or
+    'test': the held-out scenes), with the paper's rows."""
     rows = {}
+    scenes = {"val": "validation", "test": "held-out"}.get(split, split)
     for metric in metrics:
-        final = final_metric(results, metric)
+        final = final_metric(results, metric, split)
         final = final[final.schedule == schedule]
         for arm, values in final.groupby("arm").value:
-            rows.setdefault(f"{arm} (ours, {schedule:g}x)", {})[metric] = mean_ci_text(values)
+            rows.setdefault(f"{arm} (ours, {schedule:g}x, {scenes} scenes)", {})[metric] = mean_ci_text(values)
     for arm, numbers in (paper or {}).items():
         rows[f"{arm} (paper)"] = {m: f"{v:.1f}" for m, v in zip(metrics, numbers)}
     return pd.DataFrame(rows).T

@@ -18,8 +18,8 @@ from tqdm import tqdm
 from ..core.data import check_fraction, load_task_data
 from ..core.pseudo import pseudo_label_quality
 from ..core.selftrain import ALGORITHMS, NEEDS_TEACHER, NEEDS_UPSTREAM, SelfTraining, check_method
-from ..core.train import (Diverged, TrainConfig, check_task_aug, new_model, resolve_device, resolve_precision,
-                          steps_per_epoch)
+from ..core.train import (Diverged, TrainConfig, check_task_aug, evaluate, new_model, resolve_device,
+                          resolve_precision, steps_per_epoch)
 from ..core.world import load_world
 from .verdicts import METRIC_UNITS
 
@@ -74,12 +74,14 @@ def cached_record(record: Path, weights: Path) -> dict | None:
 def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint: str | None, runs_dir: str,
             model: dict, label_fraction: float, train: TrainConfig, desc: str, method: str = "supervised",
             selftrain: SelfTraining | None = None, unlabeled_file: str | None = None,
-            upstream_file: str | None = None, test_file: str | None = None) -> tuple[str, list[dict]]:
+            upstream_file: str | None = None, test_file: str | None = None,
+            final_test_file: str | None = None) -> tuple[str, list[dict]]:
     """One training run (cached on disk by everything that determines it, its final weights beside it)
     -> (its cache digest, tidy history rows). `model` holds build_model's arch, width, norm and bn_batch.
     A self-training `method` first runs (or finds) its teacher: the supervised run of the same settings.
     A joint one also trains the upstream labelled task of `upstream_file`. With `test_file` (supervised runs only),
-    every evaluation also scores that held-out split (rows of split 'test')."""
+    every evaluation also scores that held-out split (rows of split 'test'); with `final_test_file`, only the final
+    model does (final_scores: kept beside the run, outside its key)."""
     device = resolve_device(train.device)  # the key holds the device used, not "auto": CPU and CUDA differ
     selftrain = selftrain or SelfTraining()
     model = {**model, "bn_batch": model.get("bn_batch", 0) if model["norm"] == "bn" else 0}  # only BN reads it
@@ -147,13 +149,37 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
     # The run's training time, measured when it ran, travels with its rows: a rerun that reads the
     # cache back must still report what the run cost.
     last = record["history"][-1]
-    return digest, record["history"] + [dict(step=last["step"], epoch=last["epoch"], split="train",
-                                              metric="seconds", value=record["seconds"])]
+    rows = record["history"] + [dict(step=last["step"], epoch=last["epoch"], split="train", metric="seconds",
+                                     value=record["seconds"])]
+    if final_test_file:
+        scores = final_scores(record, cached, weights, final_test_file, task, model, train, device)
+        rows += [dict(step=last["step"], epoch=last["epoch"], split="test", metric=m, value=v) for m, v in scores.items()]
+    return digest, rows
+
+
+def final_scores(record: dict, cached: Path, weights: Path, test_file: str, task: str, model: dict,
+                 train: TrainConfig, device: str) -> dict:
+    """A run's final model scored on a held-out split, once: the scores are kept in its record under the split's
+    hash, so that a rerun reads them back. Outside the run's key: a run that other notebooks share stays one cache
+    entry whether or not one of them asks for the held-out scores. A diverged run scores 0."""
+    split = file_hash(test_file)
+    scores = record.get("held_out", {}).get(split)
+    if scores is None:
+        data = load_task_data(test_file, task, device)
+        if any(row["metric"] == "diverged" for row in record["history"]):
+            scores = {metric: 0.0 for metric in DIVERGED_SCORES[task]}
+        else:
+            net = new_model(data, seed=train.seed, **model)
+            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            scores = evaluate(net.to(device), data, precision=resolve_precision(train.precision, device))
+        record.setdefault("held_out", {})[split] = scores
+        cached.write_text(json.dumps(record))
+    return scores
 
 
 def world_file(world_dir: str, task: str, split: str, kind: str | None = None) -> Path:
-    """The downstream world file a task trains (split 'train') or is scored on ('val'; 'test': the held-out split
-    that only classification worlds have, for a model selected on 'val'); split 'unlabeled'
+    """The downstream world file a task trains (split 'train') or is scored on ('val'; 'test': the procedural
+    world's held-out split, for a model selected on 'val' or scored once at its end); split 'unlabeled'
     is self-training's pool (labels unused; classification: downstream classes plus the world's
     unlabeled_ood_share of upstream ones). `kind` picks
     the files ('classify': one object per image, which also segments; 'scenes'); default: the task's own."""
@@ -172,16 +198,20 @@ def grid(**axes) -> list[dict]:
 
 def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_dir: str, task: str,
           arm: str = "init", checkpoints: dict[str, str] | None = None, files: str | None = None,
-          held_out: bool = False, **base) -> pd.DataFrame:
+          held_out: bool | str = False, **base) -> pd.DataFrame:
     """Train every run: the `base` settings (model, TrainConfig, init, label_fraction, method, pseudo_*)
     overridden by the run's own keys. Init 'pretrained' starts from `upstream_checkpoint`, any other
     init but 'scratch' from its entry in `checkpoints`. Tidy rows: run_id, arm (the run's "arm" key if
     it has one, else the value of its setting named by `arm`), the run's keys, step, epoch, split,
-    metric, value. `files` picks the world files (study.world_file's kind); `held_out` also scores the world's
-    held-out test split at every evaluation (selected_metric). Finished runs come back from `runs_dir`."""
+    metric, value. `files` picks the world files (study.world_file's kind). `held_out` (or a run's own
+    "held_out" key) also scores the world's held-out test split: True at every evaluation (a model selected on
+    validation, nd.selected_metric), "final" the final model only. Finished runs come back from `runs_dir`."""
     checkpoints = {"pretrained": upstream_checkpoint, **(checkpoints or {})}
     specs = [{"init": "scratch", "label_fraction": 1.0, "method": "supervised", **base, **run} for run in runs]
     labels = [spec.pop("arm", None) or spec[arm] for spec in specs]
+    tests = [spec.pop("held_out", held_out) for spec in specs]
+    if not set(tests) <= {False, True, "final"}:
+        raise ValueError(f"held_out must be False, True (every evaluation) or 'final'; got {sorted(map(str, set(tests)))}")
     for spec in specs:
         unknown = sorted(set(spec) - set(RUN_KEYS))
         if unknown:
@@ -201,9 +231,10 @@ def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_di
     rows = []
     # One bar over the runs; per-step bars would flood the report.
     # One line a minute at most: in a rendered report each refresh is a line of its own.
-    bar = tqdm(list(zip(runs, specs, configs, selftrains, labels)), desc=f"{task} runs", file=sys.stderr,
+    bar = tqdm(list(zip(runs, specs, configs, selftrains, labels, tests)), desc=f"{task} runs", file=sys.stderr,
                mininterval=60)
-    for run, spec, cfg, selftrain, label in bar:
+    for run, spec, cfg, selftrain, label, test in bar:
+        run = {k: v for k, v in run.items() if k != "held_out"}  # how a run is scored is no part of its name
         run_id = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items())
         _, history = run_arm(train_file=str(world_file(world_dir, task, "train", files)),
                              val_file=str(world_file(world_dir, task, "val", files)), task=task, init=spec["init"],
@@ -212,7 +243,8 @@ def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_di
                              label_fraction=spec["label_fraction"], train=cfg, desc=run_id, method=spec["method"],
                              selftrain=selftrain, unlabeled_file=str(world_file(world_dir, task, "unlabeled", files)),
                              upstream_file=str(Path(world_dir) / "upstream_classify_train.npz"),
-                             test_file=str(world_file(world_dir, task, "test", files)) if held_out else None)
+                             test_file=str(world_file(world_dir, task, "test", files)) if test is True else None,
+                             final_test_file=str(world_file(world_dir, task, "test", files)) if test == "final" else None)
         rows += [dict(run_id=run_id, **{**run, "arm": label}, **r) for r in history]
     results = pd.DataFrame(rows)
     percent = results["metric"].isin(METRIC_UNITS)  # fractions -> points, the unit the papers report
