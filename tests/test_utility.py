@@ -133,6 +133,7 @@ def test_nd2_nd4_nd5_bl1_bl2_verdicts_on_constructed_results():
     one = verdicts.apply_gates(nd.nd5_finding({"classify": task({"a": 3})}, list(accuracy), 0.5, "test",
                                               replicated=False), None)
     assert one["verdict"] == "not tested" and "one task (classify)" in one["conditions"][0]["not_tested_because"][0]
+    assert {a["arm"] for a in one["conditions"][0]["arms"]} == {"scratch", *accuracy}  # the arms that ran
 
     invariance = pd.DataFrame([dict(method=m, seed=s, value=v + 0.01 * s) for s in noise for m, v in
                                {"autoencoder": 0.1, "rotation": 0.4, "simclr": 0.9}.items()])

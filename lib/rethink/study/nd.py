@@ -272,7 +272,8 @@ def nd5_finding(finals: dict[str, pd.DataFrame], methods: list[str], max_rank_co
     if len(tasks) < 2:  # a profile that cut the other tasks for its budget: nothing to correlate
         why = (f"one task ({', '.join(tasks)}): rank correlations between tasks need two or more"
                + ("" if replicated else ", and one pre-training per seed"))
-        return untested_finding(CLAIMS, "ND-5", text, conditions, "Spearman rho", why, profile, figure)
+        arms = [arm_selector(final, arm) for final in finals.values() for arm in ("scratch", *methods)]
+        return untested_finding(CLAIMS, "ND-5", text, conditions, "Spearman rho", why, profile, figure, arms)
     gains = task_gains(finals, methods)
     pairs = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
     by_pair = [rank_correlations(gains, methods, dict(task=a), dict(task=b)) for a, b in pairs]

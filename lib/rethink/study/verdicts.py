@@ -310,10 +310,11 @@ def finding(claims: dict, finding_id: str, text: str, conditions: list[dict], ef
 
 
 def untested_finding(claims: dict, finding_id: str, text: str, conditions: list[dict], unit: str, reason: str,
-                     profile: str, figure: str | None = None) -> dict:
+                     profile: str, figure: str | None = None, arms: tuple = ()) -> dict:
     """A finding whose runs a profile does not make (cut for its budget, or too few tasks to compare): every
-    condition `not tested`, for `reason`, with no effect to show."""
-    effects = {c["effect"]: Effect(math.nan, math.nan, math.nan, 0, unit, untestable=reason) for c in conditions}
+    condition `not tested`, for `reason`, with no effect to show; `arms` (those that did run) list their gates."""
+    effects = {c["effect"]: Effect(math.nan, math.nan, math.nan, 0, unit, arms=tuple(arms), untestable=reason)
+               for c in conditions}
     return finding(claims, finding_id, text, conditions, effects, profile, figure)
 
 
