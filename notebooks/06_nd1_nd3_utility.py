@@ -67,8 +67,9 @@ from rethink.study import gates, nd, outputs, runs, verdicts
 
 # %% [markdown]
 # ## Runs
-# ND-1: scratch and every method at every label count. ND-2: scratch and `nd_method` on the large model at
-# `nd2_label_counts`. ND-3: scratch and `nd_method` on the hard world at every label count.
+# ND-1: scratch at every one of `label_counts`, each method at `finetune_label_counts`. ND-2: scratch and
+# `nd_method` on the large model at `nd2_label_counts` (none: not run). ND-3: scratch and `nd_method` on the hard
+# world, at the same counts as ND-1.
 
 # %%
 verdicts.require_member("nd_method", nd_method, selfsup_methods, "selfsup_methods")

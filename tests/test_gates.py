@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from rethink import config
-from rethink.study import gates, outputs, verdicts, zo
+from rethink.study import gates, nd, outputs, verdicts, zo
 from rethink.study.verdicts import Effect
 
 THRESHOLDS = config.load("default")["gates"]
@@ -192,6 +192,11 @@ def test_the_summary_opens_each_report_with_verdict_effects_gates_and_figure():
     assert "+1.00 [+1.00, +1.00] accuracy points (joint_minus_pretrained, 3 seeds)" in row
     assert zo.CLAIMS["ZO-5"]["paper_effect"] in row and "[zo5.png](zo5.png)" in row
     assert f"all {len(finding['gates'])} passed" in row and "redefined \\| now additive" in row
+    # A finding whose runs a profile cut has no effect: its cells say so, not "+nan".
+    cut = verdicts.apply_gates(nd.nd2_finding(pd.DataFrame(dict(arm=["scratch"], label_count=[100], seed=[0],
+                                                                value=[40.0])), "rotation", "big", 0.0, 0.0, "test"), None)
+    for text in (outputs.summary_markdown([cut]), outputs.verdict_markdown([cut])):
+        assert "nan" not in text and "— (not measured) accuracy points" in text
 
 
 def test_the_index_names_code_that_changed_since_a_report_was_made():

@@ -35,9 +35,16 @@ def finding_name(finding: dict) -> str:
     return finding["id"] + (f" ({finding['panel']})" if finding.get("panel") else "")
 
 
+def interval_text(estimate: float, low: float, high: float, unit: str) -> str:
+    """An effect with its 95% CI; "—" for one that was not measured (a finding whose runs a profile cut)."""
+    if estimate != estimate:  # NaN
+        return f"— (not measured) {unit}"
+    return f"{estimate:+.2f} [{low:+.2f}, {high:+.2f}] {unit}"
+
+
 def effect_text(finding: dict) -> str:
     e = finding["effect"]
-    return f"{e['estimate']:+.2f} [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}] {e['unit']}"
+    return interval_text(e["estimate"], e["ci_low"], e["ci_high"], e["unit"])
 
 
 def why_text(finding: dict, most: int = 2) -> str:

@@ -16,7 +16,7 @@ import torch
 
 from ..core.train import resolve_device
 from ..report.figures import mean_ci_text
-from ..report.index import VERDICT_COLOURS, deviation_line, effect_text, finding_name
+from ..report.index import VERDICT_COLOURS, deviation_line, effect_text, finding_name, interval_text
 from .verdicts import arm_text, final_metric
 
 LIB = Path(__file__).parent.parent
@@ -112,7 +112,7 @@ def verdict_markdown(findings: list[dict]) -> str:
         lines = [f"**{finding_name(f)}: {f['verdict']}** at this scale (profile `{f['profile']}`, {f['n_seeds']} "
                  f"seeds). Criterion: {f['criterion']['text']}.", ""]
         for c in f["conditions"]:
-            line = (f"- {c['effect']}: {c['estimate']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] {c['unit']}, "
+            line = (f"- {c['effect']}: {interval_text(c['estimate'], c['ci_low'], c['ci_high'], c['unit'])}, "
                     f"needs {c['op']} {c['value']:g}: **{c['status']}**")
             if c.get("not_tested_because"):
                 line += " (" + "; ".join(c["not_tested_because"][:3]) + \
