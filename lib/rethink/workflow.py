@@ -68,7 +68,7 @@ def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> Non
     classify_spec = W.WorldSpec(**spec)
     scene_spec = W.WorldSpec(**{**spec, "image_size": scene_size})
     out = Path(out_dir)
-    for name in names or world_names():
+    for name in names or WORLD_FILES:
         kind, class_set, offset = WORLD_FILES[name]
         classes = {"upstream": W.UPSTREAM_CLASSES, "downstream": W.DOWNSTREAM_CLASSES,
                    "all": W.UPSTREAM_CLASSES + W.DOWNSTREAM_CLASSES}.get(class_set)

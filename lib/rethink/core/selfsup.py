@@ -52,8 +52,10 @@ def features(model: Net, x: torch.Tensor) -> list[torch.Tensor]:
     return model.backbone((x - 0.5) / 0.25)
 
 
-def projection_head(channels: int, projection_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(channels, channels), nn.ReLU(), nn.Linear(channels, projection_dim))
+def projection_head(channels: int, projection_dim: int, batch_norm: bool = False) -> nn.Sequential:
+    """Linear -> (BatchNorm ->) ReLU -> Linear: SimCLR's head, and with BatchNorm SwAV's."""
+    norm = [nn.BatchNorm1d(channels)] if batch_norm else []
+    return nn.Sequential(nn.Linear(channels, channels), *norm, nn.ReLU(), nn.Linear(channels, projection_dim))
 
 
 def simclr_views(image_size: int) -> nn.Module:
@@ -197,8 +199,7 @@ class SwAV(SelfSupervised):
         self.temperature, self.epsilon, self.iterations = temperature, epsilon, sinkhorn_iterations
         self.freeze_steps, self.queue_size, self.steps = freeze_prototypes_steps, queue_size, 0
         self.views = simclr_views(image_size)
-        c = model.backbone.channels[-1]
-        self.projection = nn.Sequential(nn.Linear(c, c), nn.BatchNorm1d(c), nn.ReLU(), nn.Linear(c, projection_dim))
+        self.projection = projection_head(model.backbone.channels[-1], projection_dim, batch_norm=True)
         self.prototypes = nn.Linear(projection_dim, prototypes, bias=False)
         self.queue: list[torch.Tensor] = []  # the two views' past projections, newest last (not saved)
 

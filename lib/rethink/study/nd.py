@@ -269,16 +269,15 @@ def nd5_finding(finals: dict[str, pd.DataFrame], methods: list[str], max_rank_co
     text = (f"Spearman's rho between the methods' gains over scratch on two tasks ({', '.join(tasks)}), averaged "
             f"over the pairs of tasks, < {max_rank_correlation:g} (95% CI)")
     conditions = [dict(effect="rank_correlation_between_tasks", op="<", value=max_rank_correlation)]
+    arms = [arm_selector(final, arm) for final in finals.values() for arm in ("scratch", *methods)]
     if len(tasks) < 2:  # a profile that cut the other tasks for its budget: nothing to correlate
         why = (f"one task ({', '.join(tasks)}): rank correlations between tasks need two or more"
                + ("" if replicated else ", and one pre-training per seed"))
-        arms = [arm_selector(final, arm) for final in finals.values() for arm in ("scratch", *methods)]
         return untested_finding(CLAIMS, "ND-5", text, conditions, "Spearman rho", why, profile, figure, arms)
     gains = task_gains(finals, methods)
     pairs = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
     by_pair = [rank_correlations(gains, methods, dict(task=a), dict(task=b)) for a, b in pairs]
     seeds = sorted(set.intersection(*(set(p) for p in by_pair)))
-    arms = [arm_selector(final, arm) for final in finals.values() for arm in ("scratch", *methods)]
     effects = {"rank_correlation_between_tasks": with_arms(rank_effect(
         [np.mean([p[s] for p in by_pair]) for s in seeds], replicated), arms)}
     return finding(CLAIMS, "ND-5", text, conditions, effects, profile, figure)

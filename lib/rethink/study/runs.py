@@ -165,10 +165,10 @@ def final_scores(record: dict, cached: Path, weights: Path, test_file: str, task
     split = file_hash(test_file)
     scores = record.get("held_out", {}).get(split)
     if scores is None:
-        data = load_task_data(test_file, task, device)
         if any(row["metric"] == "diverged" for row in record["history"]):
             scores = {metric: 0.0 for metric in DIVERGED_SCORES[task]}
         else:
+            data = load_task_data(test_file, task, device)
             net = new_model(data, seed=train.seed, **model)
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             scores = evaluate(net.to(device), data, precision=resolve_precision(train.precision, device))
@@ -236,6 +236,7 @@ def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_di
     for run, spec, cfg, selftrain, label, test in bar:
         run = {k: v for k, v in run.items() if k != "held_out"}  # how a run is scored is no part of its name
         run_id = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items())
+        held_out_file = str(world_file(world_dir, task, "test", files)) if test else None
         _, history = run_arm(train_file=str(world_file(world_dir, task, "train", files)),
                              val_file=str(world_file(world_dir, task, "val", files)), task=task, init=spec["init"],
                              checkpoint=checkpoints.get(spec["init"]), runs_dir=runs_dir,
@@ -243,8 +244,8 @@ def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_di
                              label_fraction=spec["label_fraction"], train=cfg, desc=run_id, method=spec["method"],
                              selftrain=selftrain, unlabeled_file=str(world_file(world_dir, task, "unlabeled", files)),
                              upstream_file=str(Path(world_dir) / "upstream_classify_train.npz"),
-                             test_file=str(world_file(world_dir, task, "test", files)) if test is True else None,
-                             final_test_file=str(world_file(world_dir, task, "test", files)) if test == "final" else None)
+                             test_file=held_out_file if test is True else None,
+                             final_test_file=held_out_file if test == "final" else None)
         rows += [dict(run_id=run_id, **{**run, "arm": label}, **r) for r in history]
     results = pd.DataFrame(rows)
     percent = results["metric"].isin(METRIC_UNITS)  # fractions -> points, the unit the papers report
