@@ -132,7 +132,7 @@ figures.save(figure, Path(out_dir) / "he2_metrics.png",
 # %%
 figures.save(figures.training_curves(detect, "AP"), Path(out_dir) / "he1_curves_val_ap.png",
              caption="Validation box AP over training, one panel per schedule (mean over seeds, 95% CI band): the "
-                     "converged gate reads the last third of each curve.")
+                     "converged gate reads the evaluations of each run's last third after its last LR drop.")
 figures.save(figures.training_curves(detect, "loss", split="train"), Path(out_dir) / "he1_curves_train_loss.png",
              caption="Detection training loss over training, one panel per schedule (mean over seeds, 95% CI band).")
 

@@ -54,6 +54,29 @@ def test_learned_and_converged_gates():
     assert not short.passed and "2 evaluations < 6" in short.note
 
 
+def test_converged_gate_reads_the_evaluations_after_the_last_lr_drop():
+    """He et al.'s drops inside the last third: the jump at each drop is no failure to converge, but a run needs
+    two evaluations after its last drop, and one still moving there fails."""
+    def run(run_id, aps, lrs):
+        steps = [100 * (i + 1) for i in range(len(aps))]
+        return ([dict(run_id=run_id, arm=run_id, seed=0, step=s, epoch=s, split="val", metric="AP", value=v)
+                 for s, v in zip(steps, aps)]
+                + [dict(run_id=run_id, arm=run_id, seed=0, step=s, epoch=s, split="train", metric="lr", value=v)
+                   for s, v in zip(steps, lrs)])
+    lrs = [0.05] * 5 + [0.005, 0.0005, 0.0005]
+    table = gates.run_gates(pd.DataFrame(run("settled", [10, 15, 18, 20, 22, 28, 33, 33.4], lrs)
+                                         + run("moving", [10, 15, 18, 20, 22, 28, 31, 33], lrs)
+                                         + run("one after", [10, 15, 18, 20, 22, 24, 28, 33], [0.05] * 7 + [0.005])
+                                         + run("no lr rows", [10, 15, 18, 20, 22, 28, 33, 33.4], [])),
+                            THRESHOLDS, n_classes=10, task="detect")
+    settled = gate_of(table, "settled", "converged")
+    assert settled.passed and settled.value == pytest.approx(0.4) and "after the last LR drop" in settled.note
+    assert not gate_of(table, "moving", "converged").passed
+    one = gate_of(table, "one after", "converged")
+    assert not one.passed and "1 evaluation(s)" in one.note
+    assert gate_of(table, "no lr rows", "converged").value == pytest.approx(33.4 - 28)  # the whole last third
+
+
 def test_detection_learned_gate_is_an_ap_floor():
     rows = [dict(run_id=r, arm=r, seed=0, step=s, epoch=s, split="val", metric="AP", value=v)
             for r, v in (("trained", 30.0), ("untrained", 0.4)) for s in range(1, 7)]

@@ -5,8 +5,8 @@ import torch
 
 from rethink.core import train as T
 from rethink.core.data import load_task_data
-from rethink.core.train import (TrainConfig, evaluate, fit, init_from_checkpoint, load_checkpoint, new_model,
-                           save_checkpoint, step_schedule)
+from rethink.core.train import (TrainConfig, evaluate, evaluation_steps, fit, init_from_checkpoint, load_checkpoint,
+                           new_model, save_checkpoint, step_schedule)
 
 
 def test_lr_drops_put_the_steps_at_shares_of_the_run_and_are_checked():
@@ -22,6 +22,25 @@ def test_step_schedule_drops_at_fixed_distances_from_the_end():
     # He et al.: 90k-iteration 1x drops at 30k and 70k; a 2x (180k) at 120k and 160k.
     assert step_schedule(90, 90) == [30, 70]
     assert step_schedule(180, 90) == [120, 160]
+
+
+def test_two_evaluations_follow_the_last_lr_drop():
+    # He et al.'s 6x of a 124-step 1x: drops at 661 and 716, so of six even evaluations only the last follows them.
+    drops = step_schedule(744, 124)
+    assert evaluation_steps(744, 6, drops) == [124, 248, 372, 496, 620, 730, 744]
+    # Drops before the last third: the even evaluations are left alone.
+    assert evaluation_steps(800, 6, step_schedule(800, 800, (0.45, 0.6))) == [133, 267, 400, 533, 667, 800]
+    assert evaluation_steps(10, 1, [9]) == [10]  # one evaluation asked for, one made
+
+
+def test_each_evaluation_records_the_lr_it_trained_at(tiny_world):
+    data = load_task_data(tiny_world / "classify_train.npz", "classify")
+    model = new_model(data, "resnet9", 8, "gn", seed=0)
+    # 4 steps an epoch, 36 in 1x, 108 at 3x: He et al.'s drops after 84 and 100 steps.
+    cfg = TrainConfig(epochs_1x=9, schedule=3, batch_size=64, warmup_steps=4, lr=0.1, evals=3, progress=False)
+    history = fit(model, data, data, cfg)
+    lrs = {row["step"]: row["value"] for row in history if row["metric"] == "lr"}
+    assert lrs == pytest.approx({36: 0.1, 72: 0.1, 104: 0.001, 108: 0.001})
 
 
 def test_lr_follows_warmup_and_steps(tiny_world):

@@ -128,6 +128,17 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return n // min(batch_size, n)
 
 
+def evaluation_steps(total: int, evals: int, drops: list[int]) -> list[int]:
+    """`evals` evaluations spread evenly over the run, and one more halfway between the last LR drop and the
+    end if fewer than two come after it (He et al.'s drops sit near the end of a long schedule): the converged
+    gate compares the evaluations after the last drop. Evaluating changes no training number."""
+    steps = {max(1, round(total * (i + 1) / evals)) for i in range(evals)}
+    last_drop = max(drops, default=0)
+    if evals >= 2 and sum(s > last_drop for s in steps) < 2 and total - last_drop >= 2:
+        steps.add(last_drop + (total - last_drop) // 2)
+    return sorted(steps)
+
+
 def step_schedule(total_steps: int, steps_1x: int, lr_drops: tuple = ()) -> list[int]:
     """The steps at which the LR drops 10x. He et al.: for the last 2/3 and the last 2/9 of a 1x schedule (60k
     and 20k of 90k iterations), whatever the total length; `lr_drops`: at these shares of the run instead."""
@@ -341,7 +352,7 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
     steps_1x = max(1, round(cfg.epochs_1x * epoch_steps))
     total = max(1, round(cfg.schedule * steps_1x))
     scheduler = make_scheduler(optimizer, cfg, total, steps_1x)
-    eval_steps = sorted({max(1, round(total * (i + 1) / cfg.evals)) for i in range(cfg.evals)})
+    eval_steps = evaluation_steps(total, cfg.evals, step_schedule(total, steps_1x, cfg.lr_drops))
 
     precision = resolve_precision(cfg.precision, device)
     # Losses add up on the device and are read once per evaluation (and every CHECK_EVERY steps, to stop a
@@ -370,6 +381,7 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
             loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            lr_used = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
             seen += 1
@@ -385,6 +397,8 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
                 if auxiliary is not None:
                     history.append(dict(step=step, epoch=epoch, split="train", metric="auxiliary_loss",
                                         value=float(running_aux) / seen))
+                # The LR of this step: the converged gate reads the evaluations after the last drop.
+                history.append(dict(step=step, epoch=epoch, split="train", metric="lr", value=float(lr_used)))
                 running, running_pseudo, running_aux, seen = 0.0, 0.0, 0.0, 0
                 for split, data in (("val", val), ("test", test)):
                     scores = evaluate(model, data, precision=precision) if data is not None else {}

@@ -7,7 +7,8 @@ block of config/study.yaml:
                       learned_min_above_chance points; detection: AP above learned_min_ap; pose: pose
                       accuracy above learned_min_pose_accuracy)
   converged           >= min_evals validation evaluations, and the headline metric moved less than
-                      converged_tolerance points over the last third of the run (after He et al.'s last LR drop)
+                      converged_tolerance points over the last third of the run, after its last LR drop (the
+                      evaluations there whose recorded LR is the final one; fit puts >= 2 after the drop)
   pretraining worked  the run's checkpoint: its pretext loss <= pretext_factor x its chance value (ln 4
                       rotation, ln 24 jigsaw, ln K SwAV, ln(2B - 1) SimCLR, ln C supervised), and its probe
                       (1-NN or accuracy) above chance
@@ -84,14 +85,24 @@ def _learned(run: pd.DataFrame, task: str, thresholds: dict, n_classes: int) -> 
 
 
 def _converged(run: pd.DataFrame, task: str, thresholds: dict) -> tuple[float, float, bool, str]:
+    """Over the last third of the run, after its last LR drop: the evaluations in the last third whose recorded
+    LR (a train row 'lr') is the run's final one. He et al.'s drops sit inside the last third of a long
+    schedule, where the metric jumps at each; a run without LR rows is read over its whole last third."""
     rows = run[(run.split == "val") & (run.metric == TASK_METRIC[task])].sort_values("step")
     evals = len(rows)
-    last_third = rows[rows.step >= rows.step.max() * 2 / 3] if evals else rows
-    moved = float(last_third.value.max() - last_third.value.min()) if len(last_third) >= 2 else math.nan
+    window = rows[rows.step >= rows.step.max() * 2 / 3] if evals else rows
+    lrs = run[(run.split == "train") & (run.metric == "lr")].set_index("step").value
+    after = "the last third"
+    if len(lrs) and len(window):
+        window = window[window.step.map(lrs).le(lrs.loc[lrs.index.max()] * (1 + 1e-9)).to_numpy()]
+        after = f"the last third, after the last LR drop ({len(window)} evaluations)"
+    moved = float(window.value.max() - window.value.min()) if len(window) >= 2 else math.nan
     if evals < thresholds["min_evals"]:
         return moved, thresholds["converged_tolerance"], False, f"{evals} evaluations < {thresholds['min_evals']}"
+    if len(window) < 2:
+        return moved, thresholds["converged_tolerance"], False, f"{len(window)} evaluation(s) in {after}: 2 needed"
     passed = bool(moved < thresholds["converged_tolerance"])
-    return moved, thresholds["converged_tolerance"], passed, f"moved {moved:.2f} points over the last third"
+    return moved, thresholds["converged_tolerance"], passed, f"moved {moved:.2f} points over {after}"
 
 
 def run_gates(results: pd.DataFrame, thresholds: dict, n_classes: int, task: str = "classify",
@@ -101,7 +112,7 @@ def run_gates(results: pd.DataFrame, thresholds: dict, n_classes: int, task: str
     checkpoint a run started from, whose pre-training gate (`checkpoints`, from checkpoint_gates) it inherits."""
     rows = []
     runs = results[results.run_id.notna() & results.metric.isin(["loss", "accuracy", "AP", "miou", "pose_accuracy",
-                                                                   "diverged", "kept_share"])]
+                                                                   "diverged", "kept_share", "lr"])]
     # A run is its run_id within its experiment and task (notebook 01 names its detection and classification
     # runs alike).
     keys = ["run_id"] + [c for c in CONTEXT if c in runs.columns]
