@@ -151,12 +151,12 @@ rule selfsup:
 def notebook_inputs(wildcards):
     """The checkpoints a notebook reads: the supervised ones and SimCLR's (ZO-4) for all; every self-supervised
     method for Newell & Deng's notebooks (their blocks hold the `label_counts` of the utility sweep); and, for
-    one whose block names an `nd_method`, that method on the hard world and, if it names ND-2's label counts,
-    on the large model."""
+    one whose block names an `nd_method`, that method on the large model if it names ND-2's label counts, and on
+    the hard world if its `nd3_hard_world` is on."""
     block = PROFILE["notebooks"][wildcards.notebook]
     zoo = SELFSUP_CHECKPOINTS if "label_counts" in block else [SIMCLR_CHECKPOINT]
     method = block.get("nd_method")
-    variants = ["_large"] * bool(block.get("nd2_label_counts")) + ["_hard"]  # ND-2 runs only with label counts
+    variants = ["_large"] * bool(block.get("nd2_label_counts")) + ["_hard"] * bool(block.get("nd3_hard_world"))
     extra = [f"{CACHE}/checkpoints/{method}{variant}.pt" for variant in variants] if method else []
     return [CHECKPOINT, *zoo, *extra]
 

@@ -69,7 +69,7 @@ from rethink.study import gates, nd, outputs, runs, verdicts
 # ## Runs
 # ND-1: scratch at every one of `label_counts`, each method at `finetune_label_counts`. ND-2: scratch and
 # `nd_method` on the large model at `nd2_label_counts` (none: not run). ND-3: scratch and `nd_method` on the hard
-# world, at the same counts as ND-1.
+# world, at the same counts as ND-1 (where `nd3_hard_world` is on).
 
 # %%
 verdicts.require_member("nd_method", nd_method, selfsup_methods, "selfsup_methods")
@@ -90,22 +90,24 @@ if not from_results:
     large_runs = [dict(run, arch=large_arch, width=large_width, arm=f"{run['init']} ({large})",
                        init=run["init"] if run["init"] == "scratch" else f"{nd_method}_large")
                   for run in sweep_runs(nd2_label_counts, ["scratch", nd_method])]
-    hard_runs = sweep_runs(label_counts, ["scratch"]) + sweep_runs(finetune_label_counts, [nd_method])
+    hard_runs = (sweep_runs(label_counts, ["scratch"]) + sweep_runs(finetune_label_counts, [nd_method])
+                 if nd3_hard_world else [])
     easy = runs.sweep(easy_runs, world_dir=world_dir, checkpoints={m: checkpoint(m) for m in selfsup_methods},
                       **settings)
     # ND-2 runs only where the profile names its label counts (the default cut it for the budget: its deviations).
     larger = runs.sweep(large_runs, world_dir=world_dir,
                         checkpoints={f"{nd_method}_large": checkpoint(f"{nd_method}_large")},
                         **settings) if large_runs else None
+    # ND-3 runs only where the profile turns nd3_hard_world on (the default cut it for the budget: its deviations).
     hard = runs.sweep(hard_runs, world_dir=hard_world_dir, checkpoints={nd_method: checkpoint(f"{nd_method}_hard")},
-                      **settings)
+                      **settings) if hard_runs else None
     outputs.write_results(out_dir, pd.concat([  # run_id unique in the CSV; label_count: the labels each run kept
         nd.with_label_counts(r, directory).assign(experiment=name, world=world, run_id=name + " " + r.run_id)
         for name, world, r, directory in (("ND-1", "easy", easy, world_dir), ("ND-2", "easy", larger, world_dir),
                                           ("ND-3", "hard", hard, hard_world_dir)) if r is not None]), parameters,
         checkpoints={m: checkpoint(m) for m in selfsup_methods}
         | ({f"{nd_method} ({large})": checkpoint(f"{nd_method}_large")} if large_runs else {})
-        | {f"{nd_method} (hard world)": checkpoint(f"{nd_method}_hard")})
+        | ({f"{nd_method} (hard world)": checkpoint(f"{nd_method}_hard")} if hard_runs else {}))
 results = outputs.read_results(out_dir, results_dir if from_results else None)
 # Each run's model selected by its validation accuracy, scored on the held-out test split (Newell & Deng).
 final = {name: nd.selected_metric(results[results.experiment == experiment], "accuracy")
@@ -126,7 +128,7 @@ findings = [nd.nd1_finding(final["easy"], selfsup_methods, nd1_max_change, nd1_m
             nd.nd2_finding(sizes, nd_method, large, nd2_max_gap_scratch, nd2_min_gap_finetuned, profile,
                            figure="nd2_model_size.png" if nd2_label_counts else None),
             nd.nd3_finding(final["easy"], final["hard"], nd_method, nd3_min_gain, utility_max_factor,
-                           utility_max_extrapolated, profile, figure="nd3_hard_world.png")]
+                           utility_max_extrapolated, profile, figure="nd3_hard_world.png" if nd3_hard_world else None)]
 findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=checkpoint_name)) for f in findings]
 outputs.write_findings(out_dir, findings, from_results, deviations)
 
@@ -213,22 +215,25 @@ else:
 # the accuracies behind it (right).
 
 # %%
-by_world = pd.concat([nd.utility_rows(final[world], [nd_method], utility_max_factor).assign(arm=f"{nd_method} ({world} world)")
-                      for world in ("easy", "hard")])
-figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-figures.metric_curve(by_world.rename(columns={"utility": "value"}), "utility", "ND-3: utility by world", x="label_count",
-                   ax=axes[0], log_x=True, ylabel="utility U(n) = n̂/n − 1")
-axes[0].axhline(0, color="black", linewidth=0.8)
-figures.mark_extrapolated(axes[0], by_world)
-accuracies = pd.concat([final[world][final[world].arm.isin(["scratch", nd_method])] for world in ("easy", "hard")])
-accuracies["arm"] += " (" + accuracies.world + " world)"
-figures.metric_curve(accuracies, "accuracy", "ND-3: accuracy by world", x="label_count", ax=axes[1], log_x=True,
-                     ylabel=TEST_ACCURACY)
-figures.save(figure, Path(out_dir) / "nd3_hard_world.png",
-             caption=f"ND-3. The utility of {nd_method} on the easy and the hard world (left) and the accuracies it "
-                     f"comes from (right), against the number of labels (mean over seeds, 95% CIs; [Newell & Deng "
-                     f"2020](https://arxiv.org/abs/2003.14323)).")
-display(by_world.groupby(["label_count", "arm"]).utility.apply(figures.mean_ci_text).unstack("arm"))
+if final["hard"].empty:
+    display(Markdown("ND-3 was not run under this profile (`nd3_hard_world` is off): see its deviations."))
+else:
+    by_world = pd.concat([nd.utility_rows(final[world], [nd_method], utility_max_factor)
+                          .assign(arm=f"{nd_method} ({world} world)") for world in ("easy", "hard")])
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    figures.metric_curve(by_world.rename(columns={"utility": "value"}), "utility", "ND-3: utility by world",
+                         x="label_count", ax=axes[0], log_x=True, ylabel="utility U(n) = n̂/n − 1")
+    axes[0].axhline(0, color="black", linewidth=0.8)
+    figures.mark_extrapolated(axes[0], by_world)
+    accuracies = pd.concat([final[world][final[world].arm.isin(["scratch", nd_method])] for world in ("easy", "hard")])
+    accuracies["arm"] += " (" + accuracies.world + " world)"
+    figures.metric_curve(accuracies, "accuracy", "ND-3: accuracy by world", x="label_count", ax=axes[1], log_x=True,
+                         ylabel=TEST_ACCURACY)
+    figures.save(figure, Path(out_dir) / "nd3_hard_world.png",
+                 caption=f"ND-3. The utility of {nd_method} on the easy and the hard world (left) and the accuracies it "
+                         f"comes from (right), against the number of labels (mean over seeds, 95% CIs; [Newell & Deng "
+                         f"2020](https://arxiv.org/abs/2003.14323)).")
+    display(by_world.groupby(["label_count", "arm"]).utility.apply(figures.mean_ci_text).unstack("arm"))
 
 # %% [markdown]
 # ## Validity gates

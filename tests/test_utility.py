@@ -71,6 +71,8 @@ def test_nd1_and_nd3_verdicts_on_constructed_curves():
     # counts = 25% of the values), more than a 20% bound allows.
     f = verdicts.apply_gates(nd.nd3_finding(easy, hard, "rotation", 0.0, 10.0, 0.2, "test"), None)
     assert f["verdict"] == "not tested" and "25% of the U values" in f["conditions"][0]["not_tested_because"][0]
+    cut = verdicts.apply_gates(nd.nd3_finding(easy, hard.iloc[:0], "rotation", 0.0, 10.0, 1.0, "test"), None)
+    assert cut["verdict"] == "not tested" and "nd3_hard_world is off" in cut["conditions"][0]["not_tested_because"][0]
 
 
 def test_utility_is_read_at_the_fine_tuned_counts_and_refuses_a_falling_scratch_curve():

@@ -151,6 +151,11 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
         assert executed.count('"image/png"') >= 2  # the figures show in the rendered report, not only on disk
     assert {"HE-1", "HE-2", "HE-3", "HE-4", "ZO-1", "ZO-2", "ZO-3", "ZO-4", "ZO-5", "ND-1", "ND-2", "ND-3", "ND-4",
             "ND-5", "BL-1", "BL-2"} <= ids
+    # ND-4's linear probe trains at its own probe_lr, fine-tuning at lr (each evaluation records its LR).
+    smoke = study_config.resolve(copy.deepcopy(CONFIG), "smoke")
+    zoo = pd.read_csv(reports / "07_nd4_nd5_bl1_zoo/results.csv")
+    lrs = zoo[(zoo.experiment == "ND-4") & (zoo.metric == "lr")].groupby("freeze").value.max()
+    assert lrs[4] / lrs[0] == pytest.approx(smoke["notebooks"]["07_nd4_nd5_bl1_zoo"]["probe_lr"] / smoke["utility"]["lr"])
     # Nothing is recomputed when nothing changed.
     again = snakemake("-n", "--cores", "2", "--config", "profile=smoke", cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -165,6 +170,16 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
         out = tmp_path / "build/lab/smoke" / notebook
         run_notebook(str(ROOT / "notebooks" / f"{notebook}.py"), out, {"profile": "smoke"}, cwd=str(tmp_path))
         assert (out / "findings.json").read_text() == (reports / notebook / "findings.json").read_text(), notebook
+
+
+def test_the_hard_world_is_built_only_where_a_profile_runs_nd3(tmp_path):
+    """nd3_hard_world off (the default profile's budget cut) leaves the hard world and its checkpoint out of the DAG."""
+    for profile in ("default", "smoke"):
+        runs_nd3 = study_config.resolve(copy.deepcopy(CONFIG), profile)["notebooks"]["06_nd1_nd3_utility"]["nd3_hard_world"]
+        plan = snakemake("-n", "--cores", "2", "--config", f"profile={profile}", cwd=tmp_path)
+        assert plan.returncode == 0, plan.stderr[-2000:]
+        assert ("rule world_hard:" in plan.stdout + plan.stderr) == runs_nd3, profile
+        assert ("rotation_hard.pt" in plan.stdout + plan.stderr) == runs_nd3, profile
 
 
 def test_the_slurm_profile_names_real_rules_and_training_asks_for_a_gpu(tmp_path):

@@ -204,7 +204,15 @@ def nd2_finding(final: pd.DataFrame, method: str, large: str, max_gap_scratch: f
 def nd3_finding(easy: pd.DataFrame, hard: pd.DataFrame, method: str, min_gain: float, max_factor: float,
                 max_extrapolated: float, profile: str, figure: str | None = None) -> dict:
     """ND-3: the mean over label counts of U on the hard world minus U on the easy one, per seed, > min_gain;
-    not tested where utility_validity finds either world's utilities unfit to decide."""
+    not tested where utility_validity finds either world's utilities unfit to decide, or without hard-world runs
+    (a profile whose nd3_hard_world is off)."""
+    text = (f"{method}'s utility averaged over the label counts, on the hard world minus on the easy one > "
+            f"{min_gain:g} (95% CI)")
+    conditions = [dict(effect="utility_hard_minus_easy", op=">", value=min_gain)]
+    if hard.empty:
+        return untested_finding(CLAIMS, "ND-3", text, conditions, "utility",
+                                "no hard-world runs: this profile's nd3_hard_world is off (its deviations say why)",
+                                profile, figure)
     rows = {name: utility_rows(final, [method], max_factor) for name, final in (("hard", hard), ("easy", easy))}
     invalid = "; ".join(f"{name} world: {why}" for name, final in (("hard", hard), ("easy", easy))
                         if (why := utility_validity(final, rows[name], max_extrapolated)))
@@ -212,10 +220,7 @@ def nd3_finding(easy: pd.DataFrame, hard: pd.DataFrame, method: str, min_gain: f
     arms = [arm_selector(final, arm) for final in (hard, easy) for arm in ("scratch", method)]
     effects = {"utility_hard_minus_easy": replace(with_arms(mean_effect(
         paired_differences(utilities["hard"], utilities["easy"]).values(), unit="utility"), arms), untestable=invalid)}
-    text = (f"{method}'s utility averaged over the label counts, on the hard world minus on the easy one > "
-            f"{min_gain:g} (95% CI)")
-    return finding(CLAIMS, "ND-3", text, [dict(effect="utility_hard_minus_easy", op=">", value=min_gain)], effects, profile,
-                   figure)
+    return finding(CLAIMS, "ND-3", text, conditions, effects, profile, figure)
 
 
 def rank_correlations(final: pd.DataFrame, arms: list[str], a: dict, b: dict) -> dict:
