@@ -1,7 +1,7 @@
 # make study  - set up .venv, run the whole study (default profile), write reports/ and README's table
 # make test   - set up .venv, run the tests (including the whole DAG under the smoke profile)
 # make smoke  - the whole DAG under the smoke profile, into build/smoke/
-# make render - re-render every committed report from its results.csv (trains nothing)
+# make render - re-render every committed report from its results.csv (trains nothing), and docs/exploration.md
 # make lab    - JupyterLab on the notebooks (jupytext opens the .py files as notebooks)
 # make lock   - refresh requirements.lock: every package pinned, from a fresh venv of pyproject.toml's pins
 # make bench  - benchmarks/bench.py: training-step throughput on this machine -> benchmarks/results/, README table
@@ -47,6 +47,7 @@ test: setup
 	python -m pytest -q
 
 render: setup
+	python -m rethink exploration
 	python -m rethink render --profile default
 	python -m rethink readme --findings reports/findings.md --readme README.md
 

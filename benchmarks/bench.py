@@ -7,7 +7,7 @@
 Every comparison is measured in rounds: each candidate runs once per round, in turn, and its median over the
 rounds is kept, so that a noisy neighbour on a shared machine slows every candidate alike.
 
-"Today's path" is the training step before issue 15, kept selectable: Kornia's containers (engine="modules"),
+"Today's path" is the training step before the speed-up of the training step, kept selectable: Kornia's containers (engine="modules"),
 fp32, and a host read of the loss at every step. The new default is the grouped Kornia engine, precision
 `auto` (bf16 here when the CPU has AMX or AVX512-BF16) and no per-step host read.
 """
@@ -105,7 +105,7 @@ def flops_per_image(kwargs: dict, size: int, batch: int, device: str) -> float:
 
 
 def augmenter(backend: str, level: str, device: str, seed: int = 0):
-    """uint8 NHWC -> float NCHW. 'kornia_modules' is the Kornia path before issue 15 (its containers)."""
+    """uint8 NHWC -> float NCHW. 'kornia_modules' is the Kornia path before the speed-up (its containers)."""
     if backend == "kornia_modules":
         return _Uint8ToKornia(KorniaAugment(level, 32, seed=seed, engine="modules"))
     return make_augment(backend, level, 32, AUG_IMAGES, device, seed)
@@ -223,7 +223,7 @@ def _sweep_run(seed: int, threads: int) -> tuple[list[dict], float]:
 
 def parallel_runs(runs: int = 4) -> dict:
     """A sweep of `runs` independent runs: one process at 2 threads (today) against two processes at 1 thread
-    each. Adopted only if >= 1.2x faster with identical numbers (issue 15)."""
+    each. Adopted only if >= 1.2x faster with identical numbers (the speed-up's rule)."""
     import multiprocessing as mp
 
     threads = torch.get_num_threads()
@@ -247,7 +247,7 @@ def parallel_runs(runs: int = 4) -> dict:
 
 
 def targets(result: dict) -> dict:
-    """Issue 15's targets, as ratios within this one run: {target: {value, at_least, met}}."""
+    """The speed-up's targets, as ratios within this one run: {target: {value, at_least, met}}."""
     step, s4 = result["training_step_images_per_s"], result["augmentation_images_per_s"]["S4"]
     new, chunk, batch = f"kornia {result['precision_auto']}", f"kornia, calls of {AUG_IMAGES}", f"kornia, calls of {BATCH}"
     today_aug = s4[f"kornia_modules, calls of {BATCH}"]
@@ -325,7 +325,7 @@ def readme_table(results: list[dict]) -> str:
                                  f"({r['models'][name]['roofline % bf16']:.0f}%)")
     row("pseudo-labelling, precision auto", lambda r: r["inference_images_per_s"][f"pseudo-labelling {r['precision_auto']}"])
     row("evaluation, precision auto", lambda r: r["inference_images_per_s"][f"evaluation {r['precision_auto']}"])
-    goals = ["", "| target (issue 15), within one run | " + " | ".join(r["device"] for r in results) + " |",
+    goals = ["", "| target (the speed-up), within one run | " + " | ".join(r["device"] for r in results) + " |",
              "|---|" + "---|" * len(results)]
     for name in results[0]["targets"]:
         cells = [r["targets"].get(name) for r in results]

@@ -29,12 +29,11 @@
 # whatever the total length) and flip + crop augmentation. Each (init, schedule, seed) is one run, cached, so
 # re-plotting never retrains. HE-1 reads the 500 validation scenes; HE-2, whose margin is a fraction of a point,
 # reads the final 6x detectors on 2,000 held-out scenes the world generates (four times less evaluation noise in
-# the issue 18 probe).
+# the He et al. redesign's probe, docs/calibration.md).
 #
-# **Pre-registered criteria** (config/study.yaml, fixed before the runs, judged on 95% confidence
-# intervals over seeds). HE-1: pre-trained − scratch AP at the shortest schedule > `he1_min_gap_shortest`
-# and |pre-trained − scratch| at the longest ≤ `he1_max_gap_longest` points. HE-2: scratch − pre-trained
-# AP75 at the longest schedule, on the held-out scenes, > `he2_min_gap_ap75` points.
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -59,7 +58,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import gates, he, outputs, runs, verdicts
+from rethink.study import effects, gates, he, outputs, runs
 
 # %% [markdown]
 # ## Runs
@@ -78,15 +77,15 @@ if not from_results:
                           checkpoints={"pretrained": upstream_checkpoint})
 results = outputs.read_results(out_dir, results_dir if from_results else None)
 detect = results[results.task == "detect"]
-findings = [he.he1_finding(detect, "AP", he1_min_gap_shortest, he1_max_gap_longest, profile, figure="he1_schedules.png"),
-            he.he2_finding(detect, he2_min_gap_ap75, profile, figure="he2_metrics.png")]
-findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=lambda run: "pretrained" if run["init"] == "pretrained" else None)) for f in findings]
-outputs.write_findings(out_dir, findings, from_results, deviations)
+findings = [he.he1_finding(detect, "AP", criteria["HE-1"], profile, figure="he1_schedules.png"),
+            he.he2_finding(detect, criteria["HE-2"], profile, figure="he2_metrics.png")]
+findings = [gates.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=lambda run: "pretrained" if run["init"] == "pretrained" else None)) for f in findings]
+findings = outputs.write_findings(out_dir, findings, from_results, deviations, phase)
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict, our primary effect beside the paper's, its validity gates and recorded
-# deviations. The sections below show how each number was reached.
+# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
+# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
 display(Markdown(outputs.summary_markdown(findings, deviations)))
@@ -96,7 +95,7 @@ display(Markdown(outputs.summary_markdown(findings, deviations)))
 # Schedules are multiples of this study's own 1x (a few epochs), not of the paper's 90k iterations.
 
 # %%
-figure = figures.metric_curve(verdicts.final_metric(detect, "AP"), "AP",
+figure = figures.metric_curve(effects.final_metric(detect, "AP"), "AP",
                               "HE-1: scratch vs pre-trained over schedule length (mean, 95% CI over seeds)")
 figures.save(figure, Path(out_dir) / "he1_schedules.png",
              caption="HE-1. Final box AP on the validation scenes of each arm against the schedule, in multiples of "
@@ -107,7 +106,7 @@ figures.save(figure, Path(out_dir) / "he1_schedules.png",
 # Box AP per schedule, ours (mean ± 95% CI half-width) next to the paper's R50 numbers (its own 1x).
 
 # %%
-display(outputs.paper_comparison(verdicts.final_metric(detect, "AP"), he.PAPER_TABLES["HE-1"]))
+display(outputs.paper_comparison(effects.final_metric(detect, "AP"), he.PAPER_TABLES["HE-1"]))
 
 # %% [markdown]
 # ## HE-2: AP, AP50 and AP75 at the longest schedule (the paper's Table 2)
@@ -118,7 +117,7 @@ split = he.held_out_split(detect, "AP75")
 display(outputs.metric_table(detect, max(schedules), he.PAPER_TABLES["HE-2"], split=split))
 display(outputs.metric_table(detect, max(schedules), split="val"))
 longest = detect[detect.schedule == max(schedules)]
-figure = figures.metric_bars({m: verdicts.final_metric(longest, m, split) for m in ("AP", "AP50", "AP75")},
+figure = figures.metric_bars({m: effects.final_metric(longest, m, split) for m in ("AP", "AP50", "AP75")},
                            f"HE-2: box AP at {max(schedules):g}x (mean, 95% CI over seeds)")
 figures.save(figure, Path(out_dir) / "he2_metrics.png",
              caption=f"HE-2. AP, AP50 and AP75 of each arm at {max(schedules):g}x, the longest schedule, on the "
@@ -139,15 +138,15 @@ figures.save(figures.training_curves(detect, "loss", split="train"), Path(out_di
 # %% [markdown]
 # ## Validity gates
 # Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): ✓ or ✗, a failing run's value (or the first run's) against the threshold, and how many
-# of its runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
+# config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how many of its
+# runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
 # paper.
 
 # %%
 display(outputs.gates_table(findings))
 
 # %% [markdown]
-# ## Deviations from the pre-registration
+# ## Deviations from protocol v2
 
 # %%
 display(Markdown(outputs.deviations_markdown(deviations)))

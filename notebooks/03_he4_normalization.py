@@ -25,8 +25,9 @@
 # (`syncbn`, where a profile names it) and no normalization (`none`, convolutions with biases). Same schedule,
 # learning rate, gradient clipping and seeds for all.
 #
-# **Pre-registered criterion** (config/study.yaml): from scratch, GN − small-batch BN box AP >
-# `he4_min_gap` points (95% CI over seeds). The other normalizations are reported, not judged.
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -50,7 +51,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import gates, he, outputs, runs, verdicts
+from rethink.study import effects, gates, he, outputs, runs
 
 # %% [markdown]
 # ## Runs
@@ -64,14 +65,14 @@ if not from_results:
                          precision=precision)
     outputs.write_results(out_dir, results, parameters)
 results = outputs.read_results(out_dir, results_dir if from_results else None)
-findings = [he.he4_finding(results, he4_min_gap, profile, figure="he4_normalization.png")]
-findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, task="detect")) for f in findings]
-outputs.write_findings(out_dir, findings, from_results, deviations)
+findings = [he.he4_finding(results, criteria["HE-4"], profile, figure="he4_normalization.png")]
+findings = [gates.apply_gates(f, gates.report_gates(results, parameters, out_dir, task="detect")) for f in findings]
+findings = outputs.write_findings(out_dir, findings, from_results, deviations, phase)
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict, our primary effect beside the paper's, its validity gates and recorded
-# deviations. The sections below show how each number was reached.
+# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
+# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
 display(Markdown(outputs.summary_markdown(findings, deviations)))
@@ -80,7 +81,7 @@ display(Markdown(outputs.summary_markdown(findings, deviations)))
 # ## Box AP per normalization, from scratch
 
 # %%
-final = verdicts.final_metric(results, "AP")
+final = effects.final_metric(results, "AP")
 figures.save(figures.arm_bars(final, "AP", f"HE-4: from scratch at {schedule:g}x (mean, 95% CI; dots: seeds)"),
            Path(out_dir) / "he4_normalization.png",
              caption=f"HE-4. Final box AP from scratch at {schedule:g}x per normalization (bars: mean with 95% CI; "
@@ -102,15 +103,15 @@ figures.save(figures.training_curves(results.assign(schedule=schedule), "AP"), P
 # %% [markdown]
 # ## Validity gates
 # Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): ✓ or ✗, a failing run's value (or the first run's) against the threshold, and how many
-# of its runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
+# config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how many of its
+# runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
 # paper.
 
 # %%
 display(outputs.gates_table(findings))
 
 # %% [markdown]
-# ## Deviations from the pre-registration
+# ## Deviations from protocol v2
 
 # %%
 display(Markdown(outputs.deviations_markdown(deviations)))

@@ -27,10 +27,9 @@
 # paper keeps its iteration counts; a stronger level gets as many iterations as its scratch arm needs to
 # converge (calibrated with one-seed probes before these runs: docs/calibration.md).
 #
-# **Pre-registered criteria** (config/study.yaml; gain = pretrained − scratch accuracy, paired by seed,
-# 95% CIs). ZO-1, with all labels: gain at the strongest level − gain at the weakest < `zo1_max_drop`, and
-# gain at the strongest < `zo1_max_gain_strongest`. ZO-2, at the strongest level: gain with the fewest
-# labels > `zo2_min_gain_smallest`, and gain with all labels − gain with the fewest < `zo2_max_drop`.
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -54,7 +53,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import gates, outputs, runs, verdicts, zo
+from rethink.study import effects, gates, outputs, runs, zo
 
 # %% [markdown]
 # ## Runs
@@ -71,15 +70,15 @@ if not from_results:
                          precision=precision)
     outputs.write_results(out_dir, results, parameters, checkpoints={"pretrained": upstream_checkpoint})
 results = outputs.read_results(out_dir, results_dir if from_results else None)
-findings = [zo.zo1_finding(results, zo1_max_drop, zo1_max_gain_strongest, profile, figure="zo_pretraining_gain.png"),
-            zo.zo2_finding(results, zo2_min_gain_smallest, zo2_max_drop, profile, figure="zo_pretraining_gain.png")]
-findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=lambda run: None if run["init"] == "scratch" else run["init"])) for f in findings]
-outputs.write_findings(out_dir, findings, from_results, deviations)
+findings = [zo.zo1_finding(results, criteria["ZO-1"], profile, figure="zo_pretraining_gain.png"),
+            zo.zo2_finding(results, criteria["ZO-2"], profile, figure="zo_pretraining_gain.png")]
+findings = [gates.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=lambda run: None if run["init"] == "scratch" else run["init"])) for f in findings]
+findings = outputs.write_findings(out_dir, findings, from_results, deviations, phase)
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict, our primary effect beside the paper's, its validity gates and recorded
-# deviations. The sections below show how each number was reached.
+# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
+# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
 display(Markdown(outputs.summary_markdown(findings, deviations)))
@@ -96,7 +95,7 @@ display(outputs.checkpoint_table(out_dir))
 # 95% CI; dots: seeds). Above zero pre-training helps, below it hurts.
 
 # %%
-final = verdicts.final_metric(results, "accuracy")
+final = effects.final_metric(results, "accuracy")
 comparisons = {f"{init} − scratch": (init, "scratch") for init in inits if init != "scratch"}
 gains = zo.cell_gains(final, comparisons)
 figure = figures.gain_bars(gains, "ZO-1/ZO-2: accuracy change from pre-training")
@@ -127,15 +126,15 @@ display(final.groupby(["aug", "label_fraction", "arm"]).value.apply(figures.mean
 # %% [markdown]
 # ## Validity gates
 # Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): ✓ or ✗, a failing run's value (or the first run's) against the threshold, and how many
-# of its runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
+# config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how many of its
+# runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
 # paper.
 
 # %%
 display(outputs.gates_table(findings))
 
 # %% [markdown]
-# ## Deviations from the pre-registration
+# ## Deviations from protocol v2
 
 # %%
 display(Markdown(outputs.deviations_markdown(deviations)))

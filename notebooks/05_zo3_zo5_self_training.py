@@ -31,13 +31,9 @@
 # classification task to every step: a second head on the shared backbone, its loss balanced by the same
 # normalisation. Algorithms by name: `rethink.core.selftrain`.
 #
-# **Pre-registered criteria** (config/study.yaml, 95% CIs over seeds, accuracy points). ZO-3: the mean over
-# three cells (the strongest augmentation with all labels, on random and on pre-trained init, and with the fewest
-# labels on random init) of student − teacher, paired by seed, > `zo3_min_gain`. ZO-4: at the strongest
-# augmentation with all labels, SimCLR init − scratch < `zo4_max_gain` and SimCLR's student − SimCLR init >
-# `zo4_min_gain_selftraining`. ZO-5: at (`zo5_aug`, `zo5_label_fraction`), where pre-training helps,
-# pre-trained + joint − pre-trained > `zo5_min_gain`, and + self-training on top − pre-trained + joint >
-# `zo5_min_gain`.
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -61,7 +57,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import gates, outputs, runs, verdicts, zo
+from rethink.study import effects, gates, outputs, runs, zo
 
 # %% [markdown]
 # ## Runs
@@ -69,8 +65,9 @@ from rethink.study import gates, outputs, runs, verdicts, zo
 # with all labels), ZO-3's and ZO-4's students, and ZO-5's joint arms.
 
 # %%
-verdicts.require_member("zo5_aug", zo5_aug, aug_levels, "aug_levels")
-verdicts.require_member("zo5_label_fraction", zo5_label_fraction, label_fractions, "label_fractions")
+zo5_aug, zo5_label_fraction = criteria["ZO-5"]["aug"], criteria["ZO-5"]["label_fraction"]  # ZO-5's cell
+effects.require_member("ZO-5's aug", zo5_aug, aug_levels, "aug_levels")
+effects.require_member("ZO-5's label_fraction", zo5_label_fraction, label_fractions, "label_fractions")
 if not from_results:
     strongest, most = aug_levels[-1], max(label_fractions)
     teachers = (zo.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["scratch", "pretrained"], epochs_1x, batch_size)
@@ -88,18 +85,18 @@ if not from_results:
     outputs.write_results(out_dir, results, parameters,
                           checkpoints={"pretrained (supervised)": upstream_checkpoint, "simclr": simclr_checkpoint})
 results = outputs.read_results(out_dir, results_dir if from_results else None)
-findings = [zo.zo3_finding(results, zo3_min_gain, profile, figure="zo3_self_training_gain.png"),
-            zo.zo4_finding(results, zo4_max_gain, zo4_min_gain_selftraining, profile, figure="zo4_simclr.png"),
-            zo.zo5_finding(results, zo5_aug, zo5_label_fraction, zo5_min_gain, profile, figure="zo5_additive.png")]
+findings = [zo.zo3_finding(results, criteria["ZO-3"], profile, figure="zo3_self_training_gain.png"),
+            zo.zo4_finding(results, criteria["ZO-4"], profile, figure="zo4_simclr.png"),
+            zo.zo5_finding(results, criteria["ZO-5"], profile, figure="zo5_additive.png")]
 checkpoint_of = lambda run: {"pretrained": "pretrained (supervised)", "simclr": "simclr"}.get(run["init"])
-findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=checkpoint_of))
+findings = [gates.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=checkpoint_of))
             for f in findings]
-outputs.write_findings(out_dir, findings, from_results, deviations)
+findings = outputs.write_findings(out_dir, findings, from_results, deviations, phase)
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict, our primary effect beside the paper's, its validity gates and recorded
-# deviations. The sections below show how each number was reached.
+# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
+# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
 display(Markdown(outputs.summary_markdown(findings, deviations)))
@@ -111,7 +108,7 @@ display(Markdown(outputs.summary_markdown(findings, deviations)))
 # notebook 04). The criterion is on the mean over the cells; each cell's own gain is in the table.
 
 # %%
-final = verdicts.final_metric(results, "accuracy")
+final = effects.final_metric(results, "accuracy")
 gains = zo.cell_gains(final, {"self-training on scratch": ("scratch+ST", "scratch"),
                               "self-training on pretrained": ("pretrained+ST", "pretrained"),
                               "pre-training (pretrained − scratch)": ("pretrained", "scratch")})
@@ -162,7 +159,7 @@ display(outputs.gain_table(simclr_gains))
 
 # %% [markdown]
 # ## ZO-5: pre-training, joint training and self-training
-# At (`zo5_aug`, `zo5_label_fraction`): accuracy per arm (bars: 95% CI; dots: seeds), from random init, pre-trained,
+# At ZO-5's cell: accuracy per arm (bars: 95% CI; dots: seeds), from random init, pre-trained,
 # pre-trained + joint training, and pre-trained + joint training + self-training; then the training losses of the
 # joint runs (the downstream labels, the upstream task's and the pseudo-labels').
 
@@ -182,15 +179,15 @@ display(joint.groupby(["arm", "metric", "step"]).value.mean().unstack("step").ro
 # %% [markdown]
 # ## Validity gates
 # Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): ✓ or ✗, a failing run's value (or the first run's) against the threshold, and how many
-# of its runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
+# config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how many of its
+# runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
 # paper.
 
 # %%
 display(outputs.gates_table(findings))
 
 # %% [markdown]
-# ## Deviations from the pre-registration
+# ## Deviations from protocol v2
 
 # %%
 display(Markdown(outputs.deviations_markdown(deviations)))

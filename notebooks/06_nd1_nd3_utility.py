@@ -33,11 +33,9 @@
 # it on a world whose variation knobs (texture, colour, viewpoint, lighting, clutter) are turned up,
 # pre-trained on that world's upstream images.
 #
-# **Pre-registered criteria** (config/study.yaml, 95% CIs over seeds). ND-1: averaged over the methods,
-# U(most labels) − U(fewest) < `nd1_max_change` and U(most labels) < `nd1_max_utility_largest`. ND-2: with
-# the fewest labels, large − small accuracy from scratch < `nd2_max_gap_scratch` and fine-tuned >
-# `nd2_min_gap_finetuned`. ND-3: `nd_method`'s utility, averaged over the label counts, hard − easy world >
-# `nd3_min_gain`.
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -63,7 +61,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from rethink.report import figures
-from rethink.study import gates, nd, outputs, runs, verdicts
+from rethink.study import effects, gates, nd, outputs, runs
 
 # %% [markdown]
 # ## Runs
@@ -72,11 +70,11 @@ from rethink.study import gates, nd, outputs, runs, verdicts
 # world, at the same counts as ND-1 (where `nd3_hard_world` is on).
 
 # %%
-verdicts.require_member("nd_method", nd_method, selfsup_methods, "selfsup_methods")
+effects.require_member("nd_method", nd_method, selfsup_methods, "selfsup_methods")
 for count in finetune_label_counts:
-    verdicts.require_member("finetune_label_counts", count, label_counts, "label_counts")
+    effects.require_member("finetune_label_counts", count, label_counts, "label_counts")
 for count in nd2_label_counts:
-    verdicts.require_member("nd2_label_counts", count, finetune_label_counts, "finetune_label_counts")
+    effects.require_member("nd2_label_counts", count, finetune_label_counts, "finetune_label_counts")
 large = f"{large_arch}-{large_width}"
 checkpoint = lambda name: f"{checkpoints_dir}/{name}.pt"
 if not from_results:
@@ -94,11 +92,11 @@ if not from_results:
                  if nd3_hard_world else [])
     easy = runs.sweep(easy_runs, world_dir=world_dir, checkpoints={m: checkpoint(m) for m in selfsup_methods},
                       **settings)
-    # ND-2 runs only where the profile names its label counts (the default cut it for the budget: its deviations).
+    # ND-2 runs only where the profile names its label counts (the exploration cut it for its budget).
     larger = runs.sweep(large_runs, world_dir=world_dir,
                         checkpoints={f"{nd_method}_large": checkpoint(f"{nd_method}_large")},
                         **settings) if large_runs else None
-    # ND-3 runs only where the profile turns nd3_hard_world on (the default cut it for the budget: its deviations).
+    # ND-3 runs only where the profile turns nd3_hard_world on (the exploration cut it for its budget).
     hard = runs.sweep(hard_runs, world_dir=hard_world_dir, checkpoints={nd_method: checkpoint(f"{nd_method}_hard")},
                       **settings) if hard_runs else None
     outputs.write_results(out_dir, pd.concat([  # run_id unique in the CSV; label_count: the labels each run kept
@@ -123,19 +121,21 @@ def checkpoint_name(run) -> str | None:
     return f"{run['init']} (hard world)" if run["world"] == "hard" else run["init"]
 
 
-findings = [nd.nd1_finding(final["easy"], selfsup_methods, nd1_max_change, nd1_max_utility_largest, utility_max_factor,
+findings = [nd.nd1_finding(final["easy"], selfsup_methods, criteria["ND-1"], utility_max_factor,
                            utility_max_extrapolated, profile, figure="nd1_utility.png"),
-            nd.nd2_finding(sizes, nd_method, large, nd2_max_gap_scratch, nd2_min_gap_finetuned, profile,
-                           figure="nd2_model_size.png" if nd2_label_counts else None),
-            nd.nd3_finding(final["easy"], final["hard"], nd_method, nd3_min_gain, utility_max_factor,
-                           utility_max_extrapolated, profile, figure="nd3_hard_world.png" if nd3_hard_world else None)]
-findings = [verdicts.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=checkpoint_name)) for f in findings]
-outputs.write_findings(out_dir, findings, from_results, deviations)
+            nd.nd2_finding(sizes, nd_method, large, criteria["ND-2"], profile,
+                           figure="nd2_model_size.png" if nd2_label_counts else None,
+                           not_run_minutes=config.cut_minutes("ND-2")),
+            nd.nd3_finding(final["easy"], final["hard"], nd_method, criteria["ND-3"], utility_max_factor,
+                           utility_max_extrapolated, profile, figure="nd3_hard_world.png" if nd3_hard_world else None,
+                           not_run_minutes=config.cut_minutes("ND-3"))]
+findings = [gates.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=checkpoint_name)) for f in findings]
+findings = outputs.write_findings(out_dir, findings, from_results, deviations, phase)
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict, our primary effect beside the paper's, its validity gates and recorded
-# deviations. The sections below show how each number was reached.
+# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
+# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
 display(Markdown(outputs.summary_markdown(findings, deviations)))
@@ -207,7 +207,7 @@ if sizes.arm.str.endswith(f"({large})").any():
                          f"2020](https://arxiv.org/abs/2003.14323)).")
     display(sizes.groupby(["label_count", "arm"]).value.apply(figures.mean_ci_text).unstack("arm"))
 else:
-    display(Markdown("ND-2 was not run under this profile (`nd2_label_counts` is empty): see its deviations."))
+    display(Markdown("ND-2 was not run under this profile (its large-model label counts are empty)."))
 
 # %% [markdown]
 # ## ND-3: a harder world
@@ -216,7 +216,7 @@ else:
 
 # %%
 if final["hard"].empty:
-    display(Markdown("ND-3 was not run under this profile (`nd3_hard_world` is off): see its deviations."))
+    display(Markdown("ND-3 was not run under this profile (its hard world is off)."))
 else:
     by_world = pd.concat([nd.utility_rows(final[world], [nd_method], utility_max_factor)
                           .assign(arm=f"{nd_method} ({world} world)") for world in ("easy", "hard")])
@@ -238,15 +238,15 @@ else:
 # %% [markdown]
 # ## Validity gates
 # Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): ✓ or ✗, a failing run's value (or the first run's) against the threshold, and how many
-# of its runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
+# config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how many of its
+# runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
 # paper.
 
 # %%
 display(outputs.gates_table(findings))
 
 # %% [markdown]
-# ## Deviations from the pre-registration
+# ## Deviations from protocol v2
 
 # %%
 display(Markdown(outputs.deviations_markdown(deviations)))

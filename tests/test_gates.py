@@ -8,11 +8,25 @@ import pytest
 from scipy import stats
 
 from rethink import config
-from rethink.study import gates, nd, outputs, verdicts, zo
-from rethink.study.verdicts import Effect
+from rethink.report.index import why_text
+from rethink.study import effects, gates, nd, outputs, verdicts, zo
+from rethink.study.effects import Effect
 
-THRESHOLDS = config.load("default")["gates"]
+# Gate thresholds chosen for these tests, not read from the production config.
+THRESHOLDS = dict(learned_loss_factor=0.8, learned_min_above_chance=10.0, learned_min_ap=5.0,
+                  learned_min_pose_accuracy=30.0, min_evals=6, min_evals_after_drop=2, converged_tolerance=1.0,
+                  pretext_factor=0.9, min_kept_share=0.1)
 ROOT = config.ROOT
+
+
+def directional(name, op=">", delta=1.0, primary=False):
+    return dict(name=name, op=op, value=0.0, delta=delta, delta_source="test", primary=primary)
+
+
+ZO2 = {"conditions": [directional("change_strongest", "<", primary=True), directional("gain_fewest")]}
+ZO3 = {"conditions": [directional("student_gain", delta=1.3, primary=True)]}
+ZO5 = {"aug": "S1", "label_fraction": 0.2,
+       "conditions": [directional("joint_gain", primary=True), directional("selftraining_gain")]}
 
 
 def run_rows(run_id: str, arm: str, seed: int, accuracies, train_losses, kept_share=None, **cell) -> list[dict]:
@@ -102,12 +116,12 @@ def test_self_training_gate_and_pretraining_gate():
     assert not result["autoencoder"]["passed"] and "no chance loss" in result["autoencoder"]["note"]
 
 
-def test_the_verdicts_precedence():
-    assert verdicts.verdict(["met", "failed", "not tested"]) == "not reproduced"
-    assert verdicts.verdict(["met", "met"]) == "reproduced"
-    assert verdicts.verdict(["met", "not tested", "undecided"]) == "not tested"
-    assert verdicts.verdict(["met", "undecided"]) == "inconclusive"
-    assert set(verdicts.VERDICTS) == {"reproduced", "not reproduced", "not tested", "inconclusive"}
+def test_the_verdict_is_the_primary_conditions_status():
+    conditions = lambda primary, other: [dict(primary=True, status=primary), dict(primary=False, status=other)]
+    assert verdicts.verdict_of(conditions("met", "failed")) == "reproduced"
+    assert verdicts.verdict_of(conditions("failed", "met")) == "not reproduced"
+    assert verdicts.verdict_of(conditions("not tested", "met")) == "not tested"
+    assert verdicts.verdict_of(conditions("undecided", "failed")) == "inconclusive"
 
 
 def zo_results(cells: dict, **extra) -> pd.DataFrame:
@@ -124,11 +138,12 @@ def zo_results(cells: dict, **extra) -> pd.DataFrame:
 def test_a_student_identical_to_its_teacher_is_not_tested_never_failed():
     cells = {(arm, "S1", 1.0): 80 for arm in ("scratch", "scratch+ST", "pretrained", "pretrained+ST")}
     results = zo_results(cells)
-    finding = zo.zo3_finding(results, 0.0, "test")
-    assert {c["status"] for c in finding["conditions"]} == {"failed"}  # on the effects alone: exactly 0, not > 0
-    gated = verdicts.apply_gates(finding, gates.run_gates(results, THRESHOLDS, 10))
+    finding = zo.zo3_finding(results, ZO3, "test")
+    assert {c["status"] for c in finding["conditions"]} == {"failed"}  # on the effects alone: exactly 0, under delta
+    gated = gates.apply_gates(finding, gates.run_gates(results, THRESHOLDS, 10))
     assert gated["verdict"] == "not tested"
-    assert all(c["status"] == "not tested" and "one and the same run" in c["not_tested_because"][-1]
+    assert gated["because"]["kind"] == "gate_failed" and gated["because"]["gate"] == "distinct"
+    assert all(c["status"] == "not tested" and "one and the same run" in c["because"][-1]["detail"]
                for c in gated["conditions"])
 
 
@@ -139,43 +154,48 @@ def test_a_chance_level_arm_makes_its_condition_not_tested():
     results = zo_results(cells)
     at_chance = results.arm.eq("scratch") & results.aug.eq("S4") & results.metric.eq("loss")
     results.loc[at_chance, "value"] = math.log(10)
-    finding = zo.zo1_finding(results, 0.0, 0.0, "test")
-    assert finding["verdict"] == "not reproduced"  # what the numbers alone would say: pre-training helps a lot at S4
-    gated = verdicts.apply_gates(finding, gates.run_gates(results, THRESHOLDS, 10))
+    finding = zo.zo2_finding(results, ZO2, "test")
+    assert finding["verdict"] == "not reproduced"  # what the numbers alone would say: the gain grows with labels at S4
+    gated = gates.apply_gates(finding, gates.run_gates(results, THRESHOLDS, 10))
     assert gated["verdict"] == "not tested"
     assert all(c["status"] != "failed" for c in gated["conditions"])
-    reasons = " ".join(r for c in gated["conditions"] for r in c["not_tested_because"])
-    assert "scratch (aug=S4, label_fraction=1): learned failed" in reasons
+    reasons = " ".join(gates.reason_text(r) for c in gated["conditions"] for r in c["because"])
+    assert "scratch (aug=S4, label_fraction=1): the learned gate failed in 3 of 3 runs" in reasons
+    assert why_text(gated).startswith("scratch: the learned gate failed (worst 2.3 against 1.84)")
     failed = [g for g in gated["gates"] if not g["passed"]]
     assert failed and all(g["arm"]["arm"] == "scratch" and g["arm"]["aug"] == "S4" for g in failed)
 
 
 def test_power_matches_a_hand_computation():
-    # Three seeds with sample sd 1: CI half-width t(0.975, 2) / sqrt(3).
-    half = stats.t.ppf(0.975, 2) / math.sqrt(3)
-    effect = Effect(0.5, 0.5 - half, 0.5 + half, 3, "points")
-    result = verdicts.power(effect, ">", -0.5)
+    effect = effects.mean_effect([-0.5, 0.5, 1.5])  # three seeds with sample sd 1
+    result = verdicts.power(effect, directional("gain"))
     # (t(0.975, 2) + t(0.8, 2)) * sd / sqrt(3) = (4.3027 + 1.0607) / 1.7321 = 3.0965
     assert result["mde"] == pytest.approx(3.0965, abs=1e-4)
-    # The margin is 1 point away: (t(0.975, n-1) + t(0.8, n-1)) / sqrt(n) <= 1 first at n = 10
-    # (n = 9: (2.306 + 0.889) / 3 = 1.065; n = 10: (2.262 + 0.883) / 3.162 = 0.995).
+    # delta 1: (t(0.975, n-1) + t(0.8, n-1)) / sqrt(n) <= 1 first at n = 10
+    # (n = 9: (2.306 + 0.889) / 3 = 1.065; n = 10: (2.262 + 0.883) / 3.162 = 0.995), whatever the estimate.
     assert result["seeds_needed"] == 10
-    assert verdicts.power(Effect(-0.5, -0.5 - half, -0.5 + half, 3), ">", -0.5)["seeds_needed"] is None  # on the margin
+    assert verdicts.power(effects.mean_effect([-2.5, -1.5, -0.5]), directional("gain"))["seeds_needed"] == 10
+    # The upper 80% bound of the sd: sqrt(2 / chi2_{0.2, 2}) = sqrt(2 / 0.446287).
+    assert result["sd_upper"] == pytest.approx(math.sqrt(2 / 0.446287), rel=1e-5)
 
 
 def test_an_undecided_condition_states_its_power_and_no_other_does():
     cells = {("scratch", "S1", 1.0): 80, ("scratch+ST", "S1", 1.0): 80.1}
     results = zo_results(cells)
     results.loc[results.arm.eq("scratch+ST") & results.seed.eq(1) & results.metric.eq("accuracy"), "value"] += 2
-    finding = verdicts.apply_gates(zo.zo3_finding(results, 0.0, "test"),
-                                   gates.run_gates(results, THRESHOLDS, 10))
+    finding = gates.apply_gates(zo.zo3_finding(results, ZO3, "test"), gates.run_gates(results, THRESHOLDS, 10))
     (condition,) = finding["conditions"]
-    assert finding["verdict"] == "inconclusive" and condition["mde"] > 0 and condition["seeds_needed"] > 3
+    assert finding["verdict"] == "inconclusive"
+    assert condition["power"]["mde"] > 0 and condition["power"]["seeds_needed"] > 3
+    assert "minimum detectable effect" in outputs.condition_line(condition)
+    assert why_text(finding).startswith(f"about {condition['power']['seeds_needed']} seeds would decide δ")
+    settled = dict(condition, status="met")
+    assert "minimum detectable effect" not in outputs.condition_line(settled)
 
 
 @pytest.mark.parametrize("rhos", [[1.0, 1.0, 1.0], [0.9, 1.0, -0.5], [-1.0, -0.99, 0.2], [0.5]])
 def test_a_rank_correlation_interval_stays_in_minus_one_one(rhos):
-    effect = verdicts.rank_effect(rhos, replicated=True)
+    effect = effects.rank_effect(rhos)
     assert -1 <= effect.ci_low <= effect.estimate <= effect.ci_high <= 1 or len(rhos) == 1
     assert -1 <= effect.estimate <= 1
 
@@ -183,43 +203,58 @@ def test_a_rank_correlation_interval_stays_in_minus_one_one(rhos):
 def test_holm_decides_a_family_more_strictly_than_its_members():
     # Each condition's own 95% interval clears 0, two only just (one-sided p = 0.022 each): Holm's second step
     # asks for p < 0.025 / 2, and stops there.
-    tests = [(Effect(e, e - 1.0, e + 1.0, 5), ">", 0.0) for e in (5.0, 1.05, 1.05)]
+    se = 1.0 / stats.t.ppf(0.975, 4)
+    tests = [(Effect(e, e - 1.0, e + 1.0, 5, se=se, df=4), directional("gain")) for e in (5.0, 1.05, 1.05)]
     assert [verdicts.condition_status(*t) for t in tests] == ["met", "met", "met"]
     assert verdicts.holm_statuses(tests) == ["met", "undecided", "undecided"]
-    assert verdicts.holm_statuses([(Effect(-5.0, -6.0, -4.0, 5), ">", 0.0)]) == ["failed"]
+    assert verdicts.holm_statuses([(Effect(-5.0, -6.0, -4.0, 5, se=se, df=4), directional("gain"))]) == ["failed"]
 
 
-def test_deviations_are_recorded_and_reach_the_findings(tmp_path):
+def test_deviations_reach_the_findings_and_the_exploration_is_recorded_once(tmp_path):
     from rethink.study.outputs import write_findings
 
-    deviations = config.load("default")["deviations"]
-    assert {d["findings"][0] for entries in deviations.values() for d in entries} >= {"HE-1", "HE-4", "ZO-5", "BL-1"}
-    finding = {"id": "HE-4", "conditions": []}
-    write_findings(str(tmp_path), [finding], deviations=deviations["03_he4_normalization"])
-    written = pd.read_json(tmp_path / "findings.json").iloc[0]
-    assert written["deviations"][0]["earlier_reports"] == "0250517"  # a commit, quoted: not an octal number
-    assert np.isfinite(len(written["deviations"]))
+    deviation = dict(findings=["HE-4"], change="c", reason="r", earlier_reports="0250517")
+    pd.DataFrame(dict(seed=[101, 100])).to_csv(tmp_path / "results.csv", index=False)
+    written = write_findings(str(tmp_path), [{"id": "HE-4"}, {"id": "HE-1"}], deviations=[deviation], phase="confirmation")
+    assert [len(f["deviations"]) for f in written] == [1, 0] and written[0]["seeds"] == [100, 101]
+    assert written[0]["phase"] == "confirmation"
+    read_back = pd.read_json(tmp_path / "findings.json").iloc[0]
+    assert read_back["deviations"][0]["earlier_reports"] == "0250517"  # a commit, quoted: not an octal number
+    # Protocol v2 has no deviation yet; the exploration's record writes each change once, naming its findings.
+    assert config.load("default")["deviations"] == {}
+    record = config.exploration_record()["deviations"]
+    changes = [d["change"] for d in record]
+    assert len(changes) == len(set(changes))
+    gate = next(d for d in record if d["change"].startswith("the converged gate reads"))
+    assert gate["findings"] == ["HE-1", "HE-2", "HE-3", "HE-4"]
 
 
 def test_the_summary_opens_each_report_with_verdict_effects_gates_and_figure():
     cells = {("pretrained", "S1", 0.2): 80.0, ("pretrained+joint", "S1", 0.2): 81.0,
              ("pretrained+joint+ST", "S1", 0.2): 82.5}
     results = zo_results(cells)
-    finding = verdicts.apply_gates(zo.zo5_finding(results, "S1", 0.2, 0.0, "test", figure="zo5.png"),
-                                   gates.run_gates(results, THRESHOLDS, 10))
+    finding = gates.apply_gates(zo.zo5_finding(results, ZO5, "test", figure="zo5.png"),
+                                gates.run_gates(results, THRESHOLDS, 10))
     deviation = dict(findings=["ZO-5"], change="redefined | now additive", reason="r", earlier_reports="none")
-    summary = outputs.summary_markdown([finding], [deviation])
-    header, rule, row = summary.splitlines()
+    summary = outputs.summary_markdown([{**finding, "phase": "confirmation", "seeds": [100, 101, 102]}], [deviation])
+    phase, _, header, rule, row = summary.splitlines()
+    assert phase == "These results are the **confirmation (seeds 100-102)**."
     assert header.count("|") == rule.count("|") == row.count("|") - row.count("\\|")  # the pipe is escaped
     assert "**ZO-5**" in row and "reproduced</b></span>" in row and "white-space:nowrap" in row
-    assert "+1.00 [+1.00, +1.00] accuracy points (joint_minus_pretrained, 3 seeds)" in row
+    assert ("+1.00 [+1.00, +1.00] accuracy points: pre-trained + joint training − pre-trained accuracy at S1_20% "
+            "(3 seeds)") in row
     assert zo.CLAIMS["ZO-5"]["paper_effect"] in row and "[zo5.png](zo5.png)" in row
     assert f"all {len(finding['gates'])} passed" in row and "redefined \\| now additive" in row
     # A finding whose runs a profile cut has no effect: its cells say so, not "+nan".
-    cut = verdicts.apply_gates(nd.nd2_finding(pd.DataFrame(dict(arm=["scratch"], label_count=[100], seed=[0],
-                                                                value=[40.0])), "rotation", "big", 0.0, 0.0, "test"), None)
+    nd2 = {"conditions": [directional("finetuned_gap", primary=True), directional("scratch_gap", "<")]}
+    cut = gates.apply_gates(nd.nd2_finding(pd.DataFrame(dict(arm=["scratch"], label_count=[100], seed=[0],
+                                                             value=[40.0])), "rotation", "big", nd2, "test",
+                                           not_run_minutes=10.0), None)
+    assert cut["verdict"] == "not tested" and cut["because"]["kind"] == "not_run"
+    assert why_text(cut) == "not run: cut for the budget, about 10 minutes to run"
     for text in (outputs.summary_markdown([cut]), outputs.verdict_markdown([cut])):
         assert "nan" not in text and "— (not measured) accuracy points" in text
+    assert "it would take about 10 minutes" in outputs.verdict_sentence(cut)
 
 
 def test_the_index_names_code_that_changed_since_a_report_was_made():
@@ -233,3 +268,90 @@ def test_the_index_names_code_that_changed_since_a_report_was_made():
         pytest.skip("a clone with one commit: nothing older to compare")
     assert "lib/rethink" in changed_since(first, "04_zo1_zo2_augmentation_data")
     assert changed_since("not-a-commit", "04_zo1_zo2_augmentation_data") == ""  # git cannot tell: no line
+
+
+def test_each_gate_is_shown_at_its_worst_run():
+    # Three seeds of one arm: the converged gate's worst is the run that moved most, the learned gate's (a loss
+    # ceiling) the highest loss, even where every run passed.
+    results = pd.DataFrame(run_rows("a", "scratch", 0, [80, 85, 88, 90.2, 90.4, 90.5], [0.3] * 6)
+                           + run_rows("b", "scratch", 1, [80, 85, 88, 89.0, 90.4, 90.9], [0.5] * 6)
+                           + run_rows("c", "scratch", 2, [80, 85, 88, 90.0, 90.5, 90.6], [0.4] * 6))
+    shown = {g["gate"]: g for g in gates.arm_gates(gates.run_gates(results, THRESHOLDS, 10), {"arm": "scratch"})}
+    assert not shown["converged"]["passed"] and shown["converged"]["failed_runs"] == 1
+    assert shown["converged"]["value"] == pytest.approx(1.9) and shown["converged"]["worst_seed"] == 1
+    assert shown["learned"]["passed"] and shown["learned"]["value"] == pytest.approx(0.5)
+    assert shown["learned"]["worst_seed"] == 1 and shown["learned"]["runs"] == 3
+    # An AP floor's worst is the lowest AP.
+    rows = [dict(run_id=f"r{seed}", arm="gn", seed=seed, step=s, epoch=s, split="val", metric="AP", value=ap)
+            for seed, ap in ((0, 30.0), (1, 12.0), (2, 25.0)) for s in range(1, 7)]
+    learned = gates.arm_gates(gates.run_gates(pd.DataFrame(rows), THRESHOLDS, 10, task="detect"), {"arm": "gn"})[0]
+    assert learned["gate"] == "learned" and learned["value"] == 12.0 and learned["worst_seed"] == 1
+
+
+def test_the_converged_gate_needs_its_evaluations_after_the_drop_and_says_when_they_span_little():
+    def run(run_id, steps, aps, lrs):
+        return ([dict(run_id=run_id, arm=run_id, seed=0, step=s, epoch=s, split="val", metric="AP", value=v)
+                 for s, v in zip(steps, aps)]
+                + [dict(run_id=run_id, arm=run_id, seed=0, step=s, epoch=s, split="train", metric="lr", value=v)
+                   for s, v in zip(steps, lrs)])
+    # He et al.'s last drop at 96% of a 744-step run: three evaluations after it span 19 steps, 3% of the run.
+    steps = [124, 248, 372, 496, 620, 725, 735, 744]
+    lrs = [0.05] * 5 + [0.0005] * 3
+    table = gates.run_gates(pd.DataFrame(run("late", steps, [10, 15, 18, 20, 22, 33, 33.2, 33.4], lrs)),
+                            {**THRESHOLDS, "min_evals_after_drop": 3}, n_classes=10, task="detect")
+    late = gate_of(table, "late", "converged")
+    assert late.passed and "3 evaluations" in late.note and "span 3% of the run, under a tenth" in late.note
+    two = gates.run_gates(pd.DataFrame(run("two", steps[:5] + [735, 744], [10, 15, 18, 20, 22, 33, 33.4],
+                                           [0.05] * 5 + [0.0005] * 2)),
+                          {**THRESHOLDS, "min_evals_after_drop": 3}, n_classes=10, task="detect")
+    assert not gate_of(two, "two", "converged").passed and "3 needed" in gate_of(two, "two", "converged").note
+
+
+def test_pretraining_replicates_count_the_checkpoints_behind_the_seeds():
+    cells = {("scratch", "S1", 1.0): 80, ("pretrained", "S1", 1.0): 82}
+    results = zo_results(cells, pretrained={"init": "pretrained"}, scratch={"init": "scratch"})
+    one = gates.run_gates(results, THRESHOLDS, 10)
+    arms = [{"arm": "pretrained", "aug": "S1"}, {"arm": "scratch", "aug": "S1"}]
+    assert gates.pretraining_replicates(one, arms) == 1  # no checkpoint column: one checkpoint for every seed
+    per_seed = results.assign(checkpoint=[f"upstream-seed{s}" if a == "pretrained" else None
+                                          for a, s in zip(results.arm, results.seed)])
+    assert gates.pretraining_replicates(gates.run_gates(per_seed, THRESHOLDS, 10), arms) == 3
+    assert gates.pretraining_replicates(one, [{"arm": "scratch"}]) is None
+
+
+def test_a_finding_without_replicates_says_so():
+    rhos = effects.rank_effect([0.4, 0.8, 0.6], because=(effects.not_replicated("one checkpoint per method"),))
+    criterion = {"conditions": [dict(name="rho", op="<", value=0.5, primary=True)]}
+    finding = gates.apply_gates(verdicts.finding({"ND-5": {"claim": "c", "paper": "p"}}, "ND-5", criterion,
+                                                 {"rho": rhos}, {"rho": "a correlation"}, "test"), None)
+    assert finding["verdict"] == "not tested" and finding["because"]["kind"] == "not_replicated"
+    assert why_text(finding) == "not replicated: one pre-training for every seed"
+    assert outputs.verdict_sentence(finding) == "Not tested at this scale: not replicated: one checkpoint per method."
+
+
+def test_each_reason_reaches_the_index_sentence(tmp_path):
+    import json
+
+    from rethink.report.index import write_index
+
+    criterion = {"conditions": [directional("gain", primary=True)]}
+    claims = {f"X-{k}": {"claim": f"claim {k}", "paper": "p"} for k in (1, 2, 3)}
+    gate = effects.failed_bound("precondition", -0.5, 0.0, "scratch did not gain")
+    made = [verdicts.finding(claims, "X-1", criterion, {"gain": effects.because(effects.mean_effect([1, 2, 3]), gate)},
+                             {}, "test"),
+            verdicts.untested_finding(claims, "X-2", criterion, {}, "points", effects.not_replicated("one checkpoint"),
+                                      "test"),
+            verdicts.untested_finding(claims, "X-3", criterion, {}, "points", effects.not_run("cut", 8.9), "test")]
+    folder = tmp_path / "01_report"
+    folder.mkdir()
+    (folder / "findings.json").write_text(json.dumps([dict(gates.apply_gates(f, None), seeds=[100, 101, 102],
+                                                           phase="confirmation") for f in made]))
+    (folder / "run.json").write_text(json.dumps({"git_commit": "unknown"}))
+    pd.DataFrame(dict(metric=["seconds"], value=[1.0])).to_csv(folder / "results.csv", index=False)
+    write_index([folder], tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert "the precondition gate failed (worst -0.5 against 0)" in page
+    assert "not replicated: one pre-training for every seed" in page
+    assert "not run: cut for the budget, about 9 minutes to run" in page
+    assert "a gate failed" not in page.replace("the precondition gate failed", "")
+    assert "confirmation (seeds 100-102)" in page

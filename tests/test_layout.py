@@ -52,7 +52,7 @@ def test_notebook_parameters_come_from_the_config_and_what_is_set_wins(tmp_path,
     profile = config.load("smoke")
     params = config.notebook_parameters("04_zo1_zo2_augmentation_data", {"profile": "smoke", "seeds": None})
     assert params["seeds"] == profile["classification"]["seeds"]  # None: from the config
-    assert params["zo1_max_drop"] == profile["criteria"]["04_zo1_zo2_augmentation_data"]["zo1_max_drop"]
+    assert params["criteria"] == {f: profile["criteria"][f] for f in ("ZO-1", "ZO-2")}  # the notebook's findings
     assert Path(params["out_dir"]).resolve() == tmp_path / "build/lab/smoke/04_zo1_zo2_augmentation_data"
     set_by_hand = config.notebook_parameters("04_zo1_zo2_augmentation_data", {"profile": "smoke", "seeds": [7]})
     assert set_by_hand["seeds"] == [7]
@@ -74,10 +74,15 @@ def test_notebook_parameters_come_from_the_config_and_what_is_set_wins(tmp_path,
 def test_from_results_takes_the_settings_that_made_the_results(tmp_path):
     folder = tmp_path / "report"
     folder.mkdir()
-    (folder / "run.json").write_text(json.dumps({"parameters": {"seeds": [3, 4], "zo1_max_drop": -1.5}}))
+    recorded = {"seeds": [3, 4], "lr": 0.5, "zo1_max_drop": -1.5, "criteria": {"ZO-1": "old"}}
+    (folder / "run.json").write_text(json.dumps({"parameters": recorded}))
     params = config.notebook_parameters("04_zo1_zo2_augmentation_data", {
         "profile": "smoke", "from_results": True, "results_dir": str(folder)})
-    assert params["seeds"] == [3, 4] and params["zo1_max_drop"] == -1.5 and params["results_dir"] == str(folder)
+    assert params["seeds"] == [3, 4] and params["lr"] == 0.5 and params["results_dir"] == str(folder)
+    # The criteria are always the config's (pre-registered); a setting that no longer exists is dropped; what a
+    # run.json from before protocol v2 lacks takes the value those runs were made under.
+    assert params["criteria"]["ZO-1"] == config.load("smoke")["criteria"]["ZO-1"] and "zo1_max_drop" not in params
+    assert params["phase"] == "exploration" and params["min_evals_after_drop"] == 2
     with pytest.raises(FileNotFoundError, match="run.json does not exist"):
         config.notebook_parameters("04_zo1_zo2_augmentation_data", {
             "profile": "smoke", "from_results": True, "results_dir": str(tmp_path)})

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from rethink.core import selftrain
-from rethink.study import he, outputs, runs, verdicts, zo
+from rethink.study import effects, gates, he, outputs, runs, zo
 from rethink.core import world as W
 from rethink.core.train import TrainConfig
 
@@ -63,27 +63,45 @@ def constructed(cells, metric="AP", seeds=range(4)):
     return pd.DataFrame(rows)
 
 
+def directional(name, op=">", delta=1.0, primary=False):
+    """A directional condition as config/study.yaml writes one (values chosen for the test)."""
+    return dict(name=name, op=op, value=0.0, delta=delta, delta_source="test", primary=primary)
+
+
+def bound(name, op, value, primary=False):
+    return dict(name=name, op=op, value=value, primary=primary)
+
+
+HE1 = {"conditions": [bound("gap_longest", "abs<=", 2.0, primary=True), directional("gap_shortest")]}
+
+
 def test_he1_verdict_from_constructed_results():
     results = constructed({("scratch", 1, 1.0): 50, ("pretrained", 1, 1.0): 90, ("scratch", 6, 1.0): 80,
                            ("pretrained", 6, 1.0): 80.2}, metric="accuracy")
-    finding = he.he1_finding(results, "accuracy", 0.0, 2.0, "test")
+    finding = he.he1_finding(results, "accuracy", HE1, "test")
     assert finding["verdict"] == "reproduced"
-    assert [c["effect"] for c in finding["conditions"]] == ["gap_1x", "gap_6x"]
-    finding = he.he1_finding(results, "accuracy", 0.0, 0.1, "test")  # 0.2-point gap > 0.1 tolerance
-    assert finding["verdict"] == "not reproduced"
+    assert [(c["name"], c["label"]) for c in finding["conditions"]] == [
+        ("gap_longest", "pretrained − scratch accuracy at 6x"), ("gap_shortest", "pretrained − scratch accuracy at 1x")]
+    # Whether each arm still gains from the longest-but-one schedule to the longest: 1x -> 6x here, shown beside it.
+    assert {g["arm"]: round(g["estimate"], 1) for g in finding["schedule_gains"]} == {"pretrained": -9.8, "scratch": 30.0}
+    tight = {"conditions": [bound("gap_longest", "abs<=", 0.1, primary=True), directional("gap_shortest")]}
+    assert he.he1_finding(results, "accuracy", tight, "test")["verdict"] == "not reproduced"  # 0.2-point gap > 0.1
+
+
+HE2 = {"conditions": [bound("ap75_gap", ">", -1.0, primary=True)]}
 
 
 def test_he2_judges_ap75_at_the_longest_schedule():
     cells = {("scratch", 1, 1.0): 10, ("pretrained", 1, 1.0): 30, ("scratch", 4, 1.0): 40, ("pretrained", 4, 1.0): 39}
     results = pd.concat([constructed(cells, metric) for metric in ("AP", "AP50", "AP75")])
-    finding = he.he2_finding(results, -1.0, "test")
+    finding = he.he2_finding(results, HE2, "test")
     assert finding["verdict"] == "reproduced"
     assert finding["effect"]["estimate"] == pytest.approx(1.0, abs=0.1)  # scratch − pretrained at 4x
     worse = pd.concat([constructed({**cells, ("scratch", 4, 1.0): 35}, metric) for metric in ("AP", "AP50", "AP75")])
-    assert he.he2_finding(worse, -1.0, "test")["verdict"] == "not reproduced"
+    assert he.he2_finding(worse, HE2, "test")["verdict"] == "not reproduced"
     # Scores on the held-out scenes, where the runs have them, decide over the validation scenes'.
     held_out = pd.concat([results, worse[worse.metric == "AP75"].assign(split="test")])
-    finding = he.he2_finding(held_out, -1.0, "test")
+    finding = he.he2_finding(held_out, HE2, "test")
     assert finding["verdict"] == "not reproduced" and "held-out scenes" in finding["criterion"]["text"]
 
 
@@ -100,20 +118,26 @@ def test_he3_catches_up_at_the_named_size_but_not_at_the_smallest():
     for fraction, scratch, pretrained in ((1.0, 40, 40.5), (0.1, 30, 30.5), (0.03, 5, 15)):
         cells |= {("scratch", 1, fraction): scratch - 10, ("scratch", 4, fraction): scratch,  # scratch needs 4x
                   ("pretrained", 1, fraction): pretrained, ("pretrained", 4, fraction): pretrained - 3}
-    finding = he.he3_finding(constructed(cells), 0.1, 2.0, 0.0, "test")
+    he3 = {"catchup_fraction": 0.1,
+           "conditions": [directional("gap_smallest", primary=True), bound("gap_catchup", "abs<=", 2.0)]}
+    finding = he.he3_finding(constructed(cells), he3, "test")
     assert finding["verdict"] == "reproduced"
-    assert [c["effect"] for c in finding["conditions"]] == ["gap_10%data", "gap_3%data"]
-    assert finding["conditions"][1]["estimate"] == pytest.approx(10, abs=0.1)
-    with pytest.raises(ValueError, match="he3_catchup_fraction 0.2 must be one of the label_fractions"):
-        he.he3_finding(constructed(cells), 0.2, 2.0, 0.0, "test")
+    assert [c["name"] for c in finding["conditions"]] == ["gap_smallest", "gap_catchup"]
+    assert finding["conditions"][0]["estimate"] == pytest.approx(10, abs=0.1)
+    assert finding["conditions"][1]["status"] == "met"
+    with pytest.raises(ValueError, match="HE-3's catchup_fraction 0.2 must be one of the label_fractions"):
+        he.he3_finding(constructed(cells), {**he3, "catchup_fraction": 0.2}, "test")
+
+
+HE4 = {"conditions": [directional("gn_minus_bn", primary=True)]}
 
 
 def test_he4_compares_gn_with_small_batch_bn():
     results = constructed({("gn", 4, 1.0): 30, ("bn", 4, 1.0): 20, ("none", 4, 1.0): 25})
-    finding = he.he4_finding(results, 0.0, "test")
+    finding = he.he4_finding(results, HE4, "test")
     assert finding["verdict"] == "reproduced" and finding["effect"]["estimate"] == pytest.approx(10, abs=0.1)
     flipped = constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 30})
-    assert he.he4_finding(flipped, 0.0, "test")["verdict"] == "not reproduced"
+    assert he.he4_finding(flipped, HE4, "test")["verdict"] == "not reproduced"
 
 
 def test_grid_and_norm_runs():
@@ -165,7 +189,7 @@ def test_sweep_trains_detection_arms_into_tidy_rows(study_world):
                           schedule=1, batch_size=16, lr=0.02, grad_clip=5.0, evals=1)
     assert set(results.arm) == {"gn", "bn"}
     assert {"AP", "AP50", "AP75", "loss", "seconds"} <= set(results.metric)
-    final = verdicts.final_metric(results, "AP")
+    final = effects.final_metric(results, "AP")
     assert len(final) == 2 and final.value.between(0, 100).all()  # points, not fractions
     assert {"run_id", "seed", "step", "epoch", "split", "norm", "bn_batch"} <= set(results.columns)
     # The final model scored on the held-out scenes, once: kept beside the run (the run itself is not retrained,
@@ -193,21 +217,23 @@ def test_a_diverged_run_is_recorded_as_scoring_zero(study_world, monkeypatch):
     monkeypatch.setattr(selftrain, "fit", diverge)
     results = runs.sweep([dict(seed=0)], task="detect", world_dir=str(study_world), upstream_checkpoint="none.pt",
                           runs_dir=str(study_world / "runs"), arch="resnet9", width=8, norm="none", epochs_1x=1)
-    final = verdicts.final_metric(results, "AP75")
+    final = effects.final_metric(results, "AP75")
     assert final.value.tolist() == [0.0] and final.step.tolist() == [7]
     assert results[results.metric == "diverged"].value.tolist() == [1.0]
 
 
 def test_the_verdict_sentence_follows_the_computed_verdict():
-    held = he.he4_finding(constructed({("gn", 4, 1.0): 30, ("bn", 4, 1.0): 20}), 0.0, "test")
-    failed = he.he4_finding(constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 30}), 0.0, "test")
+    held = he.he4_finding(constructed({("gn", 4, 1.0): 30, ("bn", 4, 1.0): 20}), HE4, "test")
+    failed = he.he4_finding(constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 30}), HE4, "test")
     noisy = constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 20})
     noisy.loc[noisy.arm == "gn", "value"] += [3, -3, 4, -2]
-    undecided = he.he4_finding(noisy, 0.0, "test")
+    undecided = he.he4_finding(noisy, HE4, "test")
     assert outputs.verdict_sentence(held).startswith("The finding held")
-    assert outputs.verdict_sentence(failed).startswith("The finding did not hold") and "gn_minus_bn" in \
+    assert outputs.verdict_sentence(failed).startswith("The finding did not hold") and "short of δ" in \
         outputs.verdict_sentence(failed)
-    assert undecided["verdict"] == "inconclusive" and "gn_minus_bn straddles" in outputs.verdict_sentence(undecided)
+    assert undecided["verdict"] == "inconclusive"
+    assert "minimum detectable effect" in outputs.verdict_sentence(undecided)
+    assert "seeds at the observed sd" in outputs.verdict_sentence(undecided)
 
 
 def zo_results(cells, seeds=range(3)):
@@ -218,27 +244,45 @@ def zo_results(cells, seeds=range(3)):
                          for (arm, aug, fraction), value in cells.items() for seed in seeds])
 
 
-def zoph_grid(gain):
+def zoph_grid(gain, scratch=lambda aug, fraction: 70.0):
     """scratch and pretrained in a 2 x 2 grid; gain(aug, fraction) = pretrained − scratch."""
     cells = {}
     for aug in ("S1", "S4"):
         for fraction in (0.2, 1.0):
-            cells[("scratch", aug, fraction)] = 70.0
-            cells[("pretrained", aug, fraction)] = 70.0 + gain(aug, fraction)
+            cells[("scratch", aug, fraction)] = scratch(aug, fraction)
+            cells[("pretrained", aug, fraction)] = scratch(aug, fraction) + gain(aug, fraction)
     return cells
 
 
+ZO1 = {"precondition": {"op": ">", "value": 0.0},
+       "conditions": [directional("change_fewest", "<", primary=True), directional("gain_strongest_all", "<"),
+                      directional("change_all", "<")]}
+ZO2 = {"conditions": [directional("change_strongest", "<", primary=True), directional("gain_fewest")]}
+# The strongest level helps scratch with few labels (the premise of ZO-1), as in the exploration's 5% cell.
+HELPS_SCRATCH = lambda aug, fraction: 75.0 if (aug, fraction) == ("S4", 0.2) else 70.0
+PAPER_LIKE = lambda aug, f: {("S1", 0.2): 5, ("S1", 1.0): 2, ("S4", 0.2): 3, ("S4", 1.0): -1}[aug, f]
+
+
 def test_zo1_and_zo2_verdicts_from_constructed_grids():
-    paper_like = zo_results(zoph_grid(lambda aug, f: {("S1", 0.2): 5, ("S1", 1.0): 2, ("S4", 0.2): 3, ("S4", 1.0): -1}[aug, f]))
-    zo1 = zo.zo1_finding(paper_like, 0.0, 0.0, "test")
-    assert zo1["verdict"] == "reproduced"
-    assert {c["effect"]: round(c["estimate"], 2) for c in zo1["conditions"]} == {
-        "gain_S4_minus_S1_100%": -3.0, "gain_S4_100%": -1.0}
-    zo2 = zo.zo2_finding(paper_like, 0.0, 0.0, "test")
+    paper_like = zo_results(zoph_grid(PAPER_LIKE, HELPS_SCRATCH))
+    zo1 = gates.apply_gates(zo.zo1_finding(paper_like, ZO1, "test"), None)
+    assert zo1["verdict"] == "reproduced" and zo1["precondition"]["held"]
+    assert {c["name"]: round(c["estimate"], 2) for c in zo1["conditions"]} == {
+        "change_fewest": -2.0, "gain_strongest_all": -1.0, "change_all": -3.0}
+    zo2 = zo.zo2_finding(paper_like, ZO2, "test")
     assert zo2["verdict"] == "reproduced" and zo2["effect"]["estimate"] == pytest.approx(-4.0)
-    always_helps = zo_results(zoph_grid(lambda aug, f: 4.0 if aug == "S4" else 1.0))
-    assert zo.zo1_finding(always_helps, 0.0, 0.0, "test")["verdict"] == "not reproduced"
-    assert zo.zo2_finding(always_helps, 0.0, 0.0, "test")["verdict"] == "not reproduced"  # the gain never shrinks
+    always_helps = zo_results(zoph_grid(lambda aug, f: 4.0 if aug == "S4" else 1.0, HELPS_SCRATCH))
+    assert zo.zo1_finding(always_helps, ZO1, "test")["verdict"] == "not reproduced"
+    assert zo.zo2_finding(always_helps, ZO2, "test")["verdict"] == "not reproduced"  # the gain never shrinks
+
+
+def test_zo1_is_not_tested_where_its_premise_fails():
+    # Scratch gains nothing from the strongest level with few labels: the primary condition cannot be read.
+    flat = gates.apply_gates(zo.zo1_finding(zo_results(zoph_grid(PAPER_LIKE)), ZO1, "test"), None)
+    assert flat["verdict"] == "not tested" and not flat["precondition"]["held"]
+    assert flat["because"]["kind"] == "gate_failed" and flat["because"]["gate"] == "precondition"
+    assert "the precondition gate failed" in gates.reason_text(flat["because"])
+    assert [c["status"] for c in flat["conditions"]] == ["not tested", "met", "met"]  # the 100% cell still shows
 
 
 def test_zo3_judges_the_mean_gain_over_its_three_cells():
@@ -246,35 +290,40 @@ def test_zo3_judges_the_mean_gain_over_its_three_cells():
     for init, aug, fraction in zo.zo3_cells(["S1", "S4"], [0.2, 1.0]):
         cells[(init + zo.STUDENT, aug, fraction)] = cells[(init, aug, fraction)] + {0.2: 4.0, 1.0: 1.0}[fraction]
     cells[("scratch" + zo.STUDENT, "S1", 1.0)] = 0.0  # a student outside ZO-3's cells counts for nothing
-    finding = zo.zo3_finding(zo_results(cells), 0.0, "test")
+    zo3 = {"conditions": [directional("student_gain", primary=True)]}
+    finding = zo.zo3_finding(zo_results(cells), zo3, "test")
     (condition,) = finding["conditions"]
-    assert condition["effect"] == "st_mean_over_cells" and condition["estimate"] == pytest.approx(2.0)  # (1 + 1 + 4) / 3
+    assert condition["name"] == "student_gain" and condition["estimate"] == pytest.approx(2.0)  # (1 + 1 + 4) / 3
     assert finding["verdict"] == "reproduced"
+    assert [round(c["estimate"], 2) for c in finding["cell_gains"]] == [1.0, 1.0, 4.0]
     assert {(a["arm"], a["aug"], a["label_fraction"]) for a in condition["arms"]} == {
         ("scratch+ST", "S4", 1.0), ("scratch", "S4", 1.0), ("pretrained+ST", "S4", 1.0), ("pretrained", "S4", 1.0),
         ("scratch+ST", "S4", 0.2), ("scratch", "S4", 0.2)}
     cells[("pretrained+ST", "S4", 1.0)] = cells[("pretrained", "S4", 1.0)] - 9.0  # hurts enough to pull the mean below 0
-    assert zo.zo3_finding(zo_results(cells), 0.0, "test")["verdict"] == "not reproduced"
+    assert zo.zo3_finding(zo_results(cells), zo3, "test")["verdict"] == "not reproduced"
 
 
 def test_zo5_judges_each_step_of_pretraining_joint_training_and_self_training():
-    cells = {("pretrained", "S1", 0.2): 80.0, ("pretrained+joint", "S1", 0.2): 81.0,
-             ("pretrained+joint+ST", "S1", 0.2): 82.5}
-    zo5 = zo.zo5_finding(zo_results(cells), "S1", 0.2, 0.0, "test")
-    assert {c["effect"]: round(c["estimate"], 2) for c in zo5["conditions"]} == {
-        "joint_minus_pretrained": 1.0, "selftraining_minus_joint": 1.5}
-    assert zo5["verdict"] == "reproduced"
+    cells = {("pretrained", "S1", 0.2): 80.0, ("pretrained+joint", "S1", 0.2): 81.5,
+             ("pretrained+joint+ST", "S1", 0.2): 83.0}
+    zo5 = {"aug": "S1", "label_fraction": 0.2,
+           "conditions": [directional("joint_gain", primary=True), directional("selftraining_gain")]}
+    finding = zo.zo5_finding(zo_results(cells), zo5, "test")
+    assert {c["name"]: round(c["estimate"], 2) for c in finding["conditions"]} == {
+        "joint_gain": 1.5, "selftraining_gain": 1.5}
+    assert finding["verdict"] == "reproduced"
     # The paper's effect stands beside ours, in our unit, under the verdict.
-    assert ("The paper's effect against ours: + joint training, then + self-training: each step positive"
-            in outputs.verdict_markdown([zo5]))
-    assert "+1.00 [+1.00, +1.00] accuracy points (ours, joint_minus_pretrained)" in outputs.verdict_markdown([zo5])
-    cells[("pretrained+joint+ST", "S1", 0.2)] = 79.0  # self-training on top hurts
-    assert zo.zo5_finding(zo_results(cells), "S1", 0.2, 0.0, "test")["verdict"] == "not reproduced"
+    text = outputs.verdict_markdown([finding])
+    assert "The paper's effect against ours: + joint training, then + self-training: each step positive" in text
+    assert "+1.50 [+1.50, +1.50] accuracy points (ours)" in text
+    cells[("pretrained+joint+ST", "S1", 0.2)] = 79.0  # self-training on top hurts: a secondary condition fails
+    finding = zo.zo5_finding(zo_results(cells), zo5, "test")
+    assert finding["verdict"] == "reproduced" and finding["conditions"][1]["status"] == "failed"
 
 
 def test_cell_gains_pair_by_seed_and_skip_missing_arms():
     results = zo_results({("scratch", "S1", 1.0): 50, ("pretrained", "S1", 1.0): 53, ("scratch", "S4", 1.0): 40})
-    gains = zo.cell_gains(verdicts.final_metric(results, "accuracy"), {"gain": ("pretrained", "scratch")})
+    gains = zo.cell_gains(effects.final_metric(results, "accuracy"), {"gain": ("pretrained", "scratch")})
     assert set(gains.aug) == {"S1"} and gains.value.round(6).tolist() == [3.0, 3.0, 3.0]
     table = outputs.gain_table(gains)
     assert table.loc[("gain", "S1"), "100% labels"] == "3.0 ± 0.0"

@@ -24,10 +24,12 @@ def test_step_schedule_drops_at_fixed_distances_from_the_end():
     assert step_schedule(180, 90) == [120, 160]
 
 
-def test_two_evaluations_follow_the_last_lr_drop():
-    # He et al.'s 6x of a 124-step 1x: drops at 661 and 716, so of six even evaluations only the last follows them.
+def test_three_evaluations_spread_over_the_stretch_after_the_last_lr_drop():
+    # He et al.'s 6x of a 124-step 1x: drops at 661 and 716, so of six even evaluations only the last follows them;
+    # three then spread over the 28 steps after 716: 716 + 28/3 -> 725, 716 + 56/3 -> 735, and 744.
     drops = step_schedule(744, 124)
-    assert evaluation_steps(744, 6, drops) == [124, 248, 372, 496, 620, 730, 744]
+    assert drops == [661, 716]
+    assert evaluation_steps(744, 6, drops) == [124, 248, 372, 496, 620, 725, 735, 744]
     # Drops before the last third: the even evaluations are left alone.
     assert evaluation_steps(800, 6, step_schedule(800, 800, (0.45, 0.6))) == [133, 267, 400, 533, 667, 800]
     assert evaluation_steps(10, 1, [9]) == [10]  # one evaluation asked for, one made
@@ -36,11 +38,12 @@ def test_two_evaluations_follow_the_last_lr_drop():
 def test_each_evaluation_records_the_lr_it_trained_at(tiny_world):
     data = load_task_data(tiny_world / "classify_train.npz", "classify")
     model = new_model(data, "resnet9", 8, "gn", seed=0)
-    # 4 steps an epoch, 36 in 1x, 108 at 3x: He et al.'s drops after 84 and 100 steps.
+    # 4 steps an epoch, 36 in 1x, 108 at 3x: He et al.'s drops after 84 and 100 steps; three evaluations spread over
+    # the 8 steps after the last drop: 100 + 8/3 -> 103, 100 + 16/3 -> 105, and 108.
     cfg = TrainConfig(epochs_1x=9, schedule=3, batch_size=64, warmup_steps=4, lr=0.1, evals=3, progress=False)
     history = fit(model, data, data, cfg)
     lrs = {row["step"]: row["value"] for row in history if row["metric"] == "lr"}
-    assert lrs == pytest.approx({36: 0.1, 72: 0.1, 104: 0.001, 108: 0.001})
+    assert lrs == pytest.approx({36: 0.1, 72: 0.1, 103: 0.001, 105: 0.001, 108: 0.001})
 
 
 def test_lr_follows_warmup_and_steps(tiny_world):

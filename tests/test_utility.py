@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rethink.core import selftrain
-from rethink.study import bl, nd, runs, verdicts
+from rethink.study import bl, gates, nd, runs
 from rethink.core import world as W
 from rethink.core.data import load_task_data
 from rethink.core.train import TrainConfig, evaluate, fit, new_model
@@ -46,6 +46,20 @@ def final_rows(values: dict, **extra) -> pd.DataFrame:
     return pd.DataFrame([dict(arm=a, label_count=n, seed=s, value=v, **extra) for (a, n, s), v in values.items()])
 
 
+def directional(name, op=">", primary=False):
+    """A directional condition as config/study.yaml writes one (delta chosen for the test)."""
+    return dict(name=name, op=op, value=0.0, delta=1.0, delta_source="test", primary=primary)
+
+
+ND1 = {"conditions": [directional("utility_change", "<", primary=True), dict(name="utility_most", op="<", value=1.0)]}
+ND2 = {"conditions": [directional("finetuned_gap", primary=True), directional("scratch_gap", "<")]}
+ND3 = {"conditions": [directional("utility_gain", primary=True)]}
+ND4 = {"conditions": [directional("probe_gap", "<", primary=True), dict(name="rank_correlation", op="<", value=0.5)]}
+ND5 = {"conditions": [dict(name="rank_correlation", op="<", value=0.5, primary=True)]}
+BL1 = {"conditions": [dict(directional("invariance_gap", "<", primary=True), delta=0.01)]}
+BL2 = {"conditions": [directional("last_minus_teacher", primary=True), directional("last_minus_first")]}
+
+
 def curves(arms: dict, seeds=(0, 1, 2)) -> pd.DataFrame:
     """arm -> function of (label count, seed) giving accuracy."""
     return final_rows({(arm, n, s): f(n, s) for arm, f in arms.items() for n in COUNTS for s in seeds})
@@ -56,23 +70,26 @@ def test_nd1_and_nd3_verdicts_on_constructed_curves():
     # Worth 4x the labels at 10, 1x at 10000: utility falls from 3 to 0.
     falling = lambda n, s: scratch(n * 4 ** (1 - np.log10(n / 10) / 3), s)
     final = curves({"scratch": scratch, "rotation": falling, "jigsaw": falling})
-    f = nd.nd1_finding(final, ["rotation", "jigsaw"], 0.0, 1.0, 10.0, 0.2, "test")
+    f = nd.nd1_finding(final, ["rotation", "jigsaw"], ND1, 10.0, 0.2, "test")
     change = f["conditions"][0]
-    assert change["effect"] == "utility_change_10_to_10000_labels" and change["estimate"] == pytest.approx(-3)
+    assert change["name"] == "utility_change" and change["estimate"] == pytest.approx(-3)
+    assert change["label"] == "U(10000) − U(10), averaged over rotation, jigsaw"
     assert f["verdict"] == "reproduced"
     rising = lambda n, s: scratch(n * 4 ** (np.log10(n / 10) / 3), s)
-    assert nd.nd1_finding(curves({"scratch": scratch, "rotation": rising}), ["rotation"], 0.0, 1.0, 10.0, 1.0,
+    assert nd.nd1_finding(curves({"scratch": scratch, "rotation": rising}), ["rotation"], ND1, 10.0, 1.0,
                           "test")["verdict"] == "not reproduced"
     hard = curves({"scratch": scratch, "rotation": lambda n, s: scratch(2 * n, s) + 0.01 * s})
     easy = curves({"scratch": scratch, "rotation": lambda n, s: scratch(1.5 * n, s) + 0.01 * s})
-    f = nd.nd3_finding(easy, hard, "rotation", 0.0, 10.0, 1.0, "test")
+    f = nd.nd3_finding(easy, hard, "rotation", ND3, 10.0, 1.0, "test")
     assert 0.4 < f["effect"]["estimate"] < 0.6 and f["verdict"] == "reproduced"
     # Worth 2x the labels everywhere: at the most labels n̂ lies beyond the scratch curve for every seed (1 of 4
     # counts = 25% of the values), more than a 20% bound allows.
-    f = verdicts.apply_gates(nd.nd3_finding(easy, hard, "rotation", 0.0, 10.0, 0.2, "test"), None)
-    assert f["verdict"] == "not tested" and "25% of the U values" in f["conditions"][0]["not_tested_because"][0]
-    cut = verdicts.apply_gates(nd.nd3_finding(easy, hard.iloc[:0], "rotation", 0.0, 10.0, 1.0, "test"), None)
-    assert cut["verdict"] == "not tested" and "nd3_hard_world is off" in cut["conditions"][0]["not_tested_because"][0]
+    f = gates.apply_gates(nd.nd3_finding(easy, hard, "rotation", ND3, 10.0, 0.2, "test"), None)
+    assert f["verdict"] == "not tested" and f["because"]["gate"] == "utility bound"
+    assert f["because"]["value"] == pytest.approx(0.25) and "25% of the U values" in f["because"]["detail"]
+    cut = gates.apply_gates(nd.nd3_finding(easy, hard.iloc[:0], "rotation", ND3, 10.0, 1.0, "test"), None)
+    assert cut["verdict"] == "not tested" and cut["because"]["kind"] == "not_run"
+    assert "nd3_hard_world is off" in cut["because"]["detail"]
 
 
 def test_utility_is_read_at_the_fine_tuned_counts_and_refuses_a_falling_scratch_curve():
@@ -81,12 +98,13 @@ def test_utility_is_read_at_the_fine_tuned_counts_and_refuses_a_falling_scratch_
     final = pd.concat([final, final_rows({("rotation", n, s): scratch(3 * n, s) for n in (10, 100) for s in (0, 1, 2)})])
     u = nd.utility_rows(final, ["rotation"], 10.0)
     assert sorted(u.label_count.unique()) == [10, 100] and u.utility.to_numpy() == pytest.approx(2)
-    assert nd.utility_validity(final, u, 0.2) == ""
+    assert nd.utility_validity(final, u, 0.2) == []
     dip = final.copy()
     dip.loc[(dip.arm == "scratch") & (dip.label_count == 1000) & (dip.seed == 1), "value"] = 0.0
-    assert "seed 1's scratch curve falls" in nd.utility_validity(dip, nd.utility_rows(dip, ["rotation"], 10.0), 0.2)
-    f = verdicts.apply_gates(nd.nd1_finding(dip, ["rotation"], 0.0, 1.0, 10.0, 0.2, "test"), None)
-    assert f["verdict"] == "not tested"
+    (reason,) = nd.utility_validity(dip, nd.utility_rows(dip, ["rotation"], 10.0), 0.2)
+    assert reason["gate"] == "scratch curve rises" and "seed 1's scratch curve falls" in reason["detail"]
+    f = gates.apply_gates(nd.nd1_finding(dip, ["rotation"], ND1, 10.0, 0.2, "test"), None)
+    assert f["verdict"] == "not tested" and f["because"]["gate"] == "scratch curve rises"
 
 
 def test_the_model_is_selected_on_validation_and_scored_on_the_test_split():
@@ -104,50 +122,53 @@ def test_nd2_nd4_nd5_bl1_bl2_verdicts_on_constructed_results():
     noise = {0: 0.0, 1: 0.4, 2: -0.3}
     sizes = final_rows({(arm, 10, s): v + noise[s] for s in noise for arm, v in
                         {"scratch": 30, "rotation": 40, "scratch (big)": 25, "rotation (big)": 48}.items()})
-    f = nd.nd2_finding(sizes, "rotation", "big", 0.0, 0.0, "test")
-    assert [c["estimate"] for c in f["conditions"]] == pytest.approx([-5, 8]) and f["verdict"] == "reproduced"
-    cut = verdicts.apply_gates(nd.nd2_finding(sizes[~sizes.arm.str.endswith("(big)")], "rotation", "big", 0.0, 0.0,
-                                              "test"), None)  # a profile without ND-2's runs
-    assert cut["verdict"] == "not tested" and "nd2_label_counts is empty" in cut["conditions"][0]["not_tested_because"][0]
+    f = nd.nd2_finding(sizes, "rotation", "big", ND2, "test")
+    assert [c["estimate"] for c in f["conditions"]] == pytest.approx([8, -5]) and f["verdict"] == "reproduced"
+    cut = gates.apply_gates(nd.nd2_finding(sizes[~sizes.arm.str.endswith("(big)")], "rotation", "big", ND2,
+                                           "test"), None)  # a profile without ND-2's runs
+    assert cut["verdict"] == "not tested" and "nd2_label_counts is empty" in cut["because"]["detail"]
 
     accuracy = {"a": (60, 80), "b": (55, 82), "c": (50, 84)}  # linear probe ranks a > b > c, fine-tuning c > b > a
     probe = pd.concat([final_rows({(m, 100, s): accuracy[m][k == 0] + noise[s] for m in accuracy for s in noise},
                                   freeze=k) for k in (0, 4)])
-    f = nd.nd4_finding(probe, list(accuracy), 0.0, 0.5, "test", replicated=True)
-    effects = {c["effect"]: c["estimate"] for c in f["conditions"]}
-    assert effects["linear_probe_minus_finetune"] == pytest.approx(-27)
-    assert effects["rank_correlation_probe_vs_finetune"] == pytest.approx(-1, abs=2e-3)  # Fisher z clips |rho| < 1
-    # One pre-training checkpoint per method: the seeds are no replicates, so the correlation cannot decide.
-    shared = verdicts.apply_gates(nd.nd4_finding(probe, list(accuracy), 0.0, 0.5, "test", replicated=False), None)
-    rank = [c for c in shared["conditions"] if c["effect"] == "rank_correlation_probe_vs_finetune"][0]
-    assert rank["status"] == "not tested" and "one replicate" in rank["not_tested_because"][0]
-    assert shared["verdict"] == "not tested"
+    f = nd.nd4_finding(probe, list(accuracy), ND4, "test", replicated=True)
+    effects = {c["name"]: c["estimate"] for c in f["conditions"]}
+    assert effects["probe_gap"] == pytest.approx(-27)
+    assert effects["rank_correlation"] == pytest.approx(-1, abs=2e-3)  # Fisher z clips |rho| < 1
+    # One pre-training checkpoint per method: the seeds are no replicates, so the correlation cannot decide; the
+    # primary condition (the probe's gap) still does.
+    shared = gates.apply_gates(nd.nd4_finding(probe, list(accuracy), ND4, "test", replicated=False), None)
+    rank = [c for c in shared["conditions"] if c["name"] == "rank_correlation"][0]
+    assert rank["status"] == "not tested" and rank["because"][0]["kind"] == "not_replicated"
+    assert shared["verdict"] == "reproduced"
 
     def task(gains):
         return final_rows({(arm, 100, s): 50 + gains.get(arm, 0) + noise[s] for arm in ["scratch", *accuracy]
                            for s in noise})
     f = nd.nd5_finding({"classify": task({"a": 3, "b": 2, "c": 1}), "pose": task({"a": 1, "b": 2, "c": 3})},
-                       list(accuracy), 0.5, "test", replicated=True)
+                       list(accuracy), ND5, "test", replicated=True)
     assert f["effect"]["estimate"] == pytest.approx(-1, abs=2e-3) and f["verdict"] == "reproduced"
     same = nd.nd5_finding({"classify": task({"a": 3, "b": 2, "c": 1}), "pose": task({"a": 6, "b": 4, "c": 2})},
-                          list(accuracy), 0.5, "test", replicated=True)
+                          list(accuracy), ND5, "test", replicated=True)
     assert same["effect"]["estimate"] == pytest.approx(1, abs=2e-3) and same["verdict"] == "not reproduced"
-    one = verdicts.apply_gates(nd.nd5_finding({"classify": task({"a": 3})}, list(accuracy), 0.5, "test",
-                                              replicated=False), None)
-    assert one["verdict"] == "not tested" and "one task (classify)" in one["conditions"][0]["not_tested_because"][0]
+    one = gates.apply_gates(nd.nd5_finding({"classify": task({"a": 3})}, list(accuracy), ND5, "test",
+                                           replicated=False), None)
+    assert one["verdict"] == "not tested" and one["because"]["kind"] == "not_run"
+    assert "one task (classify)" in one["because"]["detail"]
     assert {a["arm"] for a in one["conditions"][0]["arms"]} == {"scratch", *accuracy}  # the arms that ran
 
     invariance = pd.DataFrame([dict(method=m, seed=s, value=v + 0.01 * s) for s in noise for m, v in
                                {"autoencoder": 0.1, "rotation": 0.4, "simclr": 0.9}.items()])
-    f = bl.bl1_finding(invariance, 0.0, "test", replicated=True)
+    f = bl.bl1_finding(invariance, BL1, "test", replicated=True)
     assert f["effect"]["estimate"] == pytest.approx(-0.3) and f["verdict"] == "reproduced"
-    shared = verdicts.apply_gates(bl.bl1_finding(invariance, 0.0, "test", replicated=False), None)
-    assert shared["verdict"] == "not tested" and "one pre-training checkpoint" in \
-        shared["conditions"][0]["not_tested_because"][0]
+    shared = gates.apply_gates(bl.bl1_finding(invariance, BL1, "test", replicated=False), None)
+    assert shared["verdict"] == "not tested" and shared["because"]["kind"] == "not_replicated"
+    assert "one pre-training checkpoint" in shared["because"]["detail"]
 
     rounds = final_rows({(bl.round_arm(k), 100, s): 70 + k + noise[s] for k in range(4) for s in noise})
-    f = bl.bl2_finding(rounds, 0.0, "test")
-    assert [c["effect"] for c in f["conditions"]] == ["round_3_minus_teacher", "round_3_minus_round_1"]
+    f = bl.bl2_finding(rounds, BL2, "test")
+    assert [c["name"] for c in f["conditions"]] == ["last_minus_teacher", "last_minus_first"]
+    assert f["conditions"][0]["label"] == "accuracy of the round-3 student − the teacher's"
     assert [c["estimate"] for c in f["conditions"]] == pytest.approx([3, 2]) and f["verdict"] == "reproduced"
 
 

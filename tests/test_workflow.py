@@ -63,7 +63,7 @@ def test_the_merge_replaces_lists_and_merges_mappings():
     (("defaults", "notebooks", "03_he4_normalization", "norms"), ["gn", "layer"], "norms"),
     (("defaults", "notebooks", "03_he4_normalization", "bogus"), 1, "bogus"),  # unknown key
     (("defaults", "notebooks", "03_he4_normalization", "uses"), ["detektion"], "detektion"),  # unknown block
-    (("criteria", "02_he3_less_data", "he3_catchup_fraction"), 0, "he3_catchup_fraction"),
+    (("criteria", "HE-3", "catchup_fraction"), 0, "catchup_fraction"),
     (("profiles", "smoke", "world", "texture"), 1.5, "texture"),
     (("profiles", "smoke", "world", "colour"), 0.5, "colour"),  # unknown key in an override
     (("profiles", "smoke", "classification", "seedz"), [0], "seedz"),  # unknown key in a shared block
@@ -72,17 +72,19 @@ def test_the_merge_replaces_lists_and_merges_mappings():
     (("defaults", "notebooks", "05_zo3_zo5_self_training", "label_fractions"), [0.2], "label_fractions"),  # one
     (("defaults", "classification", "epochs_1x"), {"S9": 32}, "epochs_1x"),  # a schedule for no level
     (("defaults", "classification", "epochs_1x"), {"S1": 0}, "epochs_1x"),
-    (("criteria", "05_zo3_zo5_self_training", "zo5_aug"), "S7", "zo5_aug"),
+    (("criteria", "ZO-5", "aug"), "S7", "aug"),
     (("defaults", "selfsup_methods", "simclr", "temperature"), 0, "temperature"),
     (("defaults", "selfsup_methods", "swav", "clusters"), 8, "clusters"),  # unknown option
     (("defaults", "utility", "label_counts"), [100, 4000], "label_counts"),  # fewer than three
     (("defaults", "utility", "finetune_label_counts"), [100], "finetune_label_counts"),  # one: no change of U
     (("defaults", "selfsup_methods", "swav", "freeze_prototypes_steps"), -1, "freeze_prototypes_steps"),
-    (("criteria", "06_nd1_nd3_utility", "utility_max_extrapolated"), 1.5, "utility_max_extrapolated"),
+    (("gates", "utility_max_extrapolated"), 1.5, "utility_max_extrapolated"),
     (("defaults", "notebooks", "07_nd4_nd5_bl1_zoo", "freezes"), [0, 2], "freezes"),  # no linear probe
     (("defaults", "notebooks", "07_nd4_nd5_bl1_zoo", "tasks"), ["classify", "depth"], "tasks"),
     (("defaults", "notebooks", "06_nd1_nd3_utility", "nd_method"), "vae", "nd_method"),
-    (("criteria", "07_nd4_nd5_bl1_zoo", "nd4_max_rank_correlation"), 2, "nd4_max_rank_correlation"),
+    (("criteria", "ND-4", "conditions"), [{"name": "probe_gap", "op": "<", "value": 0.5, "primary": True,
+                                            "delta": 1.0, "delta_source": "x"}], "conditions.0.value"),
+    (("defaults", "notebooks", "07_nd4_nd5_bl1_zoo", "findings"), ["ND-9"], "ND-9"),
 ])
 def test_a_bad_config_value_is_rejected_naming_the_key(path, value, named):
     config = copy.deepcopy(CONFIG)
@@ -127,12 +129,13 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
         for f in findings:
             ids.add(f["id"])
             assert {"id", "claim", "criterion", "effect", "n_seeds", "paper", "profile", "verdict", "gates",
-                    "deviations"} <= set(f)
+                    "deviations", "because", "phase", "seeds"} <= set(f)
             assert f["verdict"] in VERDICTS and f["profile"] == "smoke"
             # Smoke runs evaluate once or twice (the converged gate needs 6): nothing in them may decide a finding,
             # and no condition is `failed` on arms that failed a gate.
             assert f["verdict"] == "not tested" and f["gates"], (f["id"], f["verdict"])
-            assert all(c["status"] == "not tested" and c["not_tested_because"] for c in f["conditions"])
+            assert all(c["status"] == "not tested" and c["because"] for c in f["conditions"])
+            assert f["because"]["kind"] in ("gate_failed", "not_replicated", "not_run")
             assert {"estimate", "ci_low", "ci_high", "unit"} <= set(f["effect"])
         results = pd.read_csv(folder / "results.csv")
         assert {"run_id", "arm", "seed", "step", "split", "metric", "value"} <= set(results.columns)

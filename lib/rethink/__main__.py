@@ -1,6 +1,9 @@
-"""python -m rethink readme | render | snakemake
+"""python -m rethink readme | render | exploration | plan | snakemake
 
   readme   splice the generated findings table into README.md (run by `make study`)
+  exploration  write docs/exploration.md from config/exploration.yaml (the exploration's record)
+  plan     write docs/seed_plan.md: the confirmation's seeds against the exploration's spread (protocol v2),
+           from the committed findings.json of the exploration; written once, before any confirmatory run
   render   re-render every report of a profile from its committed results.csv, training nothing: the
            notebooks run with from_results=True (a change of presentation never costs a retrain), then
            the index and the findings table are written again
@@ -15,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import config
-from .report.index import splice_readme, write_index
+from .report.index import exploration_markdown, load_findings, splice_readme, write_index
 
 
 def render(profile: str, notebooks: list[str] | None = None) -> list[Path]:
@@ -45,6 +48,30 @@ def render(profile: str, notebooks: list[str] | None = None) -> list[Path]:
     return folders
 
 
+def seed_plan(reports: Path) -> str:
+    """docs/seed_plan.md: the default profile's seeds for each finding, against the spread of the exploration's
+    findings.json under `reports` (which must be the exploration's: the plan is made before the confirmation)."""
+    from .study.plan import plan_markdown, seed_plan as plan_rows
+
+    settings = config.load("default")
+    found = load_findings(p.parent for p in sorted(reports.glob("*/findings.json")))
+    phases = {f.get("phase") for _, f, _ in found}
+    if phases != {"exploration"}:
+        raise ValueError(f"the seed plan reads the exploration's reports; {reports} holds {sorted(map(str, phases))}")
+    seeds = {f["id"]: settings["notebooks"][folder.name]["seeds"] for folder, f, _ in found}
+    commits = sorted({run["git_commit"][:7] for _, _, run in found})
+    head = ["# The confirmation's seed plan", "",
+            "<!-- Written by `python -m rethink plan` before any confirmatory run; the numbers come from the "
+            f"exploration's findings.json (reports made at {', '.join(commits)}) and config/study.yaml. -->", "",
+            "Protocol v2 (docs/protocol.md) fixes each finding's seeds before the confirmation runs: enough that the "
+            "minimum detectable effect (two-sided 5%, power 80%) at the upper 80% bound of the exploration's sd is at "
+            "most δ, within each part's budget of 100 minutes on 2 cores, and never fewer than 5. The sd is that of "
+            "the primary condition's per-seed values in the exploration (seeds 0-2, one pre-training per method, so "
+            "pre-training noise is not in it: the confirmation's may be larger). The half-width is what a 95% "
+            "interval over the chosen seeds would be at that sd.", "", ""]
+    return "\n".join(head) + plan_markdown(plan_rows([f for _, f, _ in found], seeds))
+
+
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["snakemake"]:  # every later argument is Snakemake's own, options included
@@ -56,6 +83,11 @@ def main(argv=None) -> None:
     p.add_argument("--findings", default="reports/findings.md")
     p.add_argument("--readme", default="README.md")
     p.add_argument("--smoke-benchmarks", help="the smoke profile's benchmarks folder, if it ran")
+    p = sub.add_parser("exploration", help="write docs/exploration.md from config/exploration.yaml")
+    p.add_argument("--out", default=str(config.ROOT / "docs" / "exploration.md"))
+    p = sub.add_parser("plan", help="write the confirmation's seed plan from the exploration's findings.json")
+    p.add_argument("--out", default=str(config.ROOT / "docs" / "seed_plan.md"))
+    p.add_argument("--reports", default=str(config.ROOT / "reports"))
     p = sub.add_parser("render", help="re-render committed reports from their results.csv, training nothing")
     p.add_argument("--profile", default="default")
     p.add_argument("notebooks", nargs="*", help="notebook names (default: every report with a results.csv)")
@@ -64,6 +96,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.command == "readme":
         splice_readme(args.findings, args.readme, args.smoke_benchmarks)
+    elif args.command == "exploration":
+        Path(args.out).write_text(exploration_markdown(config.exploration_record()))
+    elif args.command == "plan":
+        Path(args.out).write_text(seed_plan(Path(args.reports)))
     else:
         render(args.profile, args.notebooks)
 

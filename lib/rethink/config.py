@@ -19,6 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]  # the repository (the package lives in lib/rethink)
 CONFIG = ROOT / "config" / "study.yaml"
 SCHEMA = ROOT / "config" / "study.schema.yaml"
+EXPLORATION = ROOT / "config" / "exploration.yaml"  # the exploration's record (docs/exploration.md)
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -38,8 +39,16 @@ def _check(instance, schema: dict, where: str) -> None:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors[:10]]
+        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '(top level)'}: {_message(e)}" for e in errors[:10]]
         raise ValueError(f"{where} is not valid against {SCHEMA.relative_to(ROOT)}:\n" + "\n".join(lines))
+
+
+def _message(error) -> str:
+    """A schema error in words; a criterion's conditions need exactly one primary, said so plainly."""
+    if error.validator in ("contains", "minContains", "maxContains") and list(error.absolute_path)[-1:] == ["conditions"]:
+        count = sum(bool(c.get("primary")) for c in error.instance if isinstance(c, dict))
+        return f"exactly one condition must be `primary: true`; {count} are ({error.message.split(' (')[0][:80]})"
+    return error.message
 
 
 def resolve(config: dict, profile: str | None = None) -> dict:
@@ -61,6 +70,11 @@ def resolve(config: dict, profile: str | None = None) -> dict:
             shared.update(settings[part])
         settings["notebooks"][notebook] = {**shared, **block}
     _check(settings, {"$ref": "#/$defs/profile", "$defs": schema["$defs"]}, f"profile {name!r} of {CONFIG.relative_to(ROOT)}")
+    for notebook, block in settings["notebooks"].items():
+        unknown = [f for f in block["findings"] if f not in config["criteria"]]
+        if unknown:
+            raise ValueError(f"profile {name!r}: notebook {notebook} names findings {unknown} that `criteria` does not "
+                             f"define; defined: {', '.join(config['criteria'])}")
     return {"name": name, **settings, "device": config["device"], "aug_backend": config["aug_backend"],
             "precision": config.get("precision", "auto"),
             "criteria": config["criteria"], "gates": config["gates"], "deviations": config.get("deviations") or {}}
@@ -88,10 +102,12 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
         raise ValueError(f"notebook {notebook!r} has no block in profile {profile['name']!r}; "
                          f"allowed: {', '.join(profile['notebooks'])}")
     cache = f"cache/{profile['name']}"
+    block = profile["notebooks"][notebook]
     return {
-        **profile["notebooks"][notebook],
-        **profile["criteria"].get(notebook, {}),
+        **block,
+        "criteria": {finding: profile["criteria"][finding] for finding in block["findings"]},
         "profile": profile["name"],
+        "phase": profile["phase"],
         "device": profile["device"],
         "aug_backend": profile["aug_backend"],
         "precision": profile["precision"],
@@ -124,6 +140,10 @@ def n_classes(profile: dict, part: str) -> int:
     return len(classes) if classes else len(UPSTREAM_CLASSES if part == "upstream" else DOWNSTREAM_CLASSES)
 
 
+# What a run.json from before protocol v2 lacks: the values those runs were made under (the exploration's).
+BEFORE_PROTOCOL_V2 = {"phase": "exploration", "min_evals_after_drop": 2}
+RECORDED_EXCLUDED = ("out_dir", "results_dir", "from_results", "criteria")
+
 # The names every notebook's parameters cell sets (None: from the config).
 CELL = ("profile", "from_results", "device", "seeds", "out_dir", "results_dir")
 
@@ -146,11 +166,24 @@ def notebook_parameters(notebook: str, namespace: dict) -> dict:
         if not run_json.is_file():
             raise FileNotFoundError(f"from_results: {run_json} does not exist; it is written with results.csv by a "
                                     f"run of the notebook that trains (snakemake, or from_results=False)")
-        recorded = json.loads(run_json.read_text())["parameters"]
-        params.update({k: v for k, v in recorded.items() if k not in ("out_dir", "results_dir", "from_results")})
+        # The settings that made the results, as recorded; the criteria are always the config's (pre-registered),
+        # and a setting the run.json predates (or that no longer exists) keeps the config's value.
+        recorded = {**BEFORE_PROTOCOL_V2, **json.loads(run_json.read_text())["parameters"]}
+        params.update({k: v for k, v in recorded.items() if k in params and k not in RECORDED_EXCLUDED})
     unknown = sorted(k for k in given if k not in params and k not in ("In", "Out"))
     if unknown:
         raise ValueError(f"{notebook}: unknown parameters {unknown}; allowed: {', '.join(sorted(params))}")
     # Deviations are recorded after the fact: always the config's current list, never an injected one.
     deviations = profile["deviations"].get(notebook, [])
     return {**params, **{k: given[k] for k in params if k in given}, "deviations": deviations}
+
+
+def exploration_record() -> dict:
+    """config/exploration.yaml: the exploration's deviations and the findings its default profile cut."""
+    return yaml.safe_load(EXPLORATION.read_text())
+
+
+def cut_minutes(finding: str) -> float | None:
+    """What running a finding the exploration cut for its budget costs on 2 cores (measured or estimated there),
+    for the `not run` reason of a report whose profile does not run it; None when it was never cut."""
+    return exploration_record()["cuts"].get(finding, {}).get("minutes")

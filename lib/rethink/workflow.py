@@ -22,7 +22,7 @@ WORLD_FILES = {
     "downstream_scenes_val": ("scenes", "downstream", 6),
     # Self-training's unlabeled pool, labels unused (only to grade the pseudo-labels). Classification: images of
     # the downstream classes, as Noisy Student draws in-distribution images, with the world's
-    # `unlabeled_ood_share` of upstream ones (default 0: issue 4 found only 50-65% of the pseudo-labels kept from a
+    # `unlabeled_ood_share` of upstream ones (default 0: an early run found only 50-65% of the pseudo-labels kept from a
     # half-upstream pool showed a downstream class at all). Scenes: objects of every class.
     "unlabeled_classify": ("classify", "pool", 7),
     "unlabeled_scenes": ("scenes", "all", 8),

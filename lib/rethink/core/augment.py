@@ -44,7 +44,7 @@ engines:
 - ``engine="grouped"`` (the default, :mod:`rethink.core.policy`): Kornia's operation
   objects sample the parameters and their kernels apply them, once per op that some image
   drew, and flip + scale jitter are one warp. About 3x faster on the CPU.
-- ``engine="modules"`` (the path before issue 15, kept for ``make bench`` and as a
+- ``engine="modules"`` (the path before the speed-up of the training step, kept for ``make bench`` and as a
   reference): the batch is partitioned by the draw and Kornia's own ``AutoAugment`` /
   ``RandAugment`` containers, holding a one-entry policy, run once per non-empty group.
   ``per_image_policy=False`` (modules only) restores Kornia's per-batch draw.

@@ -128,14 +128,18 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return n // min(batch_size, n)
 
 
+AFTER_DROP = 3  # evaluations the converged gate reads after the last LR drop, at least
+
+
 def evaluation_steps(total: int, evals: int, drops: list[int]) -> list[int]:
-    """`evals` evaluations spread evenly over the run, and one more halfway between the last LR drop and the
-    end if fewer than two come after it (He et al.'s drops sit near the end of a long schedule): the converged
-    gate compares the evaluations after the last drop. Evaluating changes no training number."""
+    """`evals` evaluations spread evenly over the run and, if fewer than AFTER_DROP come after the last LR drop
+    (He et al.'s drops sit near the end of a long schedule), AFTER_DROP more spread evenly over the stretch after
+    it: the converged gate compares the evaluations after the last drop. Evaluating changes no training number."""
     steps = {max(1, round(total * (i + 1) / evals)) for i in range(evals)}
     last_drop = max(drops, default=0)
-    if evals >= 2 and sum(s > last_drop for s in steps) < 2 and total - last_drop >= 2:
-        steps.add(last_drop + (total - last_drop) // 2)
+    stretch = total - last_drop
+    if evals >= 2 and sum(s > last_drop for s in steps) < AFTER_DROP and stretch >= AFTER_DROP:
+        steps |= {last_drop + round(stretch * k / AFTER_DROP) for k in range(1, AFTER_DROP + 1)}
     return sorted(steps)
 
 

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # inline in a notebook; matplotlib falls back t
 import numpy as np
 import pandas as pd
 
-from ..study.verdicts import METRIC_UNITS, mean_effect
+from ..study.effects import METRIC_UNITS, mean_effect
 
 ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict(color="tab:blue", marker="s"),
              "gn": dict(color="tab:green", marker="o"), "bn": dict(color="tab:red", marker="v"),

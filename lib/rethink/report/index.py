@@ -48,26 +48,47 @@ def effect_text(finding: dict) -> str:
 
 
 def why_text(finding: dict, most: int = 2) -> str:
-    """Why a finding is not tested (its conditions' failed gates, in words), or why it is inconclusive."""
+    """The verdict's one-line reason: why a finding is not tested (its true reason: a gate that failed, with its
+    worst number; seeds that are no replicates; runs the profile did not make), why it is inconclusive (the seeds
+    that would decide δ), or that an effect wholly inside (0, δ) is present but small."""
     if finding["verdict"] == "not tested":
-        reasons = list(dict.fromkeys(r for c in finding["conditions"] for r in c.get("not_tested_because", [])))
-        more = f" (and {len(reasons) - most} more)" if len(reasons) > most else ""
-        return "; ".join(reasons[:most]) + more
+        reason = finding.get("because") or {}
+        if reason.get("kind") == "gate_failed":
+            where = f"{reason['arm']['arm']}: " if reason.get("arm") else ""
+            number = (f" (worst {reason['value']:.3g} against {reason['threshold']:.3g})"
+                      if reason.get("value") is not None and reason.get("threshold") is not None else "")
+            return f"{where}the {reason['gate']} gate failed{number}"
+        if reason.get("kind") == "not_run":
+            cost = f", about {reason['minutes']:.0f} minutes to run" if reason.get("minutes") else ""
+            return f"not run: cut for the budget{cost}"
+        if reason.get("kind") == "not_replicated":
+            return "not replicated: one pre-training for every seed"
+        return ""
     if finding["verdict"] == "inconclusive":
-        seeds = [c.get("seeds_needed") for c in finding["conditions"] if c["status"] == "undecided"]
-        return (f"about {max(seeds)} seeds would decide it" if seeds and all(seeds)
-                else "more seeds would not decide it at this spread")
+        power = next(c for c in finding["conditions"] if c["primary"]).get("power") or {}
+        if power.get("seeds_needed"):
+            return (f"about {power['seeds_needed']} seeds would decide δ at this spread "
+                    f"({power['seeds_needed_upper'] or 'over 10,000'} at its upper bound)")
+        return "no number of seeds would decide it at this spread"
     return ""
+
+
+def phase_text(findings: list[dict]) -> str:
+    """What the results are: "exploration (seeds 0-2, one pre-training per method)"."""
+    seeds = sorted({s for f in findings for s in f.get("seeds", [])})
+    consecutive = seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2
+    seed_text = (f"seeds {seeds[0]}-{seeds[-1]}" if consecutive else "seeds " + ", ".join(map(str, seeds))) \
+        if seeds else "no seeds"
+    replicates = [f.get("pretraining_replicates") for f in findings if f.get("pretraining_replicates") is not None]
+    pre = ("" if not replicates else ", one pre-training per method" if min(replicates) == 1
+           else f", {min(replicates)} pre-trainings per method")
+    return f"{findings[0].get('phase', 'exploration') if findings else 'exploration'} ({seed_text}{pre})"
 
 
 def deviation_line(d: dict) -> str:
     """One recorded deviation as a Markdown list item (a report's Deviations section, the README table)."""
     before = "none committed" if d["earlier_reports"] == "none" else f"commit `{d['earlier_reports']}`"
     return f"- **{', '.join(d['findings'])}**: {d['change']}. Why: {d['reason']}. Reports before the change: {before}."
-
-
-def deviation_text(finding: dict) -> str:
-    return "; ".join(f"{d['change']} (reports before: {d['earlier_reports']})" for d in finding.get("deviations", []))
 
 
 def benchmark_seconds(bench_dir: Path) -> dict[str, float]:
@@ -113,8 +134,8 @@ def write_index(report_dirs, out_dir: str) -> None:
             + (f"; paper: {html.escape(f['paper_effect'])}" if f.get("paper_effect") else "") + "</small></td>"
             f"<td><span style='background:{colour};color:white;padding:2px 6px;border-radius:4px;white-space:nowrap'>"
             f"{html.escape(f['verdict'])}</span><br><small>{html.escape(why_text(f))}</small>"
-            + (f"<br><small><b>deviation:</b> {html.escape(deviation_text(f))}</small>" if f.get("deviations") else "")
-            + "</td>"
+            + (f"<br><small>{len(f['deviations'])} deviation(s) from protocol v2</small>" if f.get("deviations") else "")
+            + f"<br><small>{html.escape(phase_text([f]))}</small></td>"
             f"<td>{f'<a href={figure!r}><img src={figure!r} width=420></a>' if figure else ''}<br>"
             f"<a href={link!r}>report</a> · commit <code>{html.escape(run['git_commit'][:12])}</code>"
             f"{'<br><small><b>made by older code or config:</b> ' + html.escape(changed[folder]) + '</small>' if changed.get(folder) else ''}"
@@ -125,10 +146,12 @@ def write_index(report_dirs, out_dir: str) -> None:
 border-bottom:1px solid #ddd}}th{{text-align:left}}</style></head><body>
 <h1>rethink: pre-training vs self-training vs training from scratch</h1>
 <p>Profile: {html.escape(', '.join(profiles))}. Every verdict below is computed from the runs against the criterion
-pre-registered in <code>config/study.yaml</code>; effects are means over seeds with 95% confidence intervals. A
-condition counts only when every arm it compares passed its validity gates (learned, converged, pre-training worked,
-self-training applied, distinct): <i>not tested</i> names the gate that failed. Changes made after a finding's
-first reports are listed as deviations.</p>
+pre-registered in <code>config/study.yaml</code> (protocol v2: <code>docs/protocol.md</code>); effects are means over
+seeds with 95% confidence intervals, and the verdict is the primary condition's. A condition counts only when every
+arm it compares passed its validity gates (learned, converged, pre-training worked, self-training applied, distinct):
+<i>not tested</i> gives its true reason, a gate that failed with its worst number, seeds that are not independent
+replicates, or runs the profile did not make. These results: {html.escape(phase_text([f for _, f, _ in found]))}.
+The exploration's changes of design are in its record, <code>docs/exploration.md</code>.</p>
 <table><tr><th>ID</th><th>finding</th><th>effect (95% CI)</th><th>verdict</th><th>report</th></tr>
 {''.join(rows)}</table></body></html>
 """
@@ -145,10 +168,14 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
         lines.append(f"| {finding_name(f)} | {f['claim']} | {effect_text(f)} | {f['n_seeds']} | **{f['verdict']}**"
                      f"{f' ({why})' if why else ''} | "
                      f"[{folder.name}]({link}) |")
-    deviations = {(d["change"], d["earlier_reports"]): d for _, f, _ in found for d in f.get("deviations", [])}
-    if deviations:
-        lines += ["", "Deviations from the pre-registered design, on record in `config/study.yaml` and shown in each report:",
-                  ""] + [deviation_line(d) for d in deviations.values()]
+    deviations = {}  # one entry per deviation, with every finding that lists it
+    for _, f, _ in found:
+        for d in f.get("deviations", []):
+            deviations.setdefault((d["change"], d["earlier_reports"]), d)
+    lines += ["", f"These results: {phase_text([f for _, f, _ in found])}. The exploration's changes of design are "
+                  f"recorded in [docs/exploration.md](docs/exploration.md)."]
+    lines += ["", "Deviations from protocol v2, shown in each report:", ""] + \
+        ([deviation_line(d) for d in deviations.values()] or ["- none."])
     profiles = ", ".join(sorted({f["profile"] for _, f, _ in found}))
     lines += ["", f"Profile `{profiles}`. Measured wall time of each workflow step on the machine that made "
                   "these reports (Snakemake `benchmark:` files under `reports/benchmarks/`):", "",
@@ -195,3 +222,29 @@ def splice_readme(findings_md: str, readme: str, smoke_benchmarks: str | None = 
     else:
         table += "".join(f"\n{line}\n" for line in old.splitlines() if line.startswith(SMOKE_LINE))
     Path(readme).write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
+
+
+PAPER_OF = {"HE": "He et al. 2019", "ZO": "Zoph et al. 2020", "ND": "Newell & Deng 2020", "BL": "the overview article"}
+
+
+def exploration_markdown(record: dict) -> str:
+    """docs/exploration.md from config/exploration.yaml: the exploration's changes of design, each once, grouped by
+    the paper of its first finding, and the findings it cut for its budget."""
+    lines = ["# The exploration's record", "",
+             "<!-- Written by `python -m rethink exploration` from config/exploration.yaml; edit that file. -->", "",
+             "The reports first committed were an **exploration**: seeds 0-2, one pre-training checkpoint per method "
+             "shared by every seed, and designs calibrated with one-seed probes on the validation images the verdicts "
+             "read. Each change below was made after the results it corrects existed; most were needed to get arms "
+             "that converge, and each is recorded with why and the commit of the reports before it. The confirmation "
+             "(docs/protocol.md) is judged under protocol v2, fixed before its runs, on fresh seeds; its own "
+             "deviations are listed in its reports and the README.", ""]
+    for prefix, paper in PAPER_OF.items():
+        entries = [d for d in record["deviations"] if d["findings"][0].startswith(prefix)]
+        if entries:
+            lines += [f"## {paper}", ""] + [deviation_line(d) for d in entries] + [""]
+    lines += ["## Cut for the budget", "",
+              "The exploration's default profile did not run these; a report of the exploration reads them as "
+              "`not run`, with this cost on 2 cores.", "", "| finding | minutes | how the cost is known |",
+              "|---|---|---|"]
+    lines += [f"| {finding} | {cut['minutes']:g} | {cut['how']} |" for finding, cut in record["cuts"].items()]
+    return "\n".join(lines) + "\n"

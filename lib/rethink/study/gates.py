@@ -8,25 +8,29 @@ block of config/study.yaml:
                       accuracy above learned_min_pose_accuracy)
   converged           >= min_evals validation evaluations, and the headline metric moved less than
                       converged_tolerance points over the last third of the run, after its last LR drop (the
-                      evaluations there whose recorded LR is the final one; fit puts >= 2 after the drop)
+                      evaluations there whose recorded LR is the final one), read over at least
+                      min_evals_after_drop of them (fit spreads three over the stretch after the drop); the note
+                      says when they span under a tenth of the run (He et al.'s last drop sits at 96%)
   pretraining worked  the run's checkpoint: its pretext loss <= pretext_factor x its chance value (ln 4
                       rotation, ln 24 jigsaw, ln K SwAV, ln(2B - 1) SimCLR, ln C supervised), and its probe
                       (1-NN or accuracy) above chance
   self-training       a student's teacher kept >= min_kept_share of the pool
   distinct            two compared arms are not the same run (checked per comparison in verdicts.apply_gates)
 
-`run_gates` gives one row per run and gate; `verdicts.apply_gates` judges each condition on the runs of the
-arms its effect compares. Written by hand: no pinned library checks training runs this way.
+`run_gates` gives one row per run and gate; `apply_gates` judges each condition on the runs of the arms its effect
+compares, each gate shown at its worst run. Written by hand: no pinned library checks training runs this way.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .verdicts import CONTEXT, TASK_METRIC
+from .effects import CONTEXT, TASK_METRIC, arm_text
+from .verdicts import verdict_of
 
 PRETRAINING = "pre-training"  # the `experiment` of a checkpoint's own gate row (BL-1 compares checkpoints)
 
@@ -89,7 +93,7 @@ def _converged(run: pd.DataFrame, task: str, thresholds: dict) -> tuple[float, f
     LR (a train row 'lr') is the run's final one. He et al.'s drops sit inside the last third of a long
     schedule, where the metric jumps at each; a run without LR rows is read over its whole last third."""
     rows = run[(run.split == "val") & (run.metric == TASK_METRIC[task])].sort_values("step")
-    evals = len(rows)
+    evals, needed = len(rows), thresholds.get("min_evals_after_drop", 2)
     window = rows[rows.step >= rows.step.max() * 2 / 3] if evals else rows
     lrs = run[(run.split == "train") & (run.metric == "lr")].set_index("step").value
     after = "the last third"
@@ -97,12 +101,14 @@ def _converged(run: pd.DataFrame, task: str, thresholds: dict) -> tuple[float, f
         window = window[window.step.map(lrs).le(lrs.loc[lrs.index.max()] * (1 + 1e-9)).to_numpy()]
         after = f"the last third, after the last LR drop ({len(window)} evaluations)"
     moved = float(window.value.max() - window.value.min()) if len(window) >= 2 else math.nan
+    tolerance = thresholds["converged_tolerance"]
     if evals < thresholds["min_evals"]:
-        return moved, thresholds["converged_tolerance"], False, f"{evals} evaluations < {thresholds['min_evals']}"
-    if len(window) < 2:
-        return moved, thresholds["converged_tolerance"], False, f"{len(window)} evaluation(s) in {after}: 2 needed"
-    passed = bool(moved < thresholds["converged_tolerance"])
-    return moved, thresholds["converged_tolerance"], passed, f"moved {moved:.2f} points over {after}"
+        return moved, tolerance, False, f"{evals} evaluations < {thresholds['min_evals']}"
+    if len(window) < needed:
+        return moved, tolerance, False, f"{len(window)} evaluation(s) in {after}: {needed} needed"
+    span = (window.step.max() - window.step.min()) / max(rows.step.max(), 1)
+    short = f"; they span {span:.0%} of the run, under a tenth" if span < 0.1 else ""
+    return moved, tolerance, bool(moved < tolerance), f"moved {moved:.2f} points over {after}{short}"
 
 
 def run_gates(results: pd.DataFrame, thresholds: dict, n_classes: int, task: str = "classify",
@@ -123,25 +129,28 @@ def run_gates(results: pd.DataFrame, thresholds: dict, n_classes: int, task: str
         run_task = first["task"] if "task" in run.columns and isinstance(first.get("task"), str) else task
         ident = {k: v for k, v in first.items() if k not in ("step", "epoch", "split", "metric", "value")}
         value, threshold, passed = _learned(run, run_task, thresholds, n_classes)
-        rows.append(dict(ident, gate="learned", value=value, threshold=threshold, passed=passed, note=""))
+        worse = "lower" if run_task in ("detect", "pose") else "higher"  # an AP floor, else a loss ceiling
+        rows.append(dict(ident, gate="learned", value=value, threshold=threshold, passed=passed, note="", worse=worse))
         value, threshold, passed, note = _converged(run, run_task, thresholds)
-        rows.append(dict(ident, gate="converged", value=value, threshold=threshold, passed=passed, note=note))
+        rows.append(dict(ident, gate="converged", value=value, threshold=threshold, passed=passed, note=note,
+                         worse="higher"))
         kept = run[(run.split == "pseudo") & (run.metric == "kept_share")]
         if len(kept):
             share = float(kept.value.iloc[-1])
             rows.append(dict(ident, gate="self_training", value=share, threshold=thresholds["min_kept_share"],
                              passed=bool(share >= thresholds["min_kept_share"]),
-                             note=f"the teacher kept {share:.0%} of the pool"))
+                             note=f"the teacher kept {share:.0%} of the pool", worse="lower"))
         name = checkpoint_of(first) if checkpoint_of else None
         if name is not None and checkpoints and name in checkpoints:
-            rows.append(dict(ident, gate="pretraining", **checkpoints[name]))
-    rows += [dict(arm=name, experiment=PRETRAINING, gate="pretraining", **gate) for name, gate in (checkpoints or {}).items()]
+            rows.append(dict(ident, gate="pretraining", **checkpoints[name], worse="higher"))
+    rows += [dict(arm=name, experiment=PRETRAINING, gate="pretraining", **gate, worse="higher")
+             for name, gate in (checkpoints or {}).items()]
     return pd.DataFrame(rows)
 
 
 # The keys of the config's `gates` block (each notebook gets them as parameters).
 THRESHOLDS = ("learned_loss_factor", "learned_min_above_chance", "learned_min_ap", "learned_min_pose_accuracy",
-              "min_evals", "converged_tolerance", "pretext_factor", "min_kept_share")
+              "min_evals", "min_evals_after_drop", "converged_tolerance", "pretext_factor", "min_kept_share")
 
 
 def report_gates(results: pd.DataFrame, parameters: dict, out_dir: str, task: str = "classify",
@@ -174,22 +183,97 @@ def checkpoint_chances(names, parameters: dict) -> dict[str, float | None]:
 
 
 def arm_gates(gates: pd.DataFrame, selector: dict) -> list[dict]:
-    """The gates of one arm (its runs matching `selector`: arm name and cell), one entry per gate: the value of
-    its first failing run (or of its first run), the threshold, and whether every run passed."""
+    """The gates of one arm (its runs matching `selector`: arm name and cell), one entry per gate, shown at its
+    worst run: the failing run furthest on the wrong side (or, when all passed, the run nearest its threshold;
+    a missing value counts as worst), with the threshold, its seed, and how many of the runs failed."""
+    rows = _select(gates, selector)
+    out = []
+    for gate, g in rows.groupby("gate", sort=False):
+        failed = g[~g.passed.astype(bool)]
+        pool = failed if len(failed) else g
+        higher = "worse" not in pool.columns or pool.worse.iloc[0] != "lower"
+        order = pool.value.astype(float).fillna(math.inf if higher else -math.inf)
+        shown = pool.loc[order.idxmax() if higher else order.idxmin()]
+        seed = shown.get("seed")
+        out.append(dict(arm=selector, gate=gate, value=_plain(shown.value), threshold=_plain(shown.threshold),
+                        passed=bool(len(failed) == 0), runs=len(g), failed_runs=len(failed), note=str(shown.note),
+                        worst_seed=None if seed is None or pd.isna(seed) else int(seed)))
+    return out
+
+
+def _select(gates: pd.DataFrame, selector: dict) -> pd.DataFrame:
     rows = gates
     for key, value in selector.items():
         if key not in rows.columns:
             continue
         rows = rows[rows[key] == value] if not (isinstance(value, float) and np.isnan(value)) else rows
-    out = []
-    for gate, g in rows.groupby("gate", sort=False):
-        failed = g[~g.passed.astype(bool)]
-        shown = failed.iloc[0] if len(failed) else g.iloc[0]
-        out.append(dict(arm=selector, gate=gate, value=_plain(shown.value), threshold=_plain(shown.threshold),
-                        passed=bool(len(failed) == 0), runs=len(g), failed_runs=len(failed), note=str(shown.note)))
-    return out
+    return rows
 
 
 def _plain(x) -> float | None:
     x = float(x)
     return None if math.isnan(x) else x
+
+
+def pretraining_replicates(gates: pd.DataFrame, arms: list[dict]) -> int | None:
+    """The distinct pre-training checkpoints behind the seeds of the effect's pre-trained arms (the fewest over
+    those arms): a run's `checkpoint` column where its results have one, else one checkpoint per arm (each
+    seed fine-tuned the same). None when no arm is pre-trained."""
+    counts = []
+    for sel in arms:
+        rows = _select(gates, sel)
+        experiment = rows["experiment"] if "experiment" in rows else pd.Series(None, index=rows.index, dtype=object)
+        init = rows["init"].fillna("scratch") if "init" in rows else pd.Series("scratch", index=rows.index)
+        pre = rows[experiment.eq(PRETRAINING) | init.ne("scratch")]
+        if len(pre):
+            counts.append(pre.checkpoint.nunique() if "checkpoint" in pre.columns else 1)
+    return min(counts) if counts else None
+
+
+REASON_ORDER = ("not_run", "gate_failed", "not_replicated")  # which reason a `not tested` finding gives first
+
+
+def apply_gates(finding: dict, gates: pd.DataFrame | None) -> dict:
+    """The finding with each condition judged only on arms that passed their validity gates: a condition whose
+    arms failed a gate (or whose two arms are one run, or whose effect cannot decide it for another reason) is
+    `not tested`, never `failed`, with each reason in `because`; each compared arm's gates at their worst run;
+    each condition's pre-training replicates; and the verdict recomputed from the primary condition."""
+    arms, conditions = {}, []
+    have_gates = gates is not None and len(gates)
+    for cond in finding["conditions"]:
+        reasons = []
+        for sel in cond["arms"]:
+            key = json.dumps(sel, sort_keys=True)
+            arms.setdefault(key, arm_gates(gates, sel) if have_gates else [])
+            reasons += [dict(kind="gate_failed", gate=g["gate"], arm=sel, value=g["value"], threshold=g["threshold"],
+                             failed_runs=g["failed_runs"], runs=g["runs"], detail=g["note"])
+                        for g in arms[key] if not g["passed"]]
+        if cond.get("same_runs"):
+            reasons.append(dict(kind="gate_failed", gate="distinct", arm=None, value=None, threshold=None,
+                                failed_runs=None, runs=None, detail="the compared arms are one and the same run "
+                                                                    "(every difference is 0)"))
+        reasons += cond.get("because", [])
+        reasons.sort(key=lambda r: REASON_ORDER.index(r["kind"]))
+        entry = {**cond, "status": "not tested" if reasons else cond["status"], "tested": not reasons,
+                 "because": reasons,
+                 "pretraining_replicates": pretraining_replicates(gates, cond["arms"]) if have_gates else None}
+        conditions.append(entry)
+    primary = next(c for c in conditions if c["primary"])
+    return {**finding, "conditions": conditions, "gates": [g for entries in arms.values() for g in entries],
+            "verdict": verdict_of(conditions), "because": primary["because"][0] if primary["because"] else None,
+            "pretraining_replicates": primary["pretraining_replicates"]}
+
+
+def reason_text(reason: dict) -> str:
+    """A `because` in words: which gate failed with its worst number, why the seeds are no replicates, or what a
+    profile did not run and what it would cost."""
+    if reason["kind"] == "gate_failed":
+        where = f"{arm_text(reason['arm'])}: " if reason.get("arm") else ""
+        runs = f" in {reason['failed_runs']} of {reason['runs']} runs" if reason.get("runs") else ""
+        number = (f" (worst {reason['value']:.3g} against {reason['threshold']:.3g})"
+                  if reason.get("value") is not None and reason.get("threshold") is not None else "")
+        return f"{where}the {reason['gate']} gate failed{runs}{number}: {reason['detail']}"
+    if reason["kind"] == "not_run":
+        cost = f"; it would take about {reason['minutes']:.0f} minutes" if reason.get("minutes") else ""
+        return f"not run: {reason['detail']}{cost}"
+    return f"not replicated: {reason['detail']}"

@@ -14,16 +14,15 @@ library computes it. Two choices the paper leaves open, made here and reported w
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ..core.train import steps_per_epoch
+from .effects import (METRIC_UNITS, arm_selector, because, cells_mean_effect, failed_bound, gap, mean_effect,
+                      not_replicated, not_run, paired_differences, rank_effect, seed_gaps, seed_values, with_arms)
 from .runs import grid, n_train
-from .verdicts import (METRIC_UNITS, arm_selector, finding, gap, mean_effect, paired_differences, rank_effect, seed_gaps,
-                       seed_values, untested_finding, with_arms)
+from .verdicts import finding, untested_finding
 
 # What each finding claims and what the paper reports.
 CLAIMS = {
@@ -132,95 +131,94 @@ def utility_rows(final: pd.DataFrame, arms: list[str], max_factor: float, scratc
 
 
 def utility_validity(final: pd.DataFrame, utilities: pd.DataFrame, max_extrapolated: float,
-                     scratch: str = "scratch") -> str:
-    """Why the utilities cannot decide a condition ("" when they can), against the pre-registered bounds: every
+                     scratch: str = "scratch", where: str = "") -> list[dict]:
+    """Why the utilities cannot decide a condition (none when they can), against the pre-registered bounds: every
     seed's scratch curve must rise with the labels (n̂ is read off it), and at most `max_extrapolated` of the U
-    values may lie beyond the measured curve (extrapolated, then perhaps clamped)."""
+    values may lie beyond the measured curve (extrapolated, then perhaps clamped). Each reason is a failed bound."""
     reasons = []
     for seed, runs in final[final.arm == scratch].groupby("seed"):
         curve = runs.sort_values("label_count").value.to_numpy()
         if np.any(np.diff(curve) < 0):
-            reasons.append(f"seed {seed}'s scratch curve falls as labels grow ({', '.join(f'{v:.1f}' for v in curve)})")
+            reasons.append(failed_bound("scratch curve rises", float(np.diff(curve).min()), 0.0,
+                                        f"{where}seed {seed}'s scratch curve falls as labels grow "
+                                        f"({', '.join(f'{v:.1f}' for v in curve)})"))
     share = float(utilities.extrapolated.mean()) if len(utilities) else 0.0
     if share > max_extrapolated:
-        reasons.append(f"{share:.0%} of the U values were read off beyond the scratch curve (extrapolated or clamped), "
-                       f"more than the pre-registered {max_extrapolated:.0%}")
-    return "; ".join(reasons)
+        reasons.append(failed_bound("utility bound", share, max_extrapolated,
+                                    f"{where}{share:.0%} of the U values were read off beyond the scratch curve "
+                                    f"(extrapolated or clamped), more than the pre-registered {max_extrapolated:.0%}"))
+    return reasons
 
 
 def seed_means(rows: pd.DataFrame, value: str = "utility") -> dict:
-    """seed -> the mean of `value` over the rows of that seed (e.g. over methods)."""
+    """seed -> the mean of `value` over the rows of that seed (e.g. over label counts)."""
     return rows.groupby("seed")[value].mean().to_dict()
 
 
-def nd1_finding(final: pd.DataFrame, methods: list[str], max_change: float, max_utility_largest: float,
-                max_factor: float, max_extrapolated: float, profile: str, figure: str | None = None) -> dict:
-    """ND-1: averaged over the methods, U falls from the fewest fine-tuned labels to the most (change <
-    max_change) and ends low (U at the most labels < max_utility_largest); not tested where utility_validity
-    finds the utilities unfit to decide."""
+def method_cells(u: pd.DataFrame, methods: list[str], label_count) -> list[dict]:
+    """Per method, seed -> its U at `label_count`: the cells a mean over methods averages."""
+    rows = u[u.label_count == label_count]
+    return [dict(zip(rows[rows.arm == m].seed, rows[rows.arm == m].utility)) for m in methods]
+
+
+def nd1_finding(final: pd.DataFrame, methods: list[str], criterion: dict, max_factor: float, max_extrapolated: float,
+                profile: str, figure: str | None = None) -> dict:
+    """ND-1: averaged over the methods (a mean over cells), U from the fewest fine-tuned labels to the most
+    (utility_change) and U at the most (utility_most); not tested where utility_validity finds the utilities unfit
+    to decide."""
     u = utility_rows(final, methods, max_factor)
     invalid = utility_validity(final, u, max_extrapolated)
     fewest, most = u.label_count.min(), u.label_count.max()
-    at_most = seed_means(u[u.label_count == most])
-    change = paired_differences(at_most, seed_means(u[u.label_count == fewest]))
+    at_most, at_fewest = method_cells(u, methods, most), method_cells(u, methods, fewest)
+    change = [paired_differences(a, b) for a, b in zip(at_most, at_fewest)]
     # U(n) reads the whole scratch curve and each method at n.
     arms = [arm_selector(final, "scratch")] + [arm_selector(final, m, label_count=n) for m in methods
                                                for n in (fewest, most)]
-    effects = {f"utility_change_{fewest}_to_{most}_labels": with_arms(mean_effect(change.values(), unit="utility"), arms),
-               f"utility_at_{most}_labels": with_arms(mean_effect(at_most.values(), unit="utility"), arms)}
-    effects = {name: replace(effect, untestable=invalid) for name, effect in effects.items()}
-    text = (f"averaged over the methods {', '.join(methods)}: U({most}) − U({fewest}) < {max_change:g}, and "
-            f"U({most}) < {max_utility_largest:g} (95% CIs)")
-    conditions = [dict(effect=f"utility_change_{fewest}_to_{most}_labels", op="<", value=max_change),
-                  dict(effect=f"utility_at_{most}_labels", op="<", value=max_utility_largest)]
-    return finding(CLAIMS, "ND-1", text, conditions, effects, profile, figure)
+    effects = {"utility_change": cells_mean_effect(change, unit="utility"),
+               "utility_most": cells_mean_effect(at_most, unit="utility")}
+    effects = {name: because(with_arms(effect, arms), *invalid) for name, effect in effects.items()}
+    labels = {"utility_change": f"U({most}) − U({fewest}), averaged over {', '.join(methods)}",
+              "utility_most": f"U({most}), averaged over the methods"}
+    return finding(CLAIMS, "ND-1", criterion, effects, labels, profile, figure)
 
 
-def nd2_finding(final: pd.DataFrame, method: str, large: str, max_gap_scratch: float, min_gap_finetuned: float,
-                profile: str, figure: str | None = None) -> dict:
-    """ND-2: with the fewest labels, large − small from scratch < max_gap_scratch and large − small fine-tuned
-    from `method` > min_gap_finetuned. Large arms are named '<arm> (<large>)'; with none (a profile whose
-    nd2_label_counts is empty), ND-2 is not tested."""
+def nd2_finding(final: pd.DataFrame, method: str, large: str, criterion: dict, profile: str,
+                figure: str | None = None, not_run_minutes: float | None = None) -> dict:
+    """ND-2: with the fewest labels, large − small from scratch (scratch_gap) and large − small fine-tuned from
+    `method` (finetuned_gap). Large arms are named '<arm> (<large>)'; with none (a profile whose nd2_label_counts is
+    empty), ND-2 is not tested: not run, with `not_run_minutes`, its measured cost, where known."""
+    fewest = f"{final.label_count.min()} labels" if len(final) else "the fewest labels"
+    labels = {"scratch_gap": f"{large} − the small model's accuracy from scratch with {fewest}",
+              "finetuned_gap": f"{large} − the small model's accuracy fine-tuned from {method} with {fewest}"}
     if not final.arm.str.endswith(f"({large})").any():
-        text = (f"with the fewest labels, {large} − the small model's accuracy from scratch < {max_gap_scratch:g} "
-                f"points, and fine-tuned from {method} > {min_gap_finetuned:g} points (95% CIs)")
-        conditions = [dict(effect="large_minus_small_scratch", op="<", value=max_gap_scratch),
-                      dict(effect=f"large_minus_small_{method}", op=">", value=min_gap_finetuned)]
-        return untested_finding(CLAIMS, "ND-2", text, conditions, METRIC_UNITS["accuracy"],
-                                f"no {large} runs: this profile's nd2_label_counts is empty (its deviations say why)",
-                                profile, figure)
+        return untested_finding(CLAIMS, "ND-2", criterion, labels, METRIC_UNITS["accuracy"],
+                                not_run(f"no {large} runs: the profile's nd2_label_counts is empty (cut for its "
+                                        f"budget)", not_run_minutes), profile, figure)
     fewest = final.label_count.min()
-    effects = {f"large_minus_small_scratch_{fewest}_labels":
-               gap(final, f"scratch ({large})", "scratch", "accuracy", label_count=fewest),
-               f"large_minus_small_{method}_{fewest}_labels":
-               gap(final, f"{method} ({large})", method, "accuracy", label_count=fewest)}
-    text = (f"with {fewest} labels, {large} − the small model's accuracy from scratch < {max_gap_scratch:g} points, "
-            f"and fine-tuned from {method} > {min_gap_finetuned:g} points (95% CIs)")
-    conditions = [dict(effect=f"large_minus_small_scratch_{fewest}_labels", op="<", value=max_gap_scratch),
-                  dict(effect=f"large_minus_small_{method}_{fewest}_labels", op=">", value=min_gap_finetuned)]
-    return finding(CLAIMS, "ND-2", text, conditions, effects, profile, figure, primary=conditions[1]["effect"])
+    effects = {"scratch_gap": gap(final, f"scratch ({large})", "scratch", "accuracy", label_count=fewest),
+               "finetuned_gap": gap(final, f"{method} ({large})", method, "accuracy", label_count=fewest)}
+    return finding(CLAIMS, "ND-2", criterion, effects, labels, profile, figure)
 
 
-def nd3_finding(easy: pd.DataFrame, hard: pd.DataFrame, method: str, min_gain: float, max_factor: float,
-                max_extrapolated: float, profile: str, figure: str | None = None) -> dict:
-    """ND-3: the mean over label counts of U on the hard world minus U on the easy one, per seed, > min_gain;
+def nd3_finding(easy: pd.DataFrame, hard: pd.DataFrame, method: str, criterion: dict, max_factor: float,
+                max_extrapolated: float, profile: str, figure: str | None = None,
+                not_run_minutes: float | None = None) -> dict:
+    """ND-3: the mean over label counts of U on the hard world minus U on the easy one, per seed (utility_gain);
     not tested where utility_validity finds either world's utilities unfit to decide, or without hard-world runs
-    (a profile whose nd3_hard_world is off)."""
-    text = (f"{method}'s utility averaged over the label counts, on the hard world minus on the easy one > "
-            f"{min_gain:g} (95% CI)")
-    conditions = [dict(effect="utility_hard_minus_easy", op=">", value=min_gain)]
+    (a profile whose nd3_hard_world is off: not run, with `not_run_minutes` where known)."""
+    labels = {"utility_gain": f"{method}'s utility averaged over the label counts, on the hard world − on the easy one"}
     if hard.empty:
-        return untested_finding(CLAIMS, "ND-3", text, conditions, "utility",
-                                "no hard-world runs: this profile's nd3_hard_world is off (its deviations say why)",
-                                profile, figure)
+        return untested_finding(CLAIMS, "ND-3", criterion, labels, "utility",
+                                not_run("no hard-world runs: the profile's nd3_hard_world is off (cut for its budget)",
+                                        not_run_minutes), profile, figure)
     rows = {name: utility_rows(final, [method], max_factor) for name, final in (("hard", hard), ("easy", easy))}
-    invalid = "; ".join(f"{name} world: {why}" for name, final in (("hard", hard), ("easy", easy))
-                        if (why := utility_validity(final, rows[name], max_extrapolated)))
+    invalid = [reason for name, final in (("hard", hard), ("easy", easy))
+               for reason in utility_validity(final, rows[name], max_extrapolated, where=f"{name} world: ")]
     utilities = {name: seed_means(u) for name, u in rows.items()}
     arms = [arm_selector(final, arm) for final in (hard, easy) for arm in ("scratch", method)]
-    effects = {"utility_hard_minus_easy": replace(with_arms(mean_effect(
-        paired_differences(utilities["hard"], utilities["easy"]).values(), unit="utility"), arms), untestable=invalid)}
-    return finding(CLAIMS, "ND-3", text, conditions, effects, profile, figure)
+    effect = mean_effect(paired_differences(utilities["hard"], utilities["easy"]).values(), unit="utility")
+    return finding(CLAIMS, "ND-3", criterion, {"utility_gain": because(with_arms(effect, arms), *invalid)}, labels,
+                   profile, figure)
 
 
 def rank_correlations(final: pd.DataFrame, arms: list[str], a: dict, b: dict) -> dict:
@@ -234,29 +232,26 @@ def rank_correlations(final: pd.DataFrame, arms: list[str], a: dict, b: dict) ->
     return out
 
 
-def nd4_finding(final: pd.DataFrame, methods: list[str], max_gap: float, max_rank_correlation: float,
-                profile: str, figure: str | None = None, *, replicated: bool) -> dict:
-    """ND-4: averaged over the methods, the linear probe (most stages frozen) − fine-tuning all < max_gap, and
-    Spearman's rho between the methods' linear-probe and fine-tuned accuracies < max_rank_correlation. The
-    correlation decides only if every seed had its own pre-training (`replicated`)."""
+ONE_PRETRAINING = "every seed fine-tunes the same pre-training checkpoint per method: one replicate, not independent seeds"
+
+
+def nd4_finding(final: pd.DataFrame, methods: list[str], criterion: dict, profile: str, figure: str | None = None,
+                *, replicated: bool) -> dict:
+    """ND-4: averaged over the methods (a mean over cells), the linear probe (most stages frozen) − fine-tuning all
+    (probe_gap), and Spearman's rho between the methods' linear-probe and fine-tuned accuracies (rank_correlation),
+    which decides only if every seed had its own pre-training (`replicated`)."""
     probe, tuned = final.freeze.max(), final.freeze.min()
-    gaps = {}
-    for method in methods:
-        for seed, value in paired_differences(seed_values(final, method, freeze=probe),
-                                              seed_values(final, method, freeze=tuned)).items():
-            gaps.setdefault(seed, []).append(value)
+    gaps = [paired_differences(seed_values(final, m, freeze=probe), seed_values(final, m, freeze=tuned))
+            for m in methods]
     arms = [arm_selector(final, m, freeze=k) for m in methods for k in (probe, tuned)]
-    effects = {"linear_probe_minus_finetune": with_arms(mean_effect([np.mean(v) for v in gaps.values()],
-                                                                    unit=METRIC_UNITS["accuracy"]), arms),
-               "rank_correlation_probe_vs_finetune": with_arms(rank_effect(
-                   rank_correlations(final, methods, dict(freeze=probe), dict(freeze=tuned)).values(), replicated),
-                   arms)}
-    text = (f"averaged over the methods, linear probe (freeze {probe:g}) − fine-tuning (freeze {tuned:g}) accuracy < "
-            f"{max_gap:g} points, and Spearman's rho between the methods' probe and fine-tuned accuracies < "
-            f"{max_rank_correlation:g} (95% CIs)")
-    conditions = [dict(effect="linear_probe_minus_finetune", op="<", value=max_gap),
-                  dict(effect="rank_correlation_probe_vs_finetune", op="<", value=max_rank_correlation)]
-    return finding(CLAIMS, "ND-4", text, conditions, effects, profile, figure)
+    rhos = rank_correlations(final, methods, dict(freeze=probe), dict(freeze=tuned)).values()
+    effects = {"probe_gap": with_arms(cells_mean_effect(gaps, unit=METRIC_UNITS["accuracy"]), arms),
+               "rank_correlation": with_arms(rank_effect(rhos, because=() if replicated else
+                                                         (not_replicated(ONE_PRETRAINING),)), arms)}
+    labels = {"probe_gap": f"linear probe (freeze {probe:g}) − fine-tuning (freeze {tuned:g}) accuracy, averaged over "
+                           f"the methods",
+              "rank_correlation": "Spearman's rho between the methods' probe and fine-tuned accuracies"}
+    return finding(CLAIMS, "ND-4", criterion, effects, labels, profile, figure)
 
 
 def task_gains(finals: dict[str, pd.DataFrame], methods: list[str]) -> pd.DataFrame:
@@ -266,23 +261,24 @@ def task_gains(finals: dict[str, pd.DataFrame], methods: list[str]) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def nd5_finding(finals: dict[str, pd.DataFrame], methods: list[str], max_rank_correlation: float, profile: str,
-                figure: str | None = None, *, replicated: bool) -> dict:
+def nd5_finding(finals: dict[str, pd.DataFrame], methods: list[str], criterion: dict, profile: str,
+                figure: str | None = None, *, replicated: bool, not_run_minutes: float | None = None) -> dict:
     """ND-5: the methods' gains over scratch rank differently between tasks: Spearman's rho between two tasks'
-    gains, averaged over the pairs of tasks, per seed, < max_rank_correlation."""
+    gains, averaged over the pairs of tasks, per seed (rank_correlation)."""
     tasks = list(finals)
-    text = (f"Spearman's rho between the methods' gains over scratch on two tasks ({', '.join(tasks)}), averaged "
-            f"over the pairs of tasks, < {max_rank_correlation:g} (95% CI)")
-    conditions = [dict(effect="rank_correlation_between_tasks", op="<", value=max_rank_correlation)]
+    labels = {"rank_correlation": f"Spearman's rho between the methods' gains over scratch on two tasks "
+                                  f"({', '.join(tasks)}), averaged over the pairs of tasks"}
     arms = [arm_selector(final, arm) for final in finals.values() for arm in ("scratch", *methods)]
     if len(tasks) < 2:  # a profile that cut the other tasks for its budget: nothing to correlate
-        why = (f"one task ({', '.join(tasks)}): rank correlations between tasks need two or more"
-               + ("" if replicated else ", and one pre-training per seed"))
-        return untested_finding(CLAIMS, "ND-5", text, conditions, "Spearman rho", why, profile, figure, arms)
+        return untested_finding(CLAIMS, "ND-5", criterion, labels, "Spearman rho",
+                                not_run(f"one task ({', '.join(tasks)}): the profile cut the others for its budget, "
+                                        f"and rank correlations between tasks need two or more", not_run_minutes),
+                                profile, figure, arms)
     gains = task_gains(finals, methods)
     pairs = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
     by_pair = [rank_correlations(gains, methods, dict(task=a), dict(task=b)) for a, b in pairs]
     seeds = sorted(set.intersection(*(set(p) for p in by_pair)))
-    effects = {"rank_correlation_between_tasks": with_arms(rank_effect(
-        [np.mean([p[s] for p in by_pair]) for s in seeds], replicated), arms)}
-    return finding(CLAIMS, "ND-5", text, conditions, effects, profile, figure)
+    rhos = [np.mean([p[s] for p in by_pair]) for s in seeds]
+    effects = {"rank_correlation": with_arms(rank_effect(rhos, because=() if replicated else
+                                                         (not_replicated(ONE_PRETRAINING),)), arms)}
+    return finding(CLAIMS, "ND-5", criterion, effects, labels, profile, figure)

@@ -16,8 +16,10 @@ import torch
 
 from ..core.train import resolve_device
 from ..report.figures import mean_ci_text
-from ..report.index import VERDICT_COLOURS, deviation_line, effect_text, finding_name, interval_text
-from .verdicts import arm_text, final_metric
+from ..report.index import (VERDICT_COLOURS, deviation_line, effect_text, finding_name, interval_text, phase_text,
+                            why_text)
+from .effects import arm_text, final_metric
+from .gates import reason_text
 
 LIB = Path(__file__).parent.parent
 
@@ -75,28 +77,32 @@ def verdict_badge(verdict: str) -> str:
 
 
 def gates_summary(finding: dict) -> str:
-    """A finding's gates in a few words: all passed, or which arms failed which gate."""
+    """A finding's gates in a few words: all passed, or which arms failed which gate (at the worst run)."""
     failed = [g for g in finding.get("gates", []) if not g["passed"]]
     if not failed:
         return f"all {len(finding.get('gates', []))} passed"
-    named = list(dict.fromkeys(f"{arm_text(g['arm'])}: {g['gate']}" for g in failed))
+    named = list(dict.fromkeys(f"{arm_text(g['arm'])}: {g['gate']} ({g['failed_runs']} of {g['runs']} runs)"
+                               for g in failed))
     return f"{len(failed)} failed ({'; '.join(named[:2])}{f'; {len(named) - 2} more' if len(named) > 2 else ''})"
 
 
 def summary_markdown(findings: list[dict], deviations: list[dict] = ()) -> str:
-    """The report's opening table: per finding its claim, computed verdict, our primary effect beside the paper's,
-    its gates, its recorded deviations and a link to its key figure."""
+    """The report's opening: what the results are (exploration or confirmation, seeds, pre-training replicates),
+    then per finding its claim, computed verdict with its one-line reason, our primary effect beside the paper's,
+    its gates, its deviations from protocol v2 and a link to its key figure."""
     cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
-    lines = ["| finding | claim | verdict | ours | paper | gates | deviations | figure |",
+    lines = [f"These results are the **{phase_text(findings)}**.", "",
+             "| finding | claim | verdict | ours | paper | gates | deviations | figure |",
              "|---|---|---|---|---|---|---|---|"]
     for f in findings:
-        changes = [d["change"] for d in deviations if f["id"] in d["findings"]]  # the latest, and how many before it
-        changes = changes[-1:] + [f"{len(changes) - 1} earlier (below)"] if len(changes) > 1 else changes
+        changes = [d["change"] for d in deviations if f["id"] in d["findings"]]
         figure = f"[{f['figure']}]({f['figure']})" if f.get("figure") else "—"
+        why = why_text(f, most=1)
+        primary = next(c for c in f["conditions"] if c["primary"])
         lines.append("| " + " | ".join(cell(x) for x in (
-            f"**{finding_name(f)}**", f["claim"], verdict_badge(f["verdict"]),
-            f"{effect_text(f)} ({f['criterion']['primary']}, {f['n_seeds']} seeds)",
-            f.get("paper_effect") or f["paper"], gates_summary(f), "; ".join(changes) or "none", figure)) + " |")
+            f"**{finding_name(f)}**", f["claim"], verdict_badge(f["verdict"]) + (f" ({why})" if why else ""),
+            f"{effect_text(f)}: {primary['label']} ({f['n_seeds']} seeds)", f.get("paper_effect") or f["paper"],
+            gates_summary(f), "; ".join(changes) or "none", figure)) + " |")
     return "\n".join(lines)
 
 
@@ -105,69 +111,97 @@ def parameters_table(parameters: dict) -> pd.DataFrame:
     return pd.DataFrame({"value": {k: str(v) for k, v in parameters.items()}}).rename_axis("parameter")
 
 
+def condition_line(c: dict) -> str:
+    """One condition in words: its effect with its interval, what it must be, its status and why."""
+    need = f"|·| ≤ {c['value']:g}" if c["op"] == "abs<=" else f"{c['op']} {c['value']:g}"
+    need += f", δ {c['delta']:g} ({c['delta_source']})" if c.get("delta") is not None else " (a bound)"
+    role = "primary" if c["primary"] else "secondary, Holm-adjusted"
+    line = (f"- {c['label']} ({role}): {interval_text(c['estimate'], c['ci_low'], c['ci_high'], c['unit'])}, "
+            f"needs {need}: **{c['status']}**")
+    if c["status"] == "not tested":
+        line += " — " + "; ".join(reason_text(r) for r in c["because"][:3]) + \
+                (f"; {len(c['because']) - 3} more" if len(c["because"]) > 3 else "")
+    elif c["status"] == "undecided":
+        line += f" ({power_text(c)})"
+    if c.get("interval") == "pooled cell variances":
+        line += " (the interval from the cells' pooled variances: wider than the per-seed means')"
+    return line
+
+
 def verdict_markdown(findings: list[dict]) -> str:
     """A paragraph per finding, written from the computed verdict, its conditions, their gates and power."""
     blocks = []
     for f in findings:
-        lines = [f"**{finding_name(f)}: {f['verdict']}** at this scale (profile `{f['profile']}`, {f['n_seeds']} "
-                 f"seeds). Criterion: {f['criterion']['text']}.", ""]
-        for c in f["conditions"]:
-            line = (f"- {c['effect']}: {interval_text(c['estimate'], c['ci_low'], c['ci_high'], c['unit'])}, "
-                    f"needs {c['op']} {c['value']:g}: **{c['status']}**")
-            if c.get("not_tested_because"):
-                line += " (" + "; ".join(c["not_tested_because"][:3]) + \
-                        (f"; {len(c['not_tested_because']) - 3} more" if len(c["not_tested_because"]) > 3 else "") + ")"
-            elif c["status"] == "undecided":
-                line += f" ({power_text(c)})"
-            lines.append(line)
-        lines += ["", verdict_sentence(f), "", f"Paper: {f['paper']}"]
+        lines = [f"**{finding_name(f)}: {f['verdict']}** at this scale ({phase_text([f])}, profile `{f['profile']}`). "
+                 f"Criterion: {f['criterion']['text']}.", ""]
+        lines += [condition_line(c) for c in f["conditions"]]
+        if f.get("precondition"):
+            p = f["precondition"]
+            lines.append(f"- Precondition: {p['label']}: {interval_text(p['estimate'], p['ci_low'], p['ci_high'], '')}"
+                         f" needs {p['op']} {p['value']:g}: **{'held' if p['held'] else 'did not hold'}**")
+        lines += ["", verdict_sentence(f)]
+        if f.get("pretraining_replicates") == 1:
+            lines += ["", "One pre-training replicate: every seed fine-tunes the same checkpoint, so pre-training "
+                          "noise is not in the interval."]
+        for g in f.get("schedule_gains", []):
+            where = f" at {g['label_fraction']:.0%} of the data" if "label_fraction" in g else ""
+            lines.append(f"{'' if g is not f['schedule_gains'][0] else chr(10)}- {g['arm']}{where}: {g['longest']:g}x − "
+                         f"{g['before']:g}x {interval_text(g['estimate'], g['ci_low'], g['ci_high'], 'points')}: "
+                         f"{'still gains' if g['still_gains'] else 'no gain shown'} (shown, not judged)")
+        for g in f.get("cell_gains", []):
+            lines.append(f"- cell {g['init']} init at {g['aug']} with {g['label_fraction']:.0%} of the labels: "
+                         f"{interval_text(g['estimate'], g['ci_low'], g['ci_high'], 'points')} (shown, not judged)")
+        lines += ["", f"Paper: {f['paper']}"]
         if f.get("paper_effect"):
-            lines += ["", f"The paper's effect against ours: {f['paper_effect']} (paper); {effect_text(f)} "
-                          f"(ours, {f['criterion']['primary']})."]
+            lines += ["", f"The paper's effect against ours: {f['paper_effect']} (paper); {effect_text(f)} (ours)."]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
 
 def power_text(condition: dict) -> str:
-    """An undecided condition's minimum detectable effect and the seeds that would decide it."""
-    if condition.get("mde") is None:
+    """An undecided condition's minimum detectable effect and the seeds that would decide its delta (or bound), at
+    the observed spread and at its upper 80% bound."""
+    p = condition.get("power") or {}
+    if p.get("mde") is None:
         return "one seed: no spread to plan with"
-    seeds = condition.get("seeds_needed")
-    decide = (f"about {seeds} seeds would decide it at this spread" if seeds
-              else "no number of seeds would decide it at this spread: the estimate sits on the margin")
-    return f"minimum detectable effect {condition['mde']:.2f} {condition['unit']} at {condition['n']} seeds; {decide}"
+    seeds = lambda n: f"{n} seeds" if n else "more than 10,000 seeds"
+    return (f"minimum detectable effect {p['mde']:.2f} {condition['unit']} at {condition['n']} seeds; "
+            f"{p['target']:g} would be decided by {seeds(p['seeds_needed'])} at the observed sd ({p['sd']:.2f}), "
+            f"{seeds(p['seeds_needed_upper'])} at its upper 80% bound ({p['sd_upper']:.2f})")
 
 
 def verdict_sentence(finding: dict) -> str:
-    """Whether the finding held at this scale, in words, from the computed verdict."""
-    named = lambda status: ", ".join(c["effect"] for c in finding["conditions"] if c["status"] == status)
+    """Whether the finding held at this scale, in words, from the computed verdict and its true reason."""
+    primary = next(c for c in finding["conditions"] if c["primary"])
     if finding["verdict"] == "reproduced":
-        return "The finding held at this scale: every condition's whole confidence interval meets the criterion, on " \
-               "arms that passed their validity gates."
+        small = (primary.get("delta") is not None and
+                 (primary["ci_high"] < primary["value"] + primary["delta"] if primary["op"] == ">"
+                  else primary["ci_low"] > primary["value"] - primary["delta"]))
+        return ("The finding held at this scale: the primary condition's whole interval meets the criterion, on arms "
+                "that passed their validity gates" + (", though the whole interval is smaller than δ, the paper's "
+                                                      "smallest effect." if small else "."))
     if finding["verdict"] == "not reproduced":
-        return f"The finding did not hold at this scale: the confidence interval of {named('failed')} lies " \
-               f"entirely on the wrong side of the criterion, on arms that passed their validity gates."
+        return ("The finding did not hold at this scale: the primary condition's whole interval lies short of δ "
+                "(any effect in the claimed direction is smaller than the paper's smallest) or beyond its bound, on "
+                "arms that passed their validity gates.")
     if finding["verdict"] == "not tested":
-        return f"Not tested at this scale: the arms of {named('not tested')} failed a validity gate, so their " \
-               f"numbers say nothing about the paper."
-    undecided = [c for c in finding["conditions"] if c["status"] == "undecided"]
-    more = [c for c in undecided if c.get("seeds_needed")]
-    tail = (f"more seeds would tell ({'; '.join(c['effect'] + ': ' + power_text(c) for c in more)})." if more
-            else "at this spread no number of seeds would tell.")
-    return f"Undecided at this scale: the confidence interval of {named('undecided')} straddles the criterion; {tail}"
+        return f"Not tested at this scale: {reason_text(finding['because'])}."
+    return f"Undecided at this scale: the primary condition's interval is too wide ({power_text(primary)})."
 
 
 def deviations_markdown(deviations: list[dict]) -> str:
-    """The notebook's recorded deviations from its pre-registration, or a line saying there are none."""
+    """The notebook's recorded deviations from protocol v2, or a line saying there are none. The exploration's own
+    changes are in its record (docs/exploration.md)."""
     if not deviations:
-        return "No deviation from the pre-registered design is recorded for this notebook."
+        return ("No deviation from protocol v2 is recorded for this notebook. The exploration's changes of design are "
+                "in its record, docs/exploration.md.")
     return "\n".join(deviation_line(d) for d in deviations)
 
 
 def gates_table(findings: list[dict]):
-    """Every compared arm and its gates, one row per arm (the findings that compare it) and one column per
-    gate: ✓ or ✗, a failing run's value (or the first run's) and the threshold, and how many runs failed. As
-    HTML, so that every row shows."""
+    """Every compared arm and its gates, one row per arm (the findings that compare it) and one column per gate:
+    ✓ or ✗, the worst run's value against the threshold (and its seed), and how many runs failed. As HTML, so that
+    every row shows."""
     from IPython.display import HTML
 
     cells, used = {}, {}
@@ -175,11 +209,12 @@ def gates_table(findings: list[dict]):
         for g in f.get("gates", []):
             arm = arm_text(g["arm"])
             used.setdefault(arm, []).append(finding_name(f))
-            number = "" if g["value"] is None else f" {g['value']:.3g}" + \
-                ("" if g["threshold"] is None else f" vs {g['threshold']:.3g}")
-            runs = "" if g["passed"] else f" ({g['failed_runs']} of {g['runs']} runs)"
-            why = f" {g['note']}" if not g["passed"] and g["note"] else number
-            cells.setdefault(arm, {})[g["gate"]] = ("✓" if g["passed"] else "✗") + why + runs
+            number = "" if g["value"] is None else f" worst {g['value']:.3g}" + \
+                ("" if g["threshold"] is None else f" vs {g['threshold']:.3g}") + \
+                ("" if g.get("worst_seed") is None else f" (seed {g['worst_seed']})")
+            runs = f"; {g['failed_runs']} of {g['runs']} runs failed" if not g["passed"] else f" ({g['runs']} runs)"
+            why = f" {g['note']}" if not g["passed"] and g["note"] else ""
+            cells.setdefault(arm, {})[g["gate"]] = ("✓" if g["passed"] else "✗") + number + why + runs
     if not cells:
         return HTML("<p>No arm was compared.</p>")
     table = pd.DataFrame.from_dict(cells, orient="index").fillna("")
@@ -239,7 +274,8 @@ def write_results(out_dir: str, results: pd.DataFrame, parameters: dict,
         pd.DataFrame([dict(checkpoint=name, **{k: row[k] for k in ("step", "epoch", "metric", "value")})
                       for name, record in records.items() for row in record.get("history", [])
                       if row.get("split", "train") == "train"]).to_csv(out / "pretraining.csv", index=False)
-    run = dict(parameters=parameters, git_commit=git_commit(), **environment(parameters.get("device", "auto")))
+    settings = {k: v for k, v in parameters.items() if k != "deviations"}  # a record of the config, not a setting
+    run = dict(parameters=settings, git_commit=git_commit(), **environment(parameters.get("device", "auto")))
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     return run
 
@@ -264,14 +300,18 @@ def read_results(out_dir: str, results_dir: str | None = None) -> pd.DataFrame:
     return pd.read_csv(path)  # pandas 3 reads floats back exactly (round trip) by default
 
 
-def write_findings(out_dir: str, findings: list[dict], from_results: bool = False,
-                   deviations: list[dict] = ()) -> None:
-    """findings.json, each finding with the deviations that name it; a re-render from results also notes its
-    own commit in run.json, beside the one that trained."""
+def write_findings(out_dir: str, findings: list[dict], from_results: bool = False, deviations: list[dict] = (),
+                   phase: str = "confirmation") -> list[dict]:
+    """findings.json, each finding with its phase (exploration or confirmation), the seeds of its results and
+    the deviations from protocol v2 that name it; a re-render from results also notes its own commit in run.json,
+    beside the one that trained. Returns the findings as written."""
     out = Path(out_dir)
-    findings = [{**f, "deviations": [d for d in deviations if f["id"] in d["findings"]]} for f in findings]
+    seeds = sorted(int(s) for s in pd.read_csv(out / "results.csv", usecols=["seed"]).seed.dropna().unique())
+    findings = [{**f, "phase": phase, "seeds": seeds,
+                 "deviations": [d for d in deviations if f["id"] in d["findings"]]} for f in findings]
     (out / "findings.json").write_text(json.dumps(findings, indent=2) + "\n")
     if from_results:
         run = json.loads((out / "run.json").read_text())
         run["rendered_from_results_at"] = git_commit()
         (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    return findings

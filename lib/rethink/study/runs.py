@@ -21,7 +21,7 @@ from ..core.selftrain import ALGORITHMS, NEEDS_TEACHER, NEEDS_UPSTREAM, SelfTrai
 from ..core.train import (Diverged, TrainConfig, check_task_aug, evaluate, new_model, resolve_device,
                           resolve_precision, steps_per_epoch)
 from ..core.world import load_world
-from .verdicts import METRIC_UNITS
+from .effects import METRIC_UNITS
 
 CORE = Path(__file__).parent.parent / "core"
 

@@ -1,155 +1,96 @@
-"""Effects with confidence intervals, and verdicts computed against pre-registered criteria.
+"""Verdicts under protocol v2 (docs/protocol.md): each finding's pre-registered conditions judged on its effects.
 
-A criterion (written in config/study.yaml before any run) is a list of conditions on named
-effects. Each condition is judged on the effect's confidence interval:
-  met       the whole interval satisfies it,
-  failed    the whole interval violates it,
-  undecided otherwise (the interval is too wide to tell),
-and only when every arm its effect compares passed its validity gates (rethink.study.gates); else it is
-`not tested`. Verdicts, in this order of precedence:
-  not reproduced  a condition failed on arms that passed their gates,
-  reproduced      every condition met on arms that passed their gates,
-  not tested      some condition's arms failed a gate (the entry says which, with the numbers),
-  inconclusive    the gates pass but an interval is too wide: the entry gives the minimum detectable effect
-                  at the observed spread and how many seeds would decide the margin.
-
-The helpers below turn a results table (rethink.study.runs.sweep's tidy rows) into effects: each arm's
-final metric per seed, paired differences between arms, and one findings.json entry per finding. A
-paper's module (he, zo, nd, bl) names its effects and conditions with them.
+A criterion (config/study.yaml's `criteria`, fixed before the runs) is a list of conditions on named effects, one of
+them primary. A condition against 0 is a directional claim and carries delta, the smallest effect of interest (the
+paper's own effect where it reports one); a condition against any other value is a bound (a margin), kept as it is.
+Each condition is judged on its effect's 95% confidence interval; for a claim theta > 0 (mirror for < 0):
+  met        the whole interval is > 0,
+  failed     otherwise, when the whole interval is < delta: any effect in the claimed direction is smaller than
+             the smallest the paper reports (a bound fails when the whole interval violates it),
+  undecided  otherwise: the minimum detectable effect and the seeds that would decide it are reported.
+The primary condition is judged at 95%; the secondary ones are Holm-adjusted within their finding, shown with
+their own status, and never change the verdict. Only arms that passed their validity gates count
+(rethink.study.gates.apply_gates): a condition whose arms failed one, or that cannot decide for another true
+reason (`because`), is `not tested`. The verdict is the primary condition's:
+  reproduced (met), not reproduced (failed), not tested (with its reason), inconclusive (undecided).
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 
-import numpy as np
-import pandas as pd
 from scipy import stats
 
+from .effects import Effect
+
 VERDICTS = ("reproduced", "not reproduced", "not tested", "inconclusive")
+STATUS_VERDICT = {"met": "reproduced", "failed": "not reproduced", "not tested": "not tested",
+                  "undecided": "inconclusive"}
 OPS = (">", "<", "abs<=")
-POWER = 0.8  # the minimum detectable effect: two-sided 5%, power 80%
+ALPHA = 0.05       # two-sided, the level of a 95% interval
+POWER = 0.8        # the minimum detectable effect: two-sided 5%, power 80%
+SD_BOUND = 0.8     # the seed plan reads the sd at its upper 80% confidence bound too
+MAX_SEEDS = 10_000
 
 
-@dataclass(frozen=True)
-class Effect:
-    estimate: float
-    ci_low: float
-    ci_high: float
-    n: int
-    unit: str = ""
-    arms: tuple = ()          # the arms it compares, each {"arm": name, **cell}: their runs' gates decide it
-    same_runs: bool = False   # every paired difference is exactly 0: the compared arms are one run (gate distinct)
-    untestable: str = ""      # why no gate can make it decide the finding (e.g. one pre-training replicate)
+def directional(condition: dict) -> bool:
+    """A condition that carries delta claims a direction against 0; any other is a bound (a margin)."""
+    return condition.get("delta") is not None
 
 
-def mean_effect(differences, confidence: float = 0.95, unit: str = "") -> Effect:
-    """Mean of per-seed differences with a Student-t confidence interval (few seeds: t, not normal)."""
-    d = np.asarray(list(differences), dtype=float)
-    if len(d) == 0:
-        raise ValueError("an effect needs at least one seed")
-    mean = float(d.mean())
-    if len(d) == 1:  # one seed says nothing about spread
-        return Effect(mean, -math.inf, math.inf, 1, unit)
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
-    return Effect(mean, mean - half, mean + half, len(d), unit)
-
-
-def paired_differences(a: dict, b: dict) -> dict:
-    """seed -> a - b over the seeds both arms ran (arms of one seed share data order and head init)."""
-    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
-
-
-def paired_effect(a: dict, b: dict, confidence: float = 0.95, unit: str = "") -> Effect:
-    """Effect of a - b over the seeds both arms ran."""
-    differences = paired_differences(a, b)
-    return replace(mean_effect(differences.values(), confidence, unit), same_runs=all_zero(differences.values()))
-
-
-def all_zero(differences) -> bool:
-    """Every per-seed difference exactly 0 (and at least one): the compared arms are one run."""
-    values = list(differences)
-    return bool(values) and all(v == 0 for v in values)
-
-
-def standard_error(effect: Effect) -> float:
-    """The effect's standard error, read back from its 95% Student-t interval."""
-    return (effect.ci_high - effect.ci_low) / 2 / stats.t.ppf(0.975, effect.n - 1)
-
-
-def rank_effect(rhos, replicated: bool, confidence: float = 0.95, unit: str = "Spearman rho") -> Effect:
-    """The mean of per-seed rank correlations, with a Student-t interval on Fisher's z = atanh(rho), mapped
-    back with tanh, so that it stays in [-1, 1]. Seeds count as replicates only if each had its own
-    pre-training (`replicated`); otherwise the effect cannot decide a condition."""
-    rho = np.clip(np.asarray(list(rhos), dtype=float), -0.999, 0.999)  # |rho| = 1 has z = inf
-    z = mean_effect(np.arctanh(rho), confidence)
-    reason = "" if replicated else ("every seed fine-tunes the same pre-training checkpoint per method: one "
-                                    "replicate, not independent seeds")
-    return Effect(float(np.tanh(z.estimate)), float(np.tanh(z.ci_low)), float(np.tanh(z.ci_high)), z.n, unit,
-                  untestable=reason)
-
-
-def selector(arm: str, **where) -> dict:
-    """An arm in a cell, as an effect names it: plain Python values (findings.json is JSON)."""
-    return {"arm": arm, **{k: (v.item() if hasattr(v, "item") else v) for k, v in where.items()}}
-
-
-CONTEXT = ("experiment", "world", "task", "schedule")  # columns that tell apart arms of one name (HE-3: its best schedule)
-
-
-def arm_selector(final: pd.DataFrame, arm: str, **where) -> dict:
-    """selector() for an arm of `final`, with the context columns its rows agree on (ND-1's rotation runs and
-    ND-3's share a name; their `world` tells them apart)."""
-    rows = arm_rows(final, arm, **where)
-    context = {c: rows[c].iloc[0] for c in CONTEXT if c in rows.columns and c not in where and len(rows)
-               and rows[c].nunique(dropna=False) == 1 and pd.notna(rows[c].iloc[0])}
-    return selector(arm, **where, **context)
-
-
-def with_arms(effect: Effect, arms, differences=None) -> Effect:
-    """The effect with the arms it compares; `differences` (its per-seed values) all exactly 0 mark the
-    compared arms as one run (without them, the effect's own mark stands)."""
-    marked = {} if differences is None else {"same_runs": all_zero(differences)}
-    return replace(effect, arms=tuple(arms), **marked)
-
-
-def condition_status(effect: Effect, op: str, value: float) -> str:
-    lo, hi = effect.ci_low, effect.ci_high
+def _boundaries(condition: dict) -> tuple[float, float]:
+    """(the value the interval must clear to meet the condition, the one beyond which it fails), on the scale of
+    the effect. A directional claim fails short of value + delta (mirror for <); a bound where it is violated."""
+    op, value, delta = condition["op"], condition["value"], condition.get("delta") or 0.0
     if op == ">":
-        return "met" if lo > value else "failed" if hi <= value else "undecided"
+        return value, value + delta
     if op == "<":
-        return "met" if hi < value else "failed" if lo >= value else "undecided"
+        return value, value - delta
     if op == "abs<=":
-        if -value <= lo and hi <= value:
-            return "met"
-        return "failed" if hi < -value or lo > value else "undecided"
+        return value, value
     raise ValueError(f"criterion op must be one of {', '.join(OPS)}; got {op!r}")
 
 
-def one_sided_p(effect: Effect, op: str, value: float) -> tuple[float, float]:
-    """(p that the condition holds, p that it is violated), one-sided paired t, from the effect's 95% CI.
-    For |effect| <= value the two one-sided tests (TOST): it holds if both sides do."""
-    if effect.n < 2 or not math.isfinite(effect.ci_high - effect.ci_low):
-        return 0.5, 0.5
-    se = standard_error(effect)
-    if se == 0:  # every seed alike: the interval is a point, and decides as it does alone
-        status = condition_status(effect, op, value)
-        return float(status != "met"), float(status != "failed")
-    # The p-value of "the effect is above bound", and of "below bound".
-    above = lambda bound: float(stats.t.sf((effect.estimate - bound) / se, effect.n - 1))
-    below = lambda bound: float(stats.t.cdf((effect.estimate - bound) / se, effect.n - 1))
+def condition_status(effect: Effect, condition: dict) -> str:
+    """met / failed / undecided from the effect's 95% interval (the module's docstring)."""
+    lo, hi = effect.ci_low, effect.ci_high
+    op, meet, fail = condition["op"], *_boundaries(condition)
+    strict = directional(condition)  # a bound fails when the interval touches nothing allowed; delta is exclusive
     if op == ">":
-        return above(value), below(value)
+        return "met" if lo > meet else "failed" if (hi < fail if strict else hi <= fail) else "undecided"
     if op == "<":
-        return below(value), above(value)
-    return max(above(-value), below(value)), min(above(value), below(-value))
+        return "met" if hi < meet else "failed" if (lo > fail if strict else lo >= fail) else "undecided"
+    if -meet <= lo and hi <= meet:
+        return "met"
+    return "failed" if hi < -meet or lo > meet else "undecided"
 
 
-def holm_statuses(tests: list[tuple[Effect, str, float]], alpha: float = 0.025) -> list[str]:
+def _z(effect: Effect, x: float) -> float:
+    """x on the scale the effect's interval is built on (Fisher's z for rank correlations)."""
+    return float(math.atanh(min(max(x, -0.999), 0.999))) if effect.scale == "fisher_z" else x
+
+
+def one_sided_p(effect: Effect, condition: dict) -> tuple[float, float]:
+    """(p that the condition holds, p that it fails), one-sided t tests against the boundaries of _boundaries,
+    from the effect's standard error and degrees of freedom. For |effect| <= value, two one-sided tests (TOST)."""
+    if effect.n < 2 or not math.isfinite(effect.se) or effect.se == 0:
+        status = condition_status(effect, condition)  # no spread: the interval decides as it does alone
+        return float(status != "met"), float(status != "failed")
+    estimate = _z(effect, effect.estimate)
+    above = lambda bound: float(stats.t.sf((estimate - _z(effect, bound)) / effect.se, effect.df))
+    below = lambda bound: float(stats.t.cdf((estimate - _z(effect, bound)) / effect.se, effect.df))
+    op, meet, fail = condition["op"], *_boundaries(condition)
+    if op == ">":
+        return above(meet), below(fail)
+    if op == "<":
+        return below(meet), above(fail)
+    return max(above(-meet), below(meet)), min(above(meet), below(-meet))
+
+
+def holm_statuses(tests: list[tuple[Effect, dict]], alpha: float = ALPHA / 2) -> list[str]:
     """met / failed / undecided for a family of conditions, Holm-adjusted (one-sided `alpha` per direction, the
-    level of a two-sided 95% CI): step down through the p-values that a condition holds, and separately
-    through those that it is violated."""
+    level of a two-sided 95% CI): step down through the p-values that a condition holds, and separately through
+    those that it fails. One condition alone is judged as by its 95% interval."""
     ps = [one_sided_p(*test) for test in tests]
 
     def rejected(pvalues: list[float]) -> set[int]:
@@ -164,163 +105,113 @@ def holm_statuses(tests: list[tuple[Effect, str, float]], alpha: float = 0.025) 
     return ["met" if i in met else "failed" if i in failed else "undecided" for i in range(len(tests))]
 
 
-def verdict(statuses: list[str]) -> str:
-    """The verdict from the conditions' statuses (met, failed, undecided, not tested), in the precedence of
-    the module's docstring."""
-    if "failed" in statuses:
-        return "not reproduced"
-    if statuses and all(s == "met" for s in statuses):
-        return "reproduced"
-    if "not tested" in statuses:
-        return "not tested"
-    return "inconclusive"
+def target(condition: dict) -> float:
+    """The effect a condition's power is planned for: delta for a directional claim; for a bound, its distance
+    from 0 (the margin of |gap| <= m or of non-inferiority > -m, a correlation's bound), the effect the paper
+    claims being about 0 there."""
+    return condition["delta"] if directional(condition) else abs(condition["value"])
 
 
-def power(effect: Effect, op: str, value: float, alpha: float = 0.05, max_seeds: int = 10_000) -> dict:
-    """For an undecided condition: the minimum detectable effect at the observed spread (two-sided `alpha`,
-    power POWER, paired t), and the seeds that would decide the margin (the distance from the estimate to the
-    criterion's boundary) at that spread; None where no number of seeds would."""
-    n = effect.n
-    if n < 2 or not math.isfinite(effect.ci_high - effect.ci_low):
-        return dict(mde=None, seeds_needed=None)
-    sd = standard_error(effect) * math.sqrt(n)
-    factor = lambda m: (stats.t.ppf(1 - alpha / 2, m - 1) + stats.t.ppf(POWER, m - 1)) / math.sqrt(m)
-    mde = factor(n) * sd
-    distance = abs(abs(effect.estimate) - value) if op == "abs<=" else abs(effect.estimate - value)
-    seeds = next((m for m in range(2, max_seeds + 1) if factor(m) * sd <= distance), None) if distance > 0 else None
-    return dict(mde=float(mde), seeds_needed=seeds)
+def _factor(seeds: int) -> float:
+    """(t_{1-alpha/2} + t_{power}) / sqrt(n): the minimum detectable effect per unit of per-seed sd."""
+    return (stats.t.ppf(1 - ALPHA / 2, seeds - 1) + stats.t.ppf(POWER, seeds - 1)) / math.sqrt(seeds)
 
 
-def judge(finding_id: str, claim: str, criterion: dict, effects: dict[str, Effect], paper: str,
-          profile: str) -> dict:
-    """One findings.json entry: the pre-registered criterion, every effect it names, and the verdict on
-    the effects alone; verdicts.apply_gates then marks the conditions whose arms failed a gate. A criterion
-    with `adjust: holm` judges its conditions as one Holm-adjusted family (ZO-3's many cells)."""
-    conditions = []
-    for cond in criterion["conditions"]:
-        if cond["effect"] not in effects:
-            raise KeyError(f"{finding_id}: criterion names effect {cond['effect']!r}, computed: {sorted(effects)}")
-    tests = [(effects[c["effect"]], c["op"], c["value"]) for c in criterion["conditions"]]
-    statuses = holm_statuses(tests) if criterion.get("adjust") == "holm" else [condition_status(*t) for t in tests]
-    for cond, status in zip(criterion["conditions"], statuses):
-        effect = effects[cond["effect"]]
-        conditions.append({**cond, **asdict(effect), "arms": list(effect.arms), "status": status, "tested": True,
-                           **(power(effect, cond["op"], cond["value"]) if status == "undecided" else {})})
-    primary = effects[criterion.get("primary", criterion["conditions"][0]["effect"])]
+def seeds_for(sd: float, effect_size: float) -> int | None:
+    """The fewest seeds whose minimum detectable effect at per-seed sd `sd` is at most `effect_size`."""
+    if not (math.isfinite(sd) and effect_size > 0):
+        return None
+    if sd == 0:
+        return 2
+    return next((m for m in range(2, MAX_SEEDS + 1) if _factor(m) * sd <= effect_size), None)
+
+
+def power(effect: Effect, condition: dict) -> dict:
+    """The effect's per-seed sd (and its upper 80% confidence bound, from chi-square), the minimum detectable
+    effect at its seeds (two-sided 5%, power 80%), and the seeds at which that reaches the condition's target
+    (delta, or a bound's margin) at the observed sd and at its upper bound. None where one seed gives no spread."""
+    if effect.n < 2 or not math.isfinite(effect.se):
+        return dict(target=target(condition), sd=None, sd_upper=None, mde=None, seeds_needed=None,
+                    seeds_needed_upper=None)
+    sd = effect.se * math.sqrt(effect.n)
+    sd_upper = sd * math.sqrt(effect.df / stats.chi2.ppf(1 - SD_BOUND, effect.df))
+    goal = abs(_z(effect, target(condition)))  # a correlation's sd is on Fisher's z: so is its target
+    return dict(target=target(condition), sd=sd, sd_upper=sd_upper, mde=_factor(effect.n) * sd,
+                seeds_needed=seeds_for(sd, goal), seeds_needed_upper=seeds_for(sd_upper, goal))
+
+
+def primary_condition(conditions: list[dict]) -> dict:
+    """The one condition marked primary (config/study.yaml's schema requires exactly one)."""
+    primary = [c for c in conditions if c.get("primary")]
+    if len(primary) != 1:
+        raise ValueError(f"a criterion needs exactly one primary condition; got {len(primary)} in "
+                         f"{[c['name'] for c in conditions]}")
+    return primary[0]
+
+
+def judge(conditions: list[dict], effects: dict[str, Effect]) -> list[dict]:
+    """Each condition with its effect, its status (the primary at 95%, the others Holm-adjusted among
+    themselves) and its power."""
+    missing = [c["name"] for c in conditions if c["name"] not in effects]
+    if missing:
+        raise KeyError(f"the criterion names effects {missing} that were not computed; computed: {sorted(effects)}")
+    primary = primary_condition(conditions)
+    secondary = [c for c in conditions if c is not primary]
+    statuses = dict(zip((c["name"] for c in secondary), holm_statuses([(effects[c["name"]], c) for c in secondary])))
+    statuses[primary["name"]] = condition_status(effects[primary["name"]], primary)
+    out = []
+    for cond in conditions:
+        effect = effects[cond["name"]]
+        out.append({**cond, "primary": cond is primary, **asdict(effect), "arms": list(effect.arms),
+                    "because": list(effect.because), "status": statuses[cond["name"]], "tested": True,
+                    "power": power(effect, cond)})
+    return out
+
+
+def finding(claims: dict, finding_id: str, criterion: dict, effects: dict[str, Effect], labels: dict[str, str],
+            profile: str, figure: str | None = None, panel: str | None = None, **info) -> dict:
+    """A findings.json entry for a finding of a paper's `claims` (its CLAIMS table), judged against its
+    pre-registered `criterion` (config/study.yaml: its conditions, one primary). `labels` name each effect in
+    words ("pretrained − scratch AP at 6x"); `info` adds what is shown beside the verdict, not judged."""
+    text = criterion_text(criterion["conditions"], labels)
+    conditions = [{**c, "label": labels.get(c["name"], c["name"])} for c in judge(criterion["conditions"], effects)]
+    primary = next(c for c in conditions if c["primary"])
+    claim = claims[finding_id]
     return {
-        "id": finding_id,
-        "claim": claim,
-        "criterion": criterion,
-        "effect": {k: getattr(primary, k) for k in ("estimate", "ci_low", "ci_high", "unit")},
+        "id": finding_id, "claim": claim["claim"], "paper": claim["paper"],
+        **({"paper_effect": claim["paper_effect"]} if claim.get("paper_effect") else {}),
+        "profile": profile,
+        "criterion": {"text": text, "primary": primary["name"]},
+        "effect": {k: primary[k] for k in ("estimate", "ci_low", "ci_high", "unit")},
         "conditions": conditions,
         "n_seeds": min(e.n for e in effects.values()),
-        "paper": paper,
-        "profile": profile,
-        "verdict": verdict([c["status"] for c in conditions]),
+        "verdict": STATUS_VERDICT[primary["status"]],
+        "figure": figure, **({"panel": panel} if panel else {}), **info,
     }
 
 
-def apply_gates(finding: dict, gates: pd.DataFrame) -> dict:
-    """The finding with each condition judged only on arms that passed their validity gates: a condition
-    whose arms failed a gate (or whose two arms are one run, or whose effect cannot decide it) is `not
-    tested`, never `failed`; the entry lists every compared arm's gates and the verdict is recomputed."""
-    from .gates import arm_gates
-
-    arms, conditions = {}, []
-    for cond in finding["conditions"]:
-        failures = []
-        for sel in cond["arms"]:
-            key = json.dumps(sel, sort_keys=True)
-            arms.setdefault(key, arm_gates(gates, sel) if gates is not None and len(gates) else [])
-            failures += [g for g in arms[key] if not g["passed"]]
-        reasons = [f"{arm_text(g['arm'])}: {g['gate']} failed ({g['note'] or _value_text(g)})" for g in failures]
-        if cond.get("same_runs"):
-            reasons.append("distinct failed: the compared arms are one and the same run (every difference is 0)")
-        if cond.get("untestable"):
-            reasons.append(cond["untestable"])
-        entry = {**cond, "status": cond["status"] if not reasons else "not tested", "tested": not reasons,
-                 "not_tested_because": reasons}
-        if entry["status"] != "undecided":  # power speaks only to conditions that more seeds could decide
-            entry.pop("mde", None), entry.pop("seeds_needed", None)
-        conditions.append(entry)
-    gates_list = [g for entries in arms.values() for g in entries]
-    return {**finding, "conditions": conditions, "gates": gates_list,
-            "verdict": verdict([c["status"] for c in conditions])}
-
-
-def arm_text(sel: dict) -> str:
-    """An arm selector in words: "scratch (aug=S4, label_fraction=1)"."""
-    cell = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sel.items() if k != "arm")
-    return sel["arm"] + (f" ({cell})" if cell else "")
-
-
-def _value_text(g: dict) -> str:
-    return f"{g['value']:.3g} against {g['threshold']:.3g}" if g["value"] is not None and g["threshold"] is not None \
-        else "no value"
-
-
-# Each task's headline metric, and the unit of every metric once turned into points.
-TASK_METRIC = {"classify": "accuracy", "segment": "miou", "detect": "AP", "pose": "pose_accuracy"}
-METRIC_UNITS = {"accuracy": "accuracy points", "miou": "mIoU points", "AP": "AP points", "AP50": "AP50 points",
-                "AP75": "AP75 points", "pose_accuracy": "pose accuracy points"}
-
-
-def final_metric(results: pd.DataFrame, metric: str, split: str = "val") -> pd.DataFrame:
-    """The last evaluation of each run: one row per (arm, schedule, seed)."""
-    rows = results[(results.metric == metric) & (results.split == split)]
-    return rows.loc[rows.groupby("run_id").step.idxmax()]
-
-
-def arm_rows(final: pd.DataFrame, arm: str, **where) -> pd.DataFrame:
-    """The rows of one arm in `final` that match `where` (e.g. schedule=6.0)."""
-    rows = final[final.arm == arm]
-    for key, value in where.items():
-        rows = rows[rows[key] == value]
-    return rows
-
-
-def seed_values(final: pd.DataFrame, arm: str, **where) -> dict[int, float]:
-    """seed -> value of one arm in the rows of `final` that match `where` (e.g. schedule=6.0)."""
-    rows = arm_rows(final, arm, **where)
-    return dict(zip(rows.seed, rows.value))
-
-
-def gap(final: pd.DataFrame, a: str, b: str, metric: str, **where) -> Effect:
-    """Arm a minus arm b, paired by seed, over the rows matching `where`."""
-    effect = paired_effect(seed_values(final, a, **where), seed_values(final, b, **where), unit=METRIC_UNITS[metric])
-    return replace(effect, arms=(arm_selector(final, a, **where), arm_selector(final, b, **where)))
-
-
-def seed_gaps(final: pd.DataFrame, a: str, b: str, **where) -> dict[int, float]:
-    """seed -> arm a minus arm b, over the rows matching `where`."""
-    return paired_differences(seed_values(final, a, **where), seed_values(final, b, **where))
-
-
-def finding(claims: dict, finding_id: str, text: str, conditions: list[dict], effects: dict[str, Effect],
-            profile: str, figure: str | None = None, panel: str | None = None, primary: str | None = None,
-            adjust: str | None = None) -> dict:
-    """A findings.json entry for a finding of a paper's `claims` (its CLAIMS table), judged against its
-    pre-registered conditions (`adjust="holm"`: as one Holm-adjusted family)."""
-    criterion = dict(text=text, conditions=conditions, primary=primary or conditions[0]["effect"],
-                     **({"adjust": adjust} if adjust else {}))
-    entry = judge(finding_id, claims[finding_id]["claim"], criterion, effects, claims[finding_id]["paper"], profile)
-    paper_effect = claims[finding_id].get("paper_effect")  # the paper's effect in our unit, set beside ours
-    return {**entry, "figure": figure, **({"panel": panel} if panel else {}),
-            **({"paper_effect": paper_effect} if paper_effect else {})}
-
-
-def untested_finding(claims: dict, finding_id: str, text: str, conditions: list[dict], unit: str, reason: str,
+def untested_finding(claims: dict, finding_id: str, criterion: dict, labels: dict[str, str], unit: str, reason: dict,
                      profile: str, figure: str | None = None, arms: tuple = ()) -> dict:
     """A finding whose runs a profile does not make (cut for its budget, or too few tasks to compare): every
-    condition `not tested`, for `reason`, with no effect to show; `arms` (those that did run) list their gates."""
-    effects = {c["effect"]: Effect(math.nan, math.nan, math.nan, 0, unit, arms=tuple(arms), untestable=reason)
-               for c in conditions}
-    return finding(claims, finding_id, text, conditions, effects, profile, figure)
+    condition `not tested` for `reason` (not_run, not_replicated), with no effect to show; `arms` (those that did
+    run) list their gates."""
+    effects = {c["name"]: Effect(math.nan, math.nan, math.nan, 0, unit, arms=tuple(arms), because=(reason,))
+               for c in criterion["conditions"]}
+    return finding(claims, finding_id, criterion, effects, labels, profile, figure)
 
 
-def require_member(name: str, value, allowed: list, allowed_name: str) -> None:
-    """A criterion that names a cell of the grid must name one that runs: checked before any training."""
-    if value not in allowed:
-        raise ValueError(f"{name} {value!r} must be one of the {allowed_name} {list(allowed)}")
+def verdict_of(conditions: list[dict]) -> str:
+    """The verdict: the primary condition's status in words."""
+    return STATUS_VERDICT[next(c for c in conditions if c["primary"])["status"]]
 
 
+def criterion_text(conditions: list[dict], labels: dict[str, str]) -> str:
+    """The criterion in words with its values, from the config: each condition's effect, what it must be, and
+    which is primary ("|pretrained − scratch AP at 6x| ≤ 2 (primary); pretrained − scratch AP at 1x > 0 (δ 3.5)")."""
+    parts = []
+    for c in conditions:
+        label = labels.get(c["name"], c["name"])
+        core = f"|{label}| ≤ {c['value']:g}" if c["op"] == "abs<=" else f"{label} {c['op']} {c['value']:g}"
+        notes = (["primary"] if c.get("primary") else []) + ([f"δ {c['delta']:g}"] if directional(c) else [])
+        parts.append(core + (f" ({', '.join(notes)})" if notes else ""))
+    return "; ".join(parts) + " (95% CIs)"

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pandas as pd
 
 from ..core.augment import LEVELS
+from .effects import (METRIC_UNITS, arm_selector, because, cells_mean_effect, failed_bound, final_metric, gap,
+                      mean_effect, paired_effect, seed_gaps, seed_values, with_arms)
 from .runs import iteration_matched_runs
-from .verdicts import (METRIC_UNITS, arm_selector, final_metric, finding, gap, mean_effect, paired_effect,
-                       seed_gaps, with_arms)
+from .verdicts import condition_status, finding
 
 # What each finding claims, what the paper reports, and the paper's own effect in the unit of ours (a difference
 # of the headline metric, in points, for the quantity the criterion's primary effect measures).
@@ -119,43 +120,68 @@ def corner_cells(final: pd.DataFrame) -> tuple[str, str, float, float]:
     return augs[0], augs[-1], fractions[0], fractions[-1]
 
 
-def zo1_finding(results: pd.DataFrame, max_drop: float, max_gain_strongest: float, profile: str,
-                figure: str | None = None) -> dict:
-    """ZO-1: with all labels, pre-training's gain shrinks from the weakest to the strongest augmentation
-    (gain_strongest − gain_weakest < max_drop) until it hurts (gain_strongest < max_gain_strongest)."""
-    final = final_metric(results, "accuracy")
-    weakest, strongest, _, largest = corner_cells(final)
-    gains = {aug: seed_gaps(final, "pretrained", "scratch", aug=aug, label_fraction=largest) for aug in (weakest, strongest)}
-    arms = {aug: cell_arms(final, "pretrained", "scratch", aug, largest) for aug in (weakest, strongest)}
-    change, at_strongest = f"gain_{strongest}_minus_{weakest}_{largest:.0%}", f"gain_{cell_name(strongest, largest)}"
-    effects = {change: with_arms(paired_effect(gains[strongest], gains[weakest], unit=METRIC_UNITS["accuracy"]),
-                                 arms[strongest] + arms[weakest]),
-               at_strongest: with_arms(mean_effect(gains[strongest].values(), unit=METRIC_UNITS["accuracy"]),
-                                       arms[strongest], gains[strongest].values())}
-    text = (f"with {largest:.0%} of the labels, pre-training's accuracy gain (pretrained − scratch) at {strongest} minus "
-            f"that at {weakest} < {max_drop:g} points, and the gain at {strongest} < {max_gain_strongest:g} points "
-            f"(95% CIs)")
-    conditions = [dict(effect=change, op="<", value=max_drop), dict(effect=at_strongest, op="<", value=max_gain_strongest)]
-    return finding(CLAIMS, "ZO-1", text, conditions, effects, profile, figure, primary=at_strongest)
+def _gain_change(final: pd.DataFrame, fraction: float, weakest: str, strongest: str):
+    """Pre-training's gain (pretrained − scratch, per seed) at the strongest level minus at the weakest, with the
+    given share of the labels, paired by seed."""
+    gains = {aug: seed_gaps(final, "pretrained", "scratch", aug=aug, label_fraction=fraction)
+             for aug in (weakest, strongest)}
+    arms = cell_arms(final, "pretrained", "scratch", strongest, fraction) + \
+        cell_arms(final, "pretrained", "scratch", weakest, fraction)
+    return with_arms(paired_effect(gains[strongest], gains[weakest], unit=METRIC_UNITS["accuracy"]), arms)
 
 
-def zo2_finding(results: pd.DataFrame, min_gain_smallest: float, max_drop: float, profile: str,
-                figure: str | None = None) -> dict:
-    """ZO-2: at the strongest augmentation, pre-training helps with the fewest labels (gain > min_gain_smallest)
-    and helps less with all of them (gain_largest − gain_smallest < max_drop)."""
+def _gain(final: pd.DataFrame, aug: str, fraction: float):
+    """Pre-training's gain (pretrained − scratch, paired by seed) in one cell."""
+    gains = seed_gaps(final, "pretrained", "scratch", aug=aug, label_fraction=fraction)
+    return with_arms(mean_effect(gains.values(), unit=METRIC_UNITS["accuracy"]),
+                     cell_arms(final, "pretrained", "scratch", aug, fraction), gains.values())
+
+
+def zo1_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: str | None = None) -> dict:
+    """ZO-1, decided where its premise can hold: with the fewest labels, pre-training's gain shrinks from the
+    weakest augmentation to the strongest (change_fewest, primary), provided the strongest level helps converged
+    scratch there (the criterion's precondition on scratch at the strongest − at the weakest; if its interval is
+    not wholly above its value, the primary condition is not tested). Beside it, with all labels: the gain at the
+    strongest level (gain_strongest_all: "until it hurts") and its change (change_all)."""
     final = final_metric(results, "accuracy")
-    _, strongest, smallest, largest = corner_cells(final)
-    gains = {f: seed_gaps(final, "pretrained", "scratch", aug=strongest, label_fraction=f) for f in (smallest, largest)}
-    arms = {f: cell_arms(final, "pretrained", "scratch", strongest, f) for f in (smallest, largest)}
-    at_smallest, change = f"gain_{cell_name(strongest, smallest)}", f"gain_{strongest}_{largest:.0%}_minus_{smallest:.0%}"
-    effects = {at_smallest: with_arms(mean_effect(gains[smallest].values(), unit=METRIC_UNITS["accuracy"]),
-                                      arms[smallest], gains[smallest].values()),
-               change: with_arms(paired_effect(gains[largest], gains[smallest], unit=METRIC_UNITS["accuracy"]),
-                                 arms[largest] + arms[smallest])}
-    text = (f"at {strongest}, pre-training's accuracy gain with {smallest:.0%} of the labels > {min_gain_smallest:g} "
-            f"points, and the gain with {largest:.0%} minus that with {smallest:.0%} < {max_drop:g} points (95% CIs)")
-    conditions = [dict(effect=at_smallest, op=">", value=min_gain_smallest), dict(effect=change, op="<", value=max_drop)]
-    return finding(CLAIMS, "ZO-2", text, conditions, effects, profile, figure, primary=change)
+    weakest, strongest, fewest, most = corner_cells(final)
+    premise = with_arms(paired_effect(seed_values(final, "scratch", aug=strongest, label_fraction=fewest),
+                                      seed_values(final, "scratch", aug=weakest, label_fraction=fewest),
+                                      METRIC_UNITS["accuracy"]),
+                        [arm_selector(final, "scratch", aug=a, label_fraction=fewest) for a in (strongest, weakest)])
+    precondition = criterion["precondition"]
+    premise_label = f"scratch at {strongest} − scratch at {weakest} with {fewest:.0%} of the labels"
+    held = condition_status(premise, precondition) == "met"
+    why = failed_bound("precondition", premise.ci_low if premise.n > 1 else premise.estimate, precondition["value"],
+                       f"{premise_label}: {premise.estimate:+.2f} [{premise.ci_low:+.2f}, {premise.ci_high:+.2f}]; "
+                       f"its interval must lie above {precondition['value']:g} for the strongest level to be the "
+                       f"strongest for scratch there")
+    effects = {"change_fewest": because(_gain_change(final, fewest, weakest, strongest), None if held else why),
+               "gain_strongest_all": _gain(final, strongest, most),
+               "change_all": _gain_change(final, most, weakest, strongest)}
+    gain = lambda aug, f: f"pre-training's gain at {cell_name(aug, f)}"
+    labels = {"change_fewest": f"{gain(strongest, fewest)} − {gain(weakest, fewest)}",
+              "gain_strongest_all": gain(strongest, most),
+              "change_all": f"{gain(strongest, most)} − {gain(weakest, most)}"}
+    info = dict(precondition=dict(label=premise_label, estimate=premise.estimate, ci_low=premise.ci_low,
+                                  ci_high=premise.ci_high, n=premise.n, op=precondition["op"],
+                                  value=precondition["value"], held=held))
+    return finding(CLAIMS, "ZO-1", criterion, effects, labels, profile, figure, **info)
+
+
+def zo2_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: str | None = None) -> dict:
+    """ZO-2: at the strongest augmentation, pre-training's gain with all labels minus with the fewest
+    (change_strongest, primary), and the gain with the fewest (gain_fewest)."""
+    final = final_metric(results, "accuracy")
+    _, strongest, fewest, most = corner_cells(final)
+    gains = {f: seed_gaps(final, "pretrained", "scratch", aug=strongest, label_fraction=f) for f in (fewest, most)}
+    arms = {f: cell_arms(final, "pretrained", "scratch", strongest, f) for f in (fewest, most)}
+    effects = {"change_strongest": with_arms(paired_effect(gains[most], gains[fewest], unit=METRIC_UNITS["accuracy"]),
+                                             arms[most] + arms[fewest]),
+               "gain_fewest": _gain(final, strongest, fewest)}
+    gain = lambda f: f"pre-training's gain at {cell_name(strongest, f)}"
+    labels = {"change_strongest": f"{gain(most)} − {gain(fewest)}", "gain_fewest": gain(fewest)}
+    return finding(CLAIMS, "ZO-2", criterion, effects, labels, profile, figure)
 
 
 def zo3_cells(aug_levels: list[str], label_fractions: list[float]) -> list[tuple[str, str, float]]:
@@ -175,54 +201,54 @@ def zo3_gains(final: pd.DataFrame) -> dict[tuple[str, str, float], dict[int, flo
     return {cell: g for cell, g in gains.items() if g}
 
 
-def zo3_finding(results: pd.DataFrame, min_gain: float, profile: str, figure: str | None = None) -> dict:
-    """ZO-3: the mean student − teacher gain over ZO-3's cells (zo3_cells), paired by seed, > `min_gain`; each
-    teacher is the supervised run of the same cell, init and seed. The report shows each cell's gain beside it."""
+def zo3_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: str | None = None) -> dict:
+    """ZO-3: the mean student − teacher gain over ZO-3's cells (zo3_cells), paired by seed; each teacher is the
+    supervised run of the same cell, init and seed. A mean over cells: its interval is the wider of the per-seed
+    means' and the cells' pooled one (effects.cells_mean_effect). Each cell's gain is shown beside it, not judged."""
     final = final_metric(results, "accuracy")
     gains = zo3_gains(final)
-    seeds = sorted(set.intersection(*(set(g) for g in gains.values())))
-    mean = [sum(g[seed] for g in gains.values()) / len(gains) for seed in seeds]
     arms = tuple(arm for init, aug, f in gains for arm in cell_arms(final, init + STUDENT, init, aug, f))
     cells = "; ".join(f"{init} init at {cell_name(aug, f)}" for init, aug, f in gains)
-    effects = {"st_mean_over_cells": with_arms(mean_effect(mean, unit=METRIC_UNITS["accuracy"]), arms, mean)}
-    text = (f"the mean over its {len(gains)} cells ({cells}) of student − teacher accuracy, paired by seed, "
-            f"> {min_gain:g} points (95% CI)")
-    return finding(CLAIMS, "ZO-3", text, [dict(effect="st_mean_over_cells", op=">", value=min_gain)], effects,
-                   profile, figure)
+    effect = cells_mean_effect(gains.values(), unit=METRIC_UNITS["accuracy"])
+    effects = {"student_gain": with_arms(effect, arms, [v for g in gains.values() for v in g.values()])}
+    labels = {"student_gain": f"student − teacher accuracy, the mean over {len(gains)} cells ({cells})"}
+    per_cell = [dict(init=init, aug=aug, label_fraction=f, **_interval(mean_effect(g.values())))
+                for (init, aug, f), g in gains.items()]
+    return finding(CLAIMS, "ZO-3", criterion, effects, labels, profile, figure, cell_gains=per_cell)
 
 
-def zo4_finding(results: pd.DataFrame, max_gain: float, min_gain_selftraining: float, profile: str,
-                figure: str | None = None) -> dict:
-    """ZO-4: at the strongest augmentation with all labels, SimCLR init minus scratch < max_gain (it hurts
-    where supervised pre-training does in the paper), and its self-trained student beats it (> min gain)."""
+def _interval(effect) -> dict:
+    return dict(estimate=effect.estimate, ci_low=effect.ci_low, ci_high=effect.ci_high, n=effect.n)
+
+
+def zo4_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: str | None = None) -> dict:
+    """ZO-4: at the strongest augmentation with all labels, SimCLR init − scratch (simclr_gain: it hurts where
+    supervised pre-training does in the paper), and its self-trained student − SimCLR init (student_gain)."""
     final = final_metric(results, "accuracy")
-    _, strongest, _, largest = corner_cells(final)
-    cell = dict(aug=strongest, label_fraction=largest)
-    name = cell_name(strongest, largest)
-    effects = {f"simclr_gain_{name}": gap(final, "simclr", "scratch", "accuracy", **cell),
-               f"st_simclr_{name}": gap(final, "simclr" + STUDENT, "simclr", "accuracy", **cell)}
-    text = (f"at {strongest} with {largest:.0%} of the labels, SimCLR init − scratch accuracy < {max_gain:g} points, and "
-            f"its self-trained student − SimCLR init > {min_gain_selftraining:g} points (95% CIs)")
-    conditions = [dict(effect=f"simclr_gain_{name}", op="<", value=max_gain),
-                  dict(effect=f"st_simclr_{name}", op=">", value=min_gain_selftraining)]
-    return finding(CLAIMS, "ZO-4", text, conditions, effects, profile, figure)
+    _, strongest, _, most = corner_cells(final)
+    cell = dict(aug=strongest, label_fraction=most)
+    effects = {"simclr_gain": gap(final, "simclr", "scratch", "accuracy", **cell),
+               "student_gain": gap(final, "simclr" + STUDENT, "simclr", "accuracy", **cell)}
+    name = cell_name(strongest, most)
+    labels = {"simclr_gain": f"SimCLR init − scratch accuracy at {name}",
+              "student_gain": f"SimCLR init's self-trained student − SimCLR init at {name}"}
+    return finding(CLAIMS, "ZO-4", criterion, effects, labels, profile, figure)
 
 
 # ZO-5's arms at its cell, on pre-trained init (the grid's `pretrained` run first): arm -> run settings. The
 # joint self-training student's teacher is that cell's supervised pre-trained run.
 ZO5_ARMS = {"pretrained+joint": dict(method="joint"), "pretrained+joint" + STUDENT: dict(method="joint_noisy_student")}
-ZO5_STEPS = {"joint_minus_pretrained": ("pretrained+joint", "pretrained"),
-             "selftraining_minus_joint": ("pretrained+joint" + STUDENT, "pretrained+joint")}
+ZO5_STEPS = {"joint_gain": ("pretrained+joint", "pretrained"),
+             "selftraining_gain": ("pretrained+joint" + STUDENT, "pretrained+joint")}
 
 
-def zo5_finding(results: pd.DataFrame, aug: str, label_fraction: float, min_gain: float, profile: str,
-                figure: str | None = None) -> dict:
-    """ZO-5: at one cell, each step of pre-training -> + joint training (the upstream labelled task in the same
-    run) -> + self-training gains more than `min_gain` points, paired by seed."""
+def zo5_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: str | None = None) -> dict:
+    """ZO-5: at the criterion's cell (aug, label_fraction), each step of pre-training -> + joint training (the
+    upstream labelled task in the same run) -> + self-training, paired by seed."""
     final = final_metric(results, "accuracy")
-    cell = dict(aug=aug, label_fraction=label_fraction)
+    cell = dict(aug=criterion["aug"], label_fraction=criterion["label_fraction"])
     effects = {name: gap(final, a, b, "accuracy", **cell) for name, (a, b) in ZO5_STEPS.items()}
-    text = (f"at {cell_name(aug, label_fraction)}, pre-trained + joint training − pre-trained > {min_gain:g} accuracy "
-            f"points, and + self-training on top − pre-trained + joint > {min_gain:g} (95% CIs)")
-    conditions = [dict(effect=name, op=">", value=min_gain) for name in effects]
-    return finding(CLAIMS, "ZO-5", text, conditions, effects, profile, figure)
+    where = cell_name(criterion["aug"], criterion["label_fraction"])
+    labels = {"joint_gain": f"pre-trained + joint training − pre-trained accuracy at {where}",
+              "selftraining_gain": f"+ self-training on top − pre-trained + joint at {where}"}
+    return finding(CLAIMS, "ZO-5", criterion, effects, labels, profile, figure)
