@@ -4,7 +4,7 @@
 # make render - re-render every committed report from its results.csv (trains nothing), and docs/exploration.md
 # make lab    - JupyterLab on the notebooks (jupytext opens the .py files as notebooks)
 # make lock   - refresh requirements.lock: every package pinned, from a fresh venv of pyproject.toml's pins
-# make bench  - benchmarks/bench.py: training-step throughput on this machine -> benchmarks/results/, README table
+# make bench  - benchmarks/bench.py: training-step throughput on this machine -> benchmarks/results/, docs/guide.md table
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin

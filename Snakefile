@@ -50,9 +50,24 @@ LIB_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink").rglob("*.py"))
 TRAINING_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink/core").rglob("*.py"))
 
 
+# `snakemake --report report.zip`: the site below (the index, every report, figure, results.csv and findings.json,
+# linked as in reports/, so that every link resolves inside the zip), and each notebook's result files under its
+# paper.
+SITE = f"build/{PROFILE_NAME}/site"
+PAPERS = {"01": "He et al. 2019", "02": "He et al. 2019", "03": "He et al. 2019", "04": "Zoph et al. 2020",
+          "05": "Zoph et al. 2020", "06": "Newell & Deng 2020", "07": "Newell & Deng 2020 and the overview",
+          "08": "The overview article"}
+
+
+def paper_of(wildcards):
+    """The report category of a notebook: its paper."""
+    return PAPERS.get(wildcards.notebook[:2], "Other notebooks")
+
+
 rule all:
     input:
         f"{REPORTS}/index.html",
+        SITE,
 
 
 rule world:
@@ -168,12 +183,12 @@ rule notebook:
         checkpoints=notebook_inputs,
         code=LIB_SOURCES,
     output:
-        findings=f"{REPORTS}/{{notebook}}/findings.json",
-        results=f"{REPORTS}/{{notebook}}/results.csv",
+        findings=report(f"{REPORTS}/{{notebook}}/findings.json", category=paper_of, subcategory="{notebook}",
+                        labels={"file": "findings.json"}),
+        results=report(f"{REPORTS}/{{notebook}}/results.csv", category=paper_of, subcategory="{notebook}",
+                       labels={"file": "results.csv"}),
         run=f"{REPORTS}/{{notebook}}/run.json",
-        # `snakemake --report report.zip` gathers the rendered reports, one category per notebook (its findings).
-        html=report(f"{REPORTS}/{{notebook}}/{{notebook}}.html", category="{notebook}",
-                    labels={"report": "{notebook}"}),
+        html=f"{REPORTS}/{{notebook}}/{{notebook}}.html",  # in the report through the site, where its links resolve
     params:
         parameters=lambda wildcards: notebook_config(PROFILE, wildcards.notebook, f"{REPORTS}/{wildcards.notebook}", root="."),
     threads: PROFILE["threads"]
@@ -191,7 +206,7 @@ rule index:
     input:
         expand(f"{REPORTS}/{{notebook}}/findings.json", notebook=NOTEBOOKS),
     output:
-        index=report(f"{REPORTS}/index.html", category="index", labels={"report": "every finding"}),
+        index=f"{REPORTS}/index.html",
         table=f"{REPORTS}/findings.md",
     log:
         f"{CACHE}/logs/index.log",
@@ -199,3 +214,18 @@ rule index:
         from rethink.report.index import write_index
 
         logged(log[0], write_index, [Path(f).parent for f in input], Path(output.index).parent)
+
+
+rule site:
+    input:
+        index=f"{REPORTS}/index.html",
+        findings=expand(f"{REPORTS}/{{notebook}}/findings.json", notebook=NOTEBOOKS),
+    output:
+        report(directory(SITE), htmlindex="index.html", category="The study",
+               labels={"file": "the index, with every report and figure"}),
+    log:
+        f"{CACHE}/logs/site.log",
+    run:
+        from rethink.report.site import write_site
+
+        logged(log[0], write_site, [Path(f).parent for f in input.findings], output[0], BASE / "docs")

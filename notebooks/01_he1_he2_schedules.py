@@ -21,19 +21,7 @@
 # *HE-2*: at convergence, pre-training gives no better localization: scratch is at least as good on
 # the strict AP75 (R50 at 6x: scratch 41.3 / 61.8 / 45.6, pre-trained 41.1 / 61.7 / 44.6 AP / AP50 / AP75).
 #
-# **Here.** The downstream task is detection in the synthetic world's scenes (several downstream-class
-# objects per image, occluding each other), scored with pycocotools; the detector is a CenterNet-style
-# head on a ResNet-9 with GroupNorm. Pre-training is supervised classification of the disjoint
-# *upstream* classes (the study's "ImageNet", the Snakemake rule `pretrain`). Both arms train with He
-# et al.'s step policy (the learning rate drops 10x for the last 2/3 and the last 2/9 of a 1x schedule,
-# whatever the total length) and flip + crop augmentation. Each (init, schedule, seed) is one run, cached, so
-# re-plotting never retrains. HE-1 reads the 500 validation scenes; HE-2, whose margin is a fraction of a point,
-# reads the final 6x detectors on 2,000 held-out scenes the world generates (four times less evaluation noise in
-# the He et al. redesign's probe, docs/calibration.md).
-#
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
-# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
-# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
+# The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -60,11 +48,6 @@ from IPython.display import Markdown, display
 from rethink.report import figures
 from rethink.study import effects, gates, he, outputs, runs
 
-# %% [markdown]
-# ## Runs
-# Every (init, schedule, seed) is trained; finished runs are read back from `runs_dir`. The longest schedule's
-# detectors are also scored once on the held-out scenes (HE-2).
-
 # %%
 if not from_results:
     grid = [dict(run, held_out="final") if run["schedule"] == max(schedules) else run
@@ -84,11 +67,29 @@ findings = outputs.write_findings(out_dir, findings, from_results, deviations, p
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
-# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
-display(Markdown(outputs.summary_markdown(findings, deviations)))
+outputs.show_summary(findings, deviations, out_dir)
+
+# %% [markdown]
+# ## How it was tested
+#
+# **Here.** The downstream task is detection in the synthetic world's scenes (several downstream-class
+# objects per image, occluding each other), scored with pycocotools; the detector is a CenterNet-style
+# head on a ResNet-9 with GroupNorm. Pre-training is supervised classification of the disjoint
+# *upstream* classes (the study's "ImageNet", the Snakemake rule `pretrain`). Both arms train with He
+# et al.'s step policy (the learning rate drops 10x for the last 2/3 and the last 2/9 of a 1x schedule,
+# whatever the total length) and flip + crop augmentation. Each (init, schedule, seed) is one run, cached, so
+# re-plotting never retrains. HE-1 reads the 500 validation scenes; HE-2, whose margin is a fraction of a point,
+# reads the final 6x detectors on 2,000 held-out scenes the world generates (four times less evaluation noise in
+# the He et al. redesign's probe, docs/calibration.md).
+#
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary above.
+#
+# **Runs.** Every (init, schedule, seed) is trained; finished runs are read back from `runs_dir`. The longest schedule's
+# detectors are also scored once on the held-out scenes (HE-2).
 
 # %% [markdown]
 # ## HE-1: final box AP against schedule length
@@ -117,11 +118,13 @@ split = he.held_out_split(detect, "AP75")
 display(outputs.metric_table(detect, max(schedules), he.PAPER_TABLES["HE-2"], split=split))
 display(outputs.metric_table(detect, max(schedules), split="val"))
 longest = detect[detect.schedule == max(schedules)]
+scenes = "held-out" if split == "test" else "validation"
 figure = figures.metric_bars({m: effects.final_metric(longest, m, split) for m in ("AP", "AP50", "AP75")},
-                           f"HE-2: box AP at {max(schedules):g}x (mean, 95% CI over seeds)")
+                             f"HE-2: box AP at {max(schedules):g}x (mean, 95% CI over seeds)",
+                             ylabel=f"box AP on the {scenes} scenes (points)")
 figures.save(figure, Path(out_dir) / "he2_metrics.png",
              caption=f"HE-2. AP, AP50 and AP75 of each arm at {max(schedules):g}x, the longest schedule, on the "
-                     f"{'held-out' if split == 'test' else 'validation'} scenes; mean over seeds with 95% CIs. The "
+                     f"{scenes} scenes; mean over seeds with 95% CIs. The "
                      f"paper's version is its Table 2 ([He et al. 2019](https://arxiv.org/abs/1811.08883)).")
 
 # %% [markdown]
@@ -158,9 +161,10 @@ display(Markdown(outputs.deviations_markdown(deviations)))
 display(Markdown(outputs.verdict_markdown(findings)))
 
 # %% [markdown]
-# ## Parameters of this run
-# Every setting, from config/study.yaml under the profile, the parameters cell and papermill (run.json beside this
-# report records them with the commit and the environment).
+# ## Settings of this run
+# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
+# papermill; run.json beside this report records every one, with the commit and the environment.
 
 # %%
-display(outputs.parameters_table(parameters))
+display(outputs.parameters_table(parameters, "01_he1_he2_schedules"))
+figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's

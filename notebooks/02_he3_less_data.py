@@ -18,15 +18,7 @@
 # 16.0, 3.5 vs 9.9): there the scratch model's training loss catches up with the pre-trained one's while its
 # validation loss does not — it overfits.
 #
-# **Here.** The same detector and step policy as HE-1, on nested subsets of the downstream scenes.
-# Every data size keeps the full set's schedule lengths in *iterations* (as He et al. keep COCO's
-# iteration counts), so a smaller set is seen for more epochs. Each arm is scored at its best schedule
-# for each data size (chosen by mean validation AP over seeds, alike for both arms) among `schedules`, HE-1's
-# schedules, so that the best can be any of them. The full-data runs are HE-1's and come back from the run cache.
-#
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
-# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
-# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
+# The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -53,9 +45,6 @@ from IPython.display import Markdown, display
 from rethink.report import figures
 from rethink.study import effects, gates, he, outputs, runs
 
-# %% [markdown]
-# ## Runs
-
 # %%
 effects.require_member("HE-3's catchup_fraction", criteria["HE-3"]["catchup_fraction"], label_fractions,
                        "label_fractions")
@@ -74,11 +63,22 @@ findings = outputs.write_findings(out_dir, findings, from_results, deviations, p
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
-# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
-display(Markdown(outputs.summary_markdown(findings, deviations)))
+outputs.show_summary(findings, deviations, out_dir)
+
+# %% [markdown]
+# ## How it was tested
+#
+# **Here.** The same detector and step policy as HE-1, on nested subsets of the downstream scenes.
+# Every data size keeps the full set's schedule lengths in *iterations* (as He et al. keep COCO's
+# iteration counts), so a smaller set is seen for more epochs. Each arm is scored at its best schedule
+# for each data size (chosen by mean validation AP over seeds, alike for both arms) among `schedules`, HE-1's
+# schedules, so that the best can be any of them. The full-data runs are HE-1's and come back from the run cache.
+#
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary above.
 
 # %% [markdown]
 # ## Box AP against data size, each arm at its best schedule
@@ -133,15 +133,16 @@ display(outputs.gates_table(findings))
 display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %% [markdown]
-# ## Verdict
+# ## Verdicts
 
 # %%
 display(Markdown(outputs.verdict_markdown(findings)))
 
 # %% [markdown]
-# ## Parameters of this run
-# Every setting, from config/study.yaml under the profile, the parameters cell and papermill (run.json beside this
-# report records them with the commit and the environment).
+# ## Settings of this run
+# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
+# papermill; run.json beside this report records every one, with the commit and the environment.
 
 # %%
-display(outputs.parameters_table(parameters))
+display(outputs.parameters_table(parameters, "02_he3_less_data"))
+figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's

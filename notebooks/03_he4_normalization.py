@@ -18,16 +18,7 @@
 # GPUs, make training from scratch work; so, with care, does a network without normalization (VGG-16: scratch
 # 35.2 AP at 11x vs pre-trained 35.6 at 9x).
 #
-# **Here.** The HE-1 detector trained from scratch at `schedule`, the longest of HE-1's, where its GroupNorm runs
-# converge, with the normalizations of `norms`: GroupNorm (`gn`, HE-1's scratch runs, read back from the cache),
-# BatchNorm whose statistics come from `bn_batch` images at a time as on data-parallel GPUs without SyncBN
-# (`bn`, the whole batch is still one SGD step), BatchNorm over the whole batch as SyncBN would compute it
-# (`syncbn`, where a profile names it) and no normalization (`none`, convolutions with biases). Same schedule,
-# learning rate, gradient clipping and seeds for all.
-#
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
-# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
-# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
+# The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -53,9 +44,6 @@ from IPython.display import Markdown, display
 from rethink.report import figures
 from rethink.study import effects, gates, he, outputs, runs
 
-# %% [markdown]
-# ## Runs
-
 # %%
 if not from_results:
     results = runs.sweep(he.norm_runs(norms, seeds, bn_batch), task="detect", world_dir=world_dir,
@@ -71,22 +59,35 @@ findings = outputs.write_findings(out_dir, findings, from_results, deviations, p
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
-# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
-display(Markdown(outputs.summary_markdown(findings, deviations)))
+outputs.show_summary(findings, deviations, out_dir)
+
+# %% [markdown]
+# ## How it was tested
+#
+# **Here.** The HE-1 detector trained from scratch at `schedule`, the longest of HE-1's, where its GroupNorm runs
+# converge, with the normalizations of `norms`: GroupNorm (`gn`, HE-1's scratch runs, read back from the cache),
+# BatchNorm whose statistics come from `bn_batch` images at a time as on data-parallel GPUs without SyncBN
+# (`bn`, the whole batch is still one SGD step), BatchNorm over the whole batch as SyncBN would compute it
+# (`syncbn`, where a profile names it) and no normalization (`none`, convolutions with biases). Same schedule,
+# learning rate, gradient clipping and seeds for all.
+#
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary above.
 
 # %% [markdown]
 # ## Box AP per normalization, from scratch
 
 # %%
 final = effects.final_metric(results, "AP")
-figures.save(figures.arm_bars(final, "AP", f"HE-4: from scratch at {schedule:g}x (mean, 95% CI; dots: seeds)"),
-           Path(out_dir) / "he4_normalization.png",
-             caption=f"HE-4. Final box AP from scratch at {schedule:g}x per normalization (bars: mean with 95% CI; "
-                     f"dots: seeds). The paper's claim is in its Sections 4-5 ([He et al. "
-                     f"2019](https://arxiv.org/abs/1811.08883)).")
+figures.save(figures.arm_points(final, "AP", f"HE-4: from scratch at {schedule:g}x", order=["gn", "bn", "syncbn", "none"]),
+             Path(out_dir) / "he4_normalization.png",
+             caption=f"HE-4. Final box AP on the validation scenes from scratch at {schedule:g}x per normalization: "
+                     f"GroupNorm, BatchNorm with statistics over {bn_batch} images (a small per-device batch) and no "
+                     f"normalization (mean with 95% CI; grey lines: one seed each). The paper's claim is in its "
+                     f"Sections 4-5 ([He et al. 2019](https://arxiv.org/abs/1811.08883)).")
 display(outputs.metric_table(results.assign(schedule=schedule), schedule))
 
 # %% [markdown]
@@ -117,15 +118,16 @@ display(outputs.gates_table(findings))
 display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %% [markdown]
-# ## Verdict
+# ## Verdicts
 
 # %%
 display(Markdown(outputs.verdict_markdown(findings)))
 
 # %% [markdown]
-# ## Parameters of this run
-# Every setting, from config/study.yaml under the profile, the parameters cell and papermill (run.json beside this
-# report records them with the commit and the environment).
+# ## Settings of this run
+# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
+# papermill; run.json beside this report records every one, with the commit and the environment.
 
 # %%
-display(outputs.parameters_table(parameters))
+display(outputs.parameters_table(parameters, "03_he4_normalization"))
+figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's

@@ -19,17 +19,7 @@
 # jitter (Augment-S4). *ZO-2*: the more labelled data, the less it helps: with 20% of the COCO labels it
 # helps, with 100% it hurts. Both hold for the stronger "ImageNet++" checkpoint too (cut here for the budget).
 #
-# **Here.** Downstream classification on the study's world: a grid of augmentation level (`aug_levels`,
-# the ladder of `rethink.core.augment`, Kornia or DALI on the training device) × share of the downstream labels
-# (`label_fractions`) × initialisation: random (`scratch`) or the upstream supervised checkpoint (`pretrained`,
-# the study's "ImageNet"). Each augmentation level trains every cell for the same number of iterations
-# (`schedule` × its `epochs_1x` over the full set), so a smaller label share is seen for more epochs, as the
-# paper keeps its iteration counts; a stronger level gets as many iterations as its scratch arm needs to
-# converge (calibrated with one-seed probes before these runs: docs/calibration.md).
-#
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
-# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
-# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
+# The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -55,11 +45,6 @@ from IPython.display import Markdown, display
 from rethink.report import figures
 from rethink.study import effects, gates, outputs, runs, zo
 
-# %% [markdown]
-# ## Runs
-# The sweep trains every run (finished runs are read back from `runs_dir`) and writes `results.csv`; with
-# `from_results` it trains nothing. Everything after this cell reads `results.csv` only.
-
 # %%
 if not from_results:
     grid = zo.zo_runs(world_dir, label_fractions, aug_levels, seeds, inits, epochs_1x, batch_size)
@@ -77,17 +62,33 @@ findings = outputs.write_findings(out_dir, findings, from_results, deviations, p
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
-# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
-display(Markdown(outputs.summary_markdown(findings, deviations)))
+outputs.show_summary(findings, deviations, out_dir)
+
+# %% [markdown]
+# ## How it was tested
+#
+# **Here.** Downstream classification on the study's world: a grid of augmentation level (`aug_levels`,
+# the ladder of `rethink.core.augment`, Kornia or DALI on the training device) × share of the downstream labels
+# (`label_fractions`) × initialisation: random (`scratch`) or the upstream supervised checkpoint (`pretrained`,
+# the study's "ImageNet"). Each augmentation level trains every cell for the same number of iterations
+# (`schedule` × its `epochs_1x` over the full set), so a smaller label share is seen for more epochs, as the
+# paper keeps its iteration counts; a stronger level gets as many iterations as its scratch arm needs to
+# converge (calibrated with one-seed probes before these runs: docs/calibration.md).
+#
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary above.
+#
+# **Runs.** The sweep trains every run (finished runs are read back from `runs_dir`) and writes `results.csv`; with
+# `from_results` it trains nothing. Everything after this cell reads `results.csv` only.
 
 # %% [markdown]
 # The upstream checkpoint on the upstream validation set (the paper's ImageNet model reaches 84.5% top-1):
 
 # %%
-display(outputs.checkpoint_table(out_dir))
+display(outputs.Readable(outputs.checkpoint_table(out_dir), "no such number for this checkpoint (a supervised one has no 1-NN probe; SimCLR reports no upstream accuracy)"))
 
 # %% [markdown]
 # ## The change in accuracy from pre-training, per cell
@@ -146,9 +147,10 @@ display(Markdown(outputs.deviations_markdown(deviations)))
 display(Markdown(outputs.verdict_markdown(findings)))
 
 # %% [markdown]
-# ## Parameters of this run
-# Every setting, from config/study.yaml under the profile, the parameters cell and papermill (run.json beside this
-# report records them with the commit and the environment).
+# ## Settings of this run
+# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
+# papermill; run.json beside this report records every one, with the commit and the environment.
 
 # %%
-display(outputs.parameters_table(parameters))
+display(outputs.parameters_table(parameters, "04_zo1_zo2_augmentation_data"))
+figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's

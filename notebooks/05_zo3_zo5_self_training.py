@@ -20,20 +20,7 @@
 # top of it. *ZO-5*: pre-training, joint training (the upstream labelled task trained in the same run) and
 # self-training are additive.
 #
-# **Here.** The grid of notebook 04: its supervised runs come back from the run cache and are the teachers.
-# The unlabeled pool is a world file of images of the downstream classes, as Noisy Student draws
-# in-distribution images, plus the world's `unlabeled_ood_share` of upstream ones (default 0), its labels
-# hidden (used only to say how good the pseudo-labels were). A teacher labels the pool on the device and keeps
-# images whose top class probability is at least `pseudo_threshold` (soft labels: the teacher's distribution).
-# The student starts from the teacher's init and trains as many iterations as its teacher, at the cell's
-# augmentation, on each labelled batch plus `pseudo_batch_size` pseudo-labelled images, with Zoph et al.'s loss
-# normalisation (`rethink.core.pseudo.LossNormaliser`). Joint training adds the upstream labelled
-# classification task to every step: a second head on the shared backbone, its loss balanced by the same
-# normalisation. Algorithms by name: `rethink.core.selftrain`.
-#
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
-# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
-# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
+# The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -58,11 +45,6 @@ from IPython.display import Markdown, display
 
 from rethink.report import figures
 from rethink.study import effects, gates, outputs, runs, zo
-
-# %% [markdown]
-# ## Runs
-# The supervised teachers (random and pre-trained init in every cell; SimCLR init at the strongest augmentation
-# with all labels), ZO-3's and ZO-4's students, and ZO-5's joint arms.
 
 # %%
 zo5_aug, zo5_label_fraction = criteria["ZO-5"]["aug"], criteria["ZO-5"]["label_fraction"]  # ZO-5's cell
@@ -95,11 +77,30 @@ findings = outputs.write_findings(out_dir, findings, from_results, deviations, p
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
-# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
-display(Markdown(outputs.summary_markdown(findings, deviations)))
+outputs.show_summary(findings, deviations, out_dir)
+
+# %% [markdown]
+# ## How it was tested
+#
+# **Here.** The grid of notebook 04: its supervised runs come back from the run cache and are the teachers.
+# The unlabeled pool is a world file of images of the downstream classes, as Noisy Student draws
+# in-distribution images, plus the world's `unlabeled_ood_share` of upstream ones (default 0), its labels
+# hidden (used only to say how good the pseudo-labels were). A teacher labels the pool on the device and keeps
+# images whose top class probability is at least `pseudo_threshold` (soft labels: the teacher's distribution).
+# The student starts from the teacher's init and trains as many iterations as its teacher, at the cell's
+# augmentation, on each labelled batch plus `pseudo_batch_size` pseudo-labelled images, with Zoph et al.'s loss
+# normalisation (`rethink.core.pseudo.LossNormaliser`). Joint training adds the upstream labelled
+# classification task to every step: a second head on the shared backbone, its loss balanced by the same
+# normalisation. Algorithms by name: `rethink.core.selftrain`.
+#
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary above.
+#
+# **Runs.** The supervised teachers (random and pre-trained init in every cell; SimCLR init at the strongest augmentation
+# with all labels), ZO-3's and ZO-4's students, and ZO-5's joint arms.
 
 # %% [markdown]
 # ## ZO-3: the gain from self-training
@@ -144,7 +145,7 @@ figures.save(figures.training_curves(zo.with_cells(zo.student_cells(results)), "
 # supervised checkpoint's (its pretext loss, and a 1-NN probe on the upstream validation set):
 
 # %%
-display(outputs.checkpoint_table(out_dir))
+display(outputs.Readable(outputs.checkpoint_table(out_dir), "no such number for this checkpoint (a supervised one has no 1-NN probe; SimCLR reports no upstream accuracy)"))
 simclr_gains = zo.cell_gains(final, {"simclr − scratch": ("simclr", "scratch"),
                                      "pretrained − scratch": ("pretrained", "scratch"),
                                      "self-training on simclr": ("simclr+ST", "simclr")})
@@ -166,10 +167,12 @@ display(outputs.gain_table(simclr_gains))
 # %%
 cell = final[(final.aug == zo5_aug) & (final.label_fraction == zo5_label_fraction)
              & final.arm.isin(["scratch", "pretrained", *zo.ZO5_ARMS])]
-figures.save(figures.arm_bars(cell, "accuracy", f"ZO-5 at {zo.cell_name(zo5_aug, zo5_label_fraction)}"),
+figures.save(figures.arm_points(cell, "accuracy", f"ZO-5 at {zo.cell_name(zo5_aug, zo5_label_fraction)}",
+                                order=["scratch", "pretrained", *zo.ZO5_ARMS]),
              Path(out_dir) / "zo5_additive.png",
              caption=f"ZO-5. Accuracy at {zo.cell_name(zo5_aug, zo5_label_fraction)} from random init, pre-trained, "
-                     f"+ joint training and + self-training on top (bars: mean with 95% CI; dots: seeds); each step "
+                     f"+ joint training and + self-training on top, in the claim's order (mean with 95% CI; grey "
+                     f"lines: one seed each, so a step's paired gain is a line's slope); each step "
                      f"must add ([Zoph et al. 2020](https://arxiv.org/abs/2006.06882), Section 5).")
 joint = results[(results.aug == zo5_aug) & (results.label_fraction == zo5_label_fraction)
                 & results.arm.isin(list(zo.ZO5_ARMS)) & (results.split == "train")
@@ -199,9 +202,10 @@ display(Markdown(outputs.deviations_markdown(deviations)))
 display(Markdown(outputs.verdict_markdown(findings)))
 
 # %% [markdown]
-# ## Parameters of this run
-# Every setting, from config/study.yaml under the profile, the parameters cell and papermill (run.json beside this
-# report records them with the commit and the environment).
+# ## Settings of this run
+# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
+# papermill; run.json beside this report records every one, with the commit and the environment.
 
 # %%
-display(outputs.parameters_table(parameters))
+display(outputs.parameters_table(parameters, "05_zo3_zo5_self_training"))
+figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's

@@ -18,24 +18,7 @@
 # plateaus. *ND-2*: larger models benefit more: from scratch the large model is worse than the small one with
 # few labels, pre-trained it is better. *ND-3*: harder, more varied data gets more utility from pre-training.
 #
-# **Here.** The self-supervised methods of `selfsup_methods`, each pre-trained on the upstream images without
-# their labels by the `selfsup` rule (`rethink.core.selfsup`) and gated on its pretext loss: rotation prediction
-# (handcrafted), an autoencoder, SimCLR (contrastive) and SwAV (clustering). Scratch trains at every one of
-# `label_counts` downstream labels, each method is fine-tuned at `finetune_label_counts`; a count trains
-# max(`min_steps`, `epochs` epochs of its own labels) steps, so that a few labels get the steps they need to
-# converge. As Newell & Deng select their models on validation, each run keeps the evaluation with the best
-# validation accuracy, and the verdicts read that model's accuracy on a held-out test split the world generates.
-# U(n) is read off each seed's scratch curve (`rethink.study.nd`, linear in log n; beyond the measured counts
-# the nearest segment is extended and n̂ is clamped to `utility_max_factor` times the range, and such values
-# are flagged; U decides only if at most `utility_max_extrapolated` of its values are so read and every seed's
-# scratch curve rises). ND-2 repeats `nd_method` with a larger network, pre-trained the same way, at
-# `nd2_label_counts` (a profile that leaves them empty does not run it); ND-3 repeats
-# it on a world whose variation knobs (texture, colour, viewpoint, lighting, clutter) are turned up,
-# pre-trained on that world's upstream images.
-#
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
-# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
-# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
+# The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -62,12 +45,6 @@ from IPython.display import Markdown, display
 
 from rethink.report import figures
 from rethink.study import effects, gates, nd, outputs, runs
-
-# %% [markdown]
-# ## Runs
-# ND-1: scratch at every one of `label_counts`, each method at `finetune_label_counts`. ND-2: scratch and
-# `nd_method` on the large model at `nd2_label_counts` (none: not run). ND-3: scratch and `nd_method` on the hard
-# world, at the same counts as ND-1 (where `nd3_hard_world` is on).
 
 # %%
 effects.require_member("nd_method", nd_method, selfsup_methods, "selfsup_methods")
@@ -134,18 +111,42 @@ findings = outputs.write_findings(out_dir, findings, from_results, deviations, p
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
-# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
-display(Markdown(outputs.summary_markdown(findings, deviations)))
+outputs.show_summary(findings, deviations, out_dir)
+
+# %% [markdown]
+# ## How it was tested
+#
+# **Here.** The self-supervised methods of `selfsup_methods`, each pre-trained on the upstream images without
+# their labels by the `selfsup` rule (`rethink.core.selfsup`) and gated on its pretext loss: rotation prediction
+# (handcrafted), an autoencoder, SimCLR (contrastive) and SwAV (clustering). Scratch trains at every one of
+# `label_counts` downstream labels, each method is fine-tuned at `finetune_label_counts`; a count trains
+# max(`min_steps`, `epochs` epochs of its own labels) steps, so that a few labels get the steps they need to
+# converge. As Newell & Deng select their models on validation, each run keeps the evaluation with the best
+# validation accuracy, and the verdicts read that model's accuracy on a held-out test split the world generates.
+# U(n) is read off each seed's scratch curve (`rethink.study.nd`, linear in log n; beyond the measured counts
+# the nearest segment is extended and n̂ is clamped to `utility_max_factor` times the range, and such values
+# are flagged; U decides only if at most `utility_max_extrapolated` of its values are so read and every seed's
+# scratch curve rises). ND-2 repeats `nd_method` with a larger network, pre-trained the same way, at
+# `nd2_label_counts` (a profile that leaves them empty does not run it); ND-3 repeats
+# it on a world whose variation knobs (texture, colour, viewpoint, lighting, clutter) are turned up,
+# pre-trained on that world's upstream images.
+#
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary above.
+#
+# **Runs.** ND-1: scratch at every one of `label_counts`, each method at `finetune_label_counts`. ND-2: scratch and
+# `nd_method` on the large model at `nd2_label_counts` (none: not run). ND-3: scratch and `nd_method` on the hard
+# world, at the same counts as ND-1 (where `nd3_hard_world` is on).
 
 # %% [markdown]
 # The self-supervised checkpoints on the upstream validation set: each method's own final loss, and the
 # accuracy of a 1-nearest-neighbour probe of its features (which trains nothing):
 
 # %%
-display(outputs.checkpoint_table(out_dir, decimals=3))
+display(outputs.Readable(outputs.checkpoint_table(out_dir), "no such number for this checkpoint (a supervised one has no 1-NN probe; SimCLR reports no upstream accuracy)"))
 pretraining = pd.read_csv(Path(out_dir) / "pretraining.csv")
 figures.save(figures.pretraining_losses(pretraining, gates.checkpoint_chances(pretraining.checkpoint.unique(), parameters),
                                         pretext_factor), Path(out_dir) / "pretraining.png",
@@ -258,9 +259,10 @@ display(Markdown(outputs.deviations_markdown(deviations)))
 display(Markdown(outputs.verdict_markdown(findings)))
 
 # %% [markdown]
-# ## Parameters of this run
-# Every setting, from config/study.yaml under the profile, the parameters cell and papermill (run.json beside this
-# report records them with the commit and the environment).
+# ## Settings of this run
+# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
+# papermill; run.json beside this report records every one, with the commit and the environment.
 
 # %%
-display(outputs.parameters_table(parameters))
+display(outputs.parameters_table(parameters, "06_nd1_nd3_utility"))
+figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's

@@ -17,25 +17,7 @@
 # different tasks. *BL-1* (the overview article): handcrafted, contrastive and clustering methods compared
 # on one downstream evaluation; autoencoder features are "not invariant enough".
 #
-# **Here.** The self-supervised checkpoints of notebook 06 (rotation, autoencoder, SimCLR, SwAV), with
-# `zoo_label_count` downstream labels, trained as notebook 06 trains that count (and from its cache where the
-# run is the same), each run's model selected on validation and scored on the held-out test split. ND-4: each
-# method fine-tuned with its first `freezes` backbone stages frozen (0: everything trains; 4: only the linear
-# head, the linear probe, trained at its own `probe_lr`). ND-5: scratch and each method fine-tuned on the
-# `tasks` of the same images:
-# classification and pose (the object's angle within its symmetry period, and its tilt; scored as the share of
-# angles within a tenth of the period; trained unaugmented, as geometric augmentation would change the answer).
-# BL-1: the linear-probe and fine-tuned accuracies side by side, and the
-# invariance of each method's features to augmentation: (mean cosine between an image's features and those
-# of an augmented view of it − the mean cosine between an image and a view of another image) / (1 − the
-# latter); 1 is fully invariant, 0 is no closer than a view of another image. A randomly initialised network and the supervised upstream
-# checkpoint are shown for reference; they take no part in the verdict.
-#
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
-# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
-# directional claim, δ, the smallest effect of interest, are written out in the Summary below. The rank
-# correlations and the invariance gap decide only with a pre-training per seed; with one checkpoint per method
-# they are shown, not judged.
+# The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -62,9 +44,6 @@ from IPython.display import Markdown, display
 from rethink.core.train import FROZEN_STAGES_MAX
 from rethink.report import figures
 from rethink.study import bl, effects, gates, nd, outputs, runs
-
-# %% [markdown]
-# ## Runs
 
 # %%
 effects.require_member("zoo_label_count", zoo_label_count, finetune_label_counts, "finetune_label_counts")
@@ -114,11 +93,32 @@ findings = outputs.write_findings(out_dir, findings, from_results, deviations, p
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
-# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
-display(Markdown(outputs.summary_markdown(findings, deviations)))
+outputs.show_summary(findings, deviations, out_dir)
+
+# %% [markdown]
+# ## How it was tested
+#
+# **Here.** The self-supervised checkpoints of notebook 06 (rotation, autoencoder, SimCLR, SwAV), with
+# `zoo_label_count` downstream labels, trained as notebook 06 trains that count (and from its cache where the
+# run is the same), each run's model selected on validation and scored on the held-out test split. ND-4: each
+# method fine-tuned with its first `freezes` backbone stages frozen (0: everything trains; 4: only the linear
+# head, the linear probe, trained at its own `probe_lr`). ND-5: scratch and each method fine-tuned on the
+# `tasks` of the same images:
+# classification and pose (the object's angle within its symmetry period, and its tilt; scored as the share of
+# angles within a tenth of the period; trained unaugmented, as geometric augmentation would change the answer).
+# BL-1: the linear-probe and fine-tuned accuracies side by side, and the
+# invariance of each method's features to augmentation: (mean cosine between an image's features and those
+# of an augmented view of it − the mean cosine between an image and a view of another image) / (1 − the
+# latter); 1 is fully invariant, 0 is no closer than a view of another image. A randomly initialised network and the supervised upstream
+# checkpoint are shown for reference; they take no part in the verdict.
+#
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary above. The rank
+# correlations and the invariance gap decide only with a pre-training per seed; with one checkpoint per method
+# they are shown, not judged.
 
 # %% [markdown]
 # ## ND-4: freezing more of the network
@@ -151,15 +151,17 @@ display(pd.concat(finals.values()).groupby(["task", "arm"]).value.apply(figures.
 # checkpoint's own numbers on the upstream validation set (its loss and a 1-nearest-neighbour probe).
 
 # %%
-figures.save(figures.arm_bars(invariance.rename(columns={"method": "arm"}), "invariance", "BL-1: feature invariance under "
-                          f"{invariance_level} views", ylabel="invariance (1 = invariant, 0 = as far as another image's view)"),
-           Path(out_dir) / "bl1_invariance.png",
+order = ["autoencoder", *sorted(set(invariance.method) - {"autoencoder"})]  # the claim's arm first
+figures.save(figures.arm_points(invariance.rename(columns={"method": "arm"}), "invariance",
+                                f"BL-1: feature invariance under {invariance_level} views", order=order,
+                                ylabel="invariance (1 = invariant, 0 = as far as another image's view)"),
+             Path(out_dir) / "bl1_invariance.png",
              caption=f"BL-1. Feature invariance of each method under {invariance_level} views: 1 is invariant, 0 as "
-                     f"far apart as a view of another image (bars: mean with 95% CI; dots: seeds).")
+                     f"far apart as a view of another image (mean with 95% CI; grey lines: one seed's views each).")
 zoo = pd.DataFrame({"linear probe": probe[probe.freeze == max(freezes)].groupby("arm").value.apply(figures.mean_ci_text),
                     "fine-tuned": probe[probe.freeze == 0].groupby("arm").value.apply(figures.mean_ci_text),
                     "invariance": invariance.groupby("method").value.apply(lambda v: "{:.2f} ± {:.2f}".format(*figures.mean_ci(v)))})
-display(zoo.join(outputs.checkpoint_table(out_dir, decimals=3)))
+display(outputs.Readable(zoo.join(outputs.checkpoint_table(out_dir)), "not measured for this row: the references are no self-supervised method (no probe, no fine-tuning), and a random network has no pre-training numbers"))
 
 # %% [markdown]
 # ## Validity gates
@@ -184,9 +186,10 @@ display(Markdown(outputs.deviations_markdown(deviations)))
 display(Markdown(outputs.verdict_markdown(findings)))
 
 # %% [markdown]
-# ## Parameters of this run
-# Every setting, from config/study.yaml under the profile, the parameters cell and papermill (run.json beside this
-# report records them with the commit and the environment).
+# ## Settings of this run
+# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
+# papermill; run.json beside this report records every one, with the commit and the environment.
 
 # %%
-display(outputs.parameters_table(parameters))
+display(outputs.parameters_table(parameters, "07_nd4_nd5_bl1_zoo"))
+figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's

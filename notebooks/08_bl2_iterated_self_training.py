@@ -17,14 +17,7 @@
 # teacher pseudo-labels the unlabeled images it is confident about, a noisy student learns from labels and
 # pseudo-labels, and the student becomes the next round's teacher. Accuracy improves over the rounds.
 #
-# **Here.** The classification setting of notebooks 04 and 05, at BL-2's cell (its criterion's `aug` and `label_fraction`) from
-# random init: round 0 is the supervised teacher, round 1 the noisy student of notebook 05 (the same cached
-# runs), and each later round's student learns from the pseudo-labels of the round before. Every student
-# trains as long as the teacher, with the normalised joint loss (`rethink.core.pseudo.LossNormaliser`).
-#
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
-# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
-# directional claim, δ, the smallest effect of interest, are written out in the Summary below.
+# The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -50,9 +43,6 @@ from IPython.display import Markdown, display
 from rethink.report import figures
 from rethink.study import bl, effects, gates, outputs, runs, zo
 
-# %% [markdown]
-# ## Runs
-
 # %%
 bl2_aug, bl2_label_fraction = criteria["BL-2"]["aug"], criteria["BL-2"]["label_fraction"]  # BL-2's cell
 effects.require_member("BL-2's aug", bl2_aug, aug_levels, "aug_levels")
@@ -74,11 +64,21 @@ findings = outputs.write_findings(out_dir, findings, from_results, deviations, p
 
 # %% [markdown]
 # ## Summary
-# Each finding's computed verdict with its one-line reason, our primary effect beside the paper's, its validity
-# gates and its deviations from protocol v2. The sections below show how each number was reached.
 
 # %%
-display(Markdown(outputs.summary_markdown(findings, deviations)))
+outputs.show_summary(findings, deviations, out_dir)
+
+# %% [markdown]
+# ## How it was tested
+#
+# **Here.** The classification setting of notebooks 04 and 05, at BL-2's cell (its criterion's `aug` and `label_fraction`) from
+# random init: round 0 is the supervised teacher, round 1 the noisy student of notebook 05 (the same cached
+# runs), and each later round's student learns from the pseudo-labels of the round before. Every student
+# trains as long as the teacher, with the normalised joint loss (`rethink.core.pseudo.LossNormaliser`).
+#
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
+# directional claim, δ, the smallest effect of interest, are written out in the Summary above.
 
 # %% [markdown]
 # ## Accuracy per round
@@ -86,10 +86,13 @@ display(Markdown(outputs.summary_markdown(findings, deviations)))
 
 # %%
 final = effects.final_metric(results, "accuracy")
-figures.save(figures.arm_bars(final, "accuracy", f"BL-2: self-training rounds at {zo.cell_name(bl2_aug, bl2_label_fraction)}"),
-           Path(out_dir) / "bl2_rounds.png",
+rounds = sorted(final.arm.unique(), key=lambda arm: 0 if arm.startswith("teacher") else int(arm.split()[-1]))
+figures.save(figures.arm_points(final, "accuracy", f"BL-2: self-training rounds at "
+                                f"{zo.cell_name(bl2_aug, bl2_label_fraction)}", order=rounds),
+             Path(out_dir) / "bl2_rounds.png",
              caption=f"BL-2. Accuracy of the teacher and of each self-training round's student at "
-                     f"{zo.cell_name(bl2_aug, bl2_label_fraction)} (bars: mean with 95% CI; dots: seeds). The loop "
+                     f"{zo.cell_name(bl2_aug, bl2_label_fraction)}, in order (mean with 95% CI; grey lines: one "
+                     f"seed each, so a round's paired gain is a line's slope). The loop "
                      f"is Xie et al. 2020's noisy student ([arXiv 1911.04252](https://arxiv.org/abs/1911.04252)).")
 display(final.groupby("arm").value.apply(figures.mean_ci_text).to_frame("accuracy"))
 
@@ -126,15 +129,16 @@ display(outputs.gates_table(findings))
 display(Markdown(outputs.deviations_markdown(deviations)))
 
 # %% [markdown]
-# ## Verdict
+# ## Verdicts
 
 # %%
 display(Markdown(outputs.verdict_markdown(findings)))
 
 # %% [markdown]
-# ## Parameters of this run
-# Every setting, from config/study.yaml under the profile, the parameters cell and papermill (run.json beside this
-# report records them with the commit and the environment).
+# ## Settings of this run
+# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
+# papermill; run.json beside this report records every one, with the commit and the environment.
 
 # %%
-display(outputs.parameters_table(parameters))
+display(outputs.parameters_table(parameters, "08_bl2_iterated_self_training"))
+figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from rethink import config
-from rethink.report.index import why_text
+from rethink.report.words import why_text
 from rethink.study import effects, gates, nd, outputs, verdicts, zo
 from rethink.study.effects import Effect
 
@@ -236,15 +236,20 @@ def test_the_summary_opens_each_report_with_verdict_effects_gates_and_figure():
     finding = gates.apply_gates(zo.zo5_finding(results, ZO5, "test", figure="zo5.png"),
                                 gates.run_gates(results, THRESHOLDS, 10))
     deviation = dict(findings=["ZO-5"], change="redefined | now additive", reason="r", earlier_reports="none")
-    summary = outputs.summary_markdown([{**finding, "phase": "confirmation", "seeds": [100, 101, 102]}], [deviation])
-    phase, _, header, rule, row = summary.splitlines()
-    assert phase == "These results are the **confirmation (seeds 100-102)**."
-    assert header.count("|") == rule.count("|") == row.count("|") - row.count("\\|")  # the pipe is escaped
-    assert "**ZO-5**" in row and "reproduced</b></span>" in row and "white-space:nowrap" in row
-    assert ("+1.00 [+1.00, +1.00] accuracy points: pre-trained + joint training − pre-trained accuracy at S1_20% "
-            "(3 seeds)") in row
-    assert zo.CLAIMS["ZO-5"]["paper_effect"] in row and "[zo5.png](zo5.png)" in row
-    assert f"all {len(finding['gates'])} passed" in row and "redefined \\| now additive" in row
+    summary = outputs.summary_markdown(finding, [deviation])
+    heading, _, claim, _, header, rule, *rows = summary.splitlines()
+    assert heading.startswith("### ZO-5: ") and "reproduced</b></span>" in heading and "white-space:nowrap" in heading
+    assert claim == f"*{zo.CLAIMS['ZO-5']['claim']}*"
+    assert header.count("|") == rule.count("|") == 3 and all(row.count("|") - row.count("\\|") == 3 for row in rows)
+    table = dict(row.strip("| ").split(" | ", 1) for row in rows)
+    assert table["**ours**"] == ("+1.00 [+1.00, +1.00] accuracy points: pre-trained + joint training − pre-trained "
+                                 "accuracy at S1_20% (3 seeds)")
+    assert table["**paper**"] == zo.CLAIMS["ZO-5"]["paper_effect"]
+    assert table["**criterion**"].startswith("pre-trained + joint training − pre-trained accuracy at S1_20% > 0 "
+                                             "(primary, δ 1)")
+    assert table["**gates**"] == f"all {len(finding['gates'])} passed"
+    assert table["**deviations from protocol v2**"] == "redefined \\| now additive"  # the pipe is escaped
+    assert "**to decide it**" not in table  # only an undecided primary condition says how many seeds would
     # A finding whose runs a profile cut has no effect: its cells say so, not "+nan".
     nd2 = {"conditions": [directional("finetuned_gap", primary=True), directional("scratch_gap", "<")]}
     cut = gates.apply_gates(nd.nd2_finding(pd.DataFrame(dict(arm=["scratch"], label_count=[100], seed=[0],
@@ -252,7 +257,7 @@ def test_the_summary_opens_each_report_with_verdict_effects_gates_and_figure():
                                            not_run_minutes=10.0), None)
     assert cut["verdict"] == "not tested" and cut["because"]["kind"] == "not_run"
     assert why_text(cut) == "not run: cut for the budget, about 10 minutes to run"
-    for text in (outputs.summary_markdown([cut]), outputs.verdict_markdown([cut])):
+    for text in (outputs.summary_markdown(cut), outputs.verdict_markdown([cut])):
         assert "nan" not in text and "— (not measured) accuracy points" in text
     assert "it would take about 10 minutes" in outputs.verdict_sentence(cut)
 
@@ -266,7 +271,7 @@ def test_the_index_names_code_that_changed_since_a_report_was_made():
     assert changed_since(head, "04_zo1_zo2_augmentation_data") == ""
     if first == head:
         pytest.skip("a clone with one commit: nothing older to compare")
-    assert "lib/rethink" in changed_since(first, "04_zo1_zo2_augmentation_data")
+    assert "config/study.yaml" in changed_since(first, "04_zo1_zo2_augmentation_data")  # the first four files, sorted
     assert changed_since("not-a-commit", "04_zo1_zo2_augmentation_data") == ""  # git cannot tell: no line
 
 

@@ -97,7 +97,10 @@ def test_a_committed_report_renders_from_its_results_with_identical_findings(tmp
     assert (out / "findings.json").read_bytes() == (committed / "findings.json").read_bytes()
     assert (out / "results.csv").read_bytes() == (committed / "results.csv").read_bytes()  # copied, not rewritten
     assert json.loads((out / "run.json").read_text())["rendered_from_results_at"]
-    assert list(out.glob("*.png")) and (out / f"{notebook}.html").stat().st_size > 10_000
+    assert (out / f"{notebook}.html").stat().st_size > 10_000
+    # The folder holds exactly the figures the notebook saves: no orphan from an earlier version.
+    saved = sorted(p.name for p in out.glob("*.png"))
+    assert saved and saved == sorted(p.name for p in committed.glob("*.png"))
 
 
 def test_from_results_without_results_says_how_to_make_them(tmp_path):

@@ -89,7 +89,7 @@ def test_nd1_and_nd3_verdicts_on_constructed_curves():
     assert f["because"]["value"] == pytest.approx(0.25) and "25% of the U values" in f["because"]["detail"]
     cut = gates.apply_gates(nd.nd3_finding(easy, hard.iloc[:0], "rotation", ND3, 10.0, 1.0, "test"), None)
     assert cut["verdict"] == "not tested" and cut["because"]["kind"] == "not_run"
-    assert "nd3_hard_world is off" in cut["because"]["detail"]
+    assert "cut the hard world" in cut["because"]["detail"]
 
 
 def test_utility_is_read_at_the_fine_tuned_counts_and_refuses_a_falling_scratch_curve():
@@ -126,7 +126,7 @@ def test_nd2_nd4_nd5_bl1_bl2_verdicts_on_constructed_results():
     assert [c["estimate"] for c in f["conditions"]] == pytest.approx([8, -5]) and f["verdict"] == "reproduced"
     cut = gates.apply_gates(nd.nd2_finding(sizes[~sizes.arm.str.endswith("(big)")], "rotation", "big", ND2,
                                            "test"), None)  # a profile without ND-2's runs
-    assert cut["verdict"] == "not tested" and "nd2_label_counts is empty" in cut["because"]["detail"]
+    assert cut["verdict"] == "not tested" and "cut the large model" in cut["because"]["detail"]
 
     accuracy = {"a": (60, 80), "b": (55, 82), "c": (50, 84)}  # linear probe ranks a > b > c, fine-tuning c > b > a
     probe = pd.concat([final_rows({(m, 100, s): accuracy[m][k == 0] + noise[s] for m in accuracy for s in noise},

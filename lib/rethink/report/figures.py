@@ -20,6 +20,10 @@ ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict
              # the self-supervised methods (rethink.selfsup)
              "rotation": dict(color="tab:green", marker="v"), "autoencoder": dict(color="tab:gray", marker="x"),
              "swav": dict(color="tab:cyan", marker="P"), "jigsaw": dict(color="tab:pink", marker="*")}
+# Arms in words where their names are code (HE-4's normalisations); any other arm shows its own name.
+ARM_LABELS = {"gn": "GroupNorm", "bn": "BatchNorm, small per-device batch", "syncbn": "BatchNorm over the batch (SyncBN)",
+              "none": "no normalization"}
+SPLIT_NAMES = {"val": "validation", "test": "held-out test", "train": "training"}
 PANEL_TITLES = {"schedule": "{:g}x schedule", "label_fraction": "{:.0%} of the training set",
                 "aug": "augmentation {}", "label_count": "{:g} labels"}
 AXIS_LABELS = {"schedule": "schedule (multiples of the 1x schedule)", "label_fraction": "share of the training set",
@@ -37,53 +41,66 @@ def mean_ci_text(values) -> str:
     return "{:.1f} ± {:.1f}".format(*mean_ci(values))
 
 
+def arm_label(arm: str) -> str:
+    return ARM_LABELS.get(arm, arm)
+
+
 def metric_curve(final: pd.DataFrame, metric: str, title: str, x: str = "schedule", ax=None, log_x: bool = False,
-                 ylabel: str | None = None):
-    """A final validation metric against `x` (schedule length, data size...), one line per arm."""
+                 ylabel: str | None = None, split: str = "val"):
+    """A final metric (on `split`) against `x` (schedule length, data size...), one line per arm."""
     ax = ax or plt.subplots(figsize=(5.5, 4))[1]
     for arm, rows in final.groupby("arm"):
         points = [(v, *mean_ci(g.value)) for v, g in rows.groupby(x)]
         xs, y, err = map(np.array, zip(*points))
-        ax.errorbar(xs, y, yerr=err, capsize=4, label=f"{arm} (n={rows.seed.nunique()} seeds)", **ARM_STYLE.get(arm, {}))
+        ax.errorbar(xs, y, yerr=err, capsize=4, label=f"{arm_label(arm)} (n={rows.seed.nunique()} seeds)",
+                    **ARM_STYLE.get(arm, {}))
     if log_x:
         ax.set_xscale("log")
     ax.set_xticks(sorted(final[x].unique()), [f"{v:g}" for v in sorted(final[x].unique())])
     ax.minorticks_off()
     ax.set_xlabel(AXIS_LABELS.get(x, x))
-    ax.set_ylabel(ylabel or f"validation {metric} (points)")
+    ax.set_ylabel(ylabel or f"{SPLIT_NAMES.get(split, split)} {metric} (points)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return ax.figure
 
 
-def arm_bars(final: pd.DataFrame, metric: str, title: str, ylabel: str | None = None):
-    """The final metric per arm as bars with 95% CIs and the seeds as dots."""
-    fig, ax = plt.subplots(figsize=(5, 3.8))
-    arms = list(dict.fromkeys(final.arm))
+def arm_points(final: pd.DataFrame, metric: str, title: str, order: list[str] | None = None,
+               ylabel: str | None = None, split: str = "val"):
+    """The final metric per arm, in the order of the claim (`order`): each arm's mean with its 95% CI, and each seed
+    as a grey line through its arms, so that a paired effect of a point or two shows as the lines' slope. The axis
+    spans the values, not 0 upward."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    arms = [a for a in (order or list(dict.fromkeys(final.arm))) if a in set(final.arm)]
+    for seed, rows in final.groupby("seed"):
+        values = rows.set_index("arm").value
+        ax.plot(range(len(arms)), [values.get(a, np.nan) for a in arms], color="0.7", linewidth=0.8, zorder=1)
     for i, arm in enumerate(arms):
-        values = final[final.arm == arm].value
-        mean, err = mean_ci(values)
-        colour = ARM_STYLE.get(arm, {}).get("color")
-        ax.bar(i, mean, yerr=err, capsize=6, color=colour, alpha=0.6)
-        ax.plot(np.full(len(values), i), values, "k.", alpha=0.6)
-    slant = max(map(len, arms)) > 8  # long names would overlap
-    ax.set_xticks(range(len(arms)), arms, rotation=20 if slant else 0, ha="right" if slant else "center")
-    ax.set_ylabel(ylabel or f"validation {metric} (points)")
+        mean, err = mean_ci(final[final.arm == arm].value)
+        ax.errorbar(i, mean, yerr=err, fmt="o", capsize=6, markersize=7, zorder=2,
+                    color=ARM_STYLE.get(arm, {}).get("color", "black"))
+    labels = [arm_label(a) for a in arms]
+    slant = max(map(len, labels)) > 12  # long names would overlap
+    ax.set_xticks(range(len(arms)), labels, rotation=20 if slant else 0, ha="right" if slant else "center")
+    ax.set_xlim(-0.5, len(arms) - 0.5)
+    ax.set_ylabel(ylabel or f"{SPLIT_NAMES.get(split, split)} {metric} (points)")
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     return fig
 
 
-def metric_bars(finals: dict[str, pd.DataFrame], title: str, ylabel: str = "validation metric (points)"):
-    """Several final metrics (e.g. AP, AP50, AP75) side by side, one bar per arm with its 95% CI."""
+def metric_bars(finals: dict[str, pd.DataFrame], title: str, ylabel: str):
+    """Several final metrics (e.g. AP, AP50, AP75) side by side, one bar per arm with its 95% CI; `ylabel` names
+    what is plotted and on which split."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     arms = sorted({arm for final in finals.values() for arm in final.arm})
     width = 0.8 / len(arms)
     for i, arm in enumerate(arms):
         points = [mean_ci(final[final.arm == arm].value) for final in finals.values()]
         y, err = map(np.array, zip(*points))
-        ax.bar(np.arange(len(finals)) + (i - (len(arms) - 1) / 2) * width, y, width, yerr=err, capsize=4, label=arm,
+        ax.bar(np.arange(len(finals)) + (i - (len(arms) - 1) / 2) * width, y, width, yerr=err, capsize=4,
+               label=arm_label(arm),
                color=ARM_STYLE.get(arm, {}).get("color"), alpha=0.8)
     ax.set_xticks(range(len(finals)), list(finals))
     ax.set_ylabel(ylabel)
@@ -106,7 +123,7 @@ def training_curves(results: pd.DataFrame, metric: str, split: str = "val", pane
             curve = [(e, *mean_ci(g.value)) for e, g in arm_rows.groupby(x)]
             xs, y, err = map(np.array, zip(*curve))
             style = ARM_STYLE.get(arm, {})
-            label = arm if len(splits) == 1 else f"{arm} {part}"
+            label = arm_label(arm) if len(splits) == 1 else f"{arm_label(arm)} {part}"
             ax.plot(xs, y, label=label, linestyle="--" if part == "val" and len(splits) > 1 else "-", **style)
             low, high = y - err, y + err
             if metric in METRIC_UNITS:  # points: a band past 0 or 100 (3 seeds, one dip) shows no possible value
@@ -115,7 +132,7 @@ def training_curves(results: pd.DataFrame, metric: str, split: str = "val", pane
         ax.set_title(PANEL_TITLES.get(panel, panel + " {}").format(value))
         ax.set_xlabel(AXIS_LABELS.get(x, x))
         ax.grid(alpha=0.3)
-    name = "/".join(splits)
+    name = " / ".join(SPLIT_NAMES.get(s, s) for s in splits)
     axes[0][0].set_ylabel(f"{name} {metric}" + (" (points)" if metric != "loss" else ""))
     fig.tight_layout()
     panel_legend(fig, axes[0])
@@ -165,6 +182,15 @@ def panel_legend(fig, axes) -> None:
 
 
 FIGURE_NUMBERS: dict[str, int] = {}  # file name -> its number in this notebook: a re-run cell keeps its number
+SAVED: set[Path] = set()  # every figure file this kernel wrote
+
+
+def prune(out_dir) -> None:
+    """Delete the PNG files in `out_dir` that this notebook did not write (a figure a former version saved):
+    a report folder holds exactly the figures its report shows. Returns nothing: a value would print."""
+    for path in sorted(Path(out_dir).glob("*.png")):
+        if path.resolve() not in SAVED:
+            path.unlink()
 
 
 def save(fig, path, caption: str | None = None) -> None:
@@ -172,6 +198,7 @@ def save(fig, path, caption: str | None = None) -> None:
     N counts the notebook's figures in order of their first save (FIGURE_NUMBERS). Returns nothing: a value
     would print as the cell's output."""
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    SAVED.add(Path(path).resolve())
     if caption is None:
         return
     from IPython.display import Markdown, display

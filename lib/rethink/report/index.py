@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-VERDICT_COLOURS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "not tested": "#6e7781",
-                   "inconclusive": "#9a6700"}
+from .words import (VERDICT_COLOURS, VERDICT_MEANINGS, deviation_line, effect_text, finding_name, interval_text,
+                    phase_text, tally, why_text)
+
 README_START, README_END = "<!-- findings:start -->", "<!-- findings:end -->"
 # Each paper's workflow steps (benchmark file names): its notebooks and the checkpoints they read.
 PAPER_STEPS = {"He et al. (01-03)": ["01_*", "02_*", "03_*", "pretrain_upstream"],
@@ -29,66 +30,6 @@ def load_findings(report_dirs) -> list[tuple[Path, dict, dict]]:
         for finding in json.loads((folder / "findings.json").read_text()):
             found.append((folder, finding, run))
     return found
-
-
-def finding_name(finding: dict) -> str:
-    return finding["id"] + (f" ({finding['panel']})" if finding.get("panel") else "")
-
-
-def interval_text(estimate: float, low: float, high: float, unit: str) -> str:
-    """An effect with its 95% CI; "—" for one that was not measured (a finding whose runs a profile cut)."""
-    if estimate != estimate:  # NaN
-        return f"— (not measured) {unit}"
-    return f"{estimate:+.2f} [{low:+.2f}, {high:+.2f}] {unit}"
-
-
-def effect_text(finding: dict) -> str:
-    e = finding["effect"]
-    return interval_text(e["estimate"], e["ci_low"], e["ci_high"], e["unit"])
-
-
-def why_text(finding: dict, most: int = 2) -> str:
-    """The verdict's one-line reason: why a finding is not tested (its true reason: a gate that failed, with its
-    worst number; seeds that are no replicates; runs the profile did not make), why it is inconclusive (the seeds
-    that would decide δ), or that an effect wholly inside (0, δ) is present but small."""
-    if finding["verdict"] == "not tested":
-        reason = finding.get("because") or {}
-        if reason.get("kind") == "gate_failed":
-            where = f"{reason['arm']['arm']}: " if reason.get("arm") else ""
-            number = (f" (worst {reason['value']:.3g} against {reason['threshold']:.3g})"
-                      if reason.get("value") is not None and reason.get("threshold") is not None else "")
-            return f"{where}the {reason['gate']} gate failed{number}"
-        if reason.get("kind") == "not_run":
-            cost = f", about {reason['minutes']:.0f} minutes to run" if reason.get("minutes") else ""
-            return f"not run: cut for the budget{cost}"
-        if reason.get("kind") == "not_replicated":
-            return "not replicated: one pre-training for every seed"
-        return ""
-    if finding["verdict"] == "inconclusive":
-        power = next(c for c in finding["conditions"] if c["primary"]).get("power") or {}
-        if power.get("seeds_needed"):
-            return (f"about {power['seeds_needed']} seeds would decide δ at this spread "
-                    f"({power['seeds_needed_upper'] or 'over 10,000'} at its upper bound)")
-        return "no number of seeds would decide it at this spread"
-    return ""
-
-
-def phase_text(findings: list[dict]) -> str:
-    """What the results are: "exploration (seeds 0-2, one pre-training per method)"."""
-    seeds = sorted({s for f in findings for s in f.get("seeds", [])})
-    consecutive = seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2
-    seed_text = (f"seeds {seeds[0]}-{seeds[-1]}" if consecutive else "seeds " + ", ".join(map(str, seeds))) \
-        if seeds else "no seeds"
-    replicates = [f.get("pretraining_replicates") for f in findings if f.get("pretraining_replicates") is not None]
-    pre = ("" if not replicates else ", one pre-training per method" if min(replicates) == 1
-           else f", {min(replicates)} pre-trainings per method")
-    return f"{findings[0].get('phase', 'exploration') if findings else 'exploration'} ({seed_text}{pre})"
-
-
-def deviation_line(d: dict) -> str:
-    """One recorded deviation as a Markdown list item (a report's Deviations section, the README table)."""
-    before = "none committed" if d["earlier_reports"] == "none" else f"commit `{d['earlier_reports']}`"
-    return f"- **{', '.join(d['findings'])}**: {d['change']}. Why: {d['reason']}. Reports before the change: {before}."
 
 
 def benchmark_seconds(bench_dir: Path) -> dict[str, float]:
@@ -117,84 +58,119 @@ def changed_since(commit: str, notebook: str) -> str:
     return ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
 
 
-def write_index(report_dirs, out_dir: str) -> None:
+STYLE = """body{font-family:sans-serif;max-width:1180px;margin:2em auto;line-height:1.4}td{vertical-align:top;
+padding:8px;border-bottom:1px solid #ddd}th{text-align:left}.pill{color:white;padding:2px 7px;border-radius:4px;
+white-space:nowrap}.tally{font-size:1.15em}dt{font-weight:bold;float:left;clear:left;width:9em}dd{margin-left:9.5em}
+small{color:#444}img{border:1px solid #eee}td:first-child{white-space:nowrap}"""
+
+
+def pill(verdict: str) -> str:
+    return f"<span class='pill' style='background:{VERDICT_COLOURS[verdict]}'>{html.escape(verdict)}</span>"
+
+
+def deviations_of(found) -> list[dict]:
+    """Every deviation from protocol v2 the findings list, once each."""
+    unique = {}
+    for _, f, _ in found:
+        for d in f.get("deviations", []):
+            unique.setdefault((d["change"], d["earlier_reports"]), d)
+    return list(unique.values())
+
+
+def index_row(folder: Path, f: dict, run: dict, out: Path, changed: str) -> str:
+    """One finding on the front page: its claim, our effect beside the paper's, the verdict with its reason, its
+    effect plot (click for full size) and a link to its report."""
+    link = os.path.relpath(folder / f"{folder.name}.html", out)
+    plot = folder / f"effect_{f['id']}.png"
+    figure = os.path.relpath(plot, out) if plot.is_file() else None
+    primary = next(c for c in f["conditions"] if c["primary"])
+    why = why_text(f)
+    stale = f"<br><small><b>made by older code or config:</b> {html.escape(changed)}</small>" if changed else ""
+    return (f"<tr><td><b>{html.escape(finding_name(f))}</b></td>"
+            f"<td>{html.escape(f['claim'])}<br><small><b>ours:</b> {html.escape(effect_text(f))} "
+            f"({html.escape(primary['label'])}, {f['n_seeds']} seeds)<br><b>paper:</b> "
+            f"{html.escape(f.get('paper_effect') or f['paper'])}</small></td>"
+            f"<td>{pill(f['verdict'])}<br><small>{html.escape(why)}</small>"
+            + (f"<br><small>{len(f['deviations'])} deviation(s) from protocol v2</small>" if f.get("deviations") else "")
+            + "</td><td>"
+            + (f"<a href={figure!r}><img src={figure!r} width=380 alt='the effect of {f['id']}'></a><br>" if figure else "")
+            + f"<a href={link!r}>report</a> · commit <code>{html.escape(run['git_commit'][:12])}</code>{stale}"
+            "</td></tr>")
+
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+
+
+def write_index(report_dirs, out_dir: str, docs: str | Path = DOCS) -> None:
+    """index.html (the front page), findings.md (the README's block) and timings.md in `out_dir`, from the
+    findings.json of `report_dirs`; the pages link to the protocol and the exploration's record under `docs`."""
     out = Path(out_dir)
     found = load_findings(report_dirs)
     runs = {folder: run for folder, _, run in found}  # one git diff per report, not per finding
     changed = {folder: changed_since(run["git_commit"], folder.name) for folder, run in runs.items()}
-    rows = []
-    for folder, f, run in found:
-        link = os.path.relpath(folder / f"{folder.name}.html", out)
-        figure = os.path.relpath(folder / f["figure"], out) if f.get("figure") else None
-        colour = VERDICT_COLOURS[f["verdict"]]
-        rows.append(
-            f"<tr><td><b>{html.escape(finding_name(f))}</b></td><td>{html.escape(f['claim'])}<br><small>paper: "
-            f"{html.escape(f['paper'])}</small><br><small>criterion: {html.escape(f['criterion']['text'])}</small></td>"
-            f"<td>{html.escape(effect_text(f))}<br><small>{f['n_seeds']} seeds"
-            + (f"; paper: {html.escape(f['paper_effect'])}" if f.get("paper_effect") else "") + "</small></td>"
-            f"<td><span style='background:{colour};color:white;padding:2px 6px;border-radius:4px;white-space:nowrap'>"
-            f"{html.escape(f['verdict'])}</span><br><small>{html.escape(why_text(f))}</small>"
-            + (f"<br><small>{len(f['deviations'])} deviation(s) from protocol v2</small>" if f.get("deviations") else "")
-            + f"<br><small>{html.escape(phase_text([f]))}</small></td>"
-            f"<td>{f'<a href={figure!r}><img src={figure!r} width=420></a>' if figure else ''}<br>"
-            f"<a href={link!r}>report</a> · commit <code>{html.escape(run['git_commit'][:12])}</code>"
-            f"{'<br><small><b>made by older code or config:</b> ' + html.escape(changed[folder]) + '</small>' if changed.get(folder) else ''}"
-            "</td></tr>")
-    profiles = sorted({f["profile"] for _, f, _ in found})
+    findings = [f for _, f, _ in found]
+    rows = "".join(index_row(folder, f, run, out, changed[folder]) for folder, f, run in found)
+    meanings = "".join(f"<dt>{pill(v)}</dt><dd>{html.escape(m)}</dd>" for v, m in VERDICT_MEANINGS.items())
+    deviations = deviations_of(found)
+    exploration = os.path.relpath(Path(docs) / "exploration.md", out)
+    protocol = os.path.relpath(Path(docs) / "protocol.md", out)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rethink: findings</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td{{vertical-align:top;padding:8px;
-border-bottom:1px solid #ddd}}th{{text-align:left}}</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>rethink: pre-training vs self-training vs training from scratch</h1>
-<p>Profile: {html.escape(', '.join(profiles))}. Every verdict below is computed from the runs against the criterion
-pre-registered in <code>config/study.yaml</code> (protocol v2: <code>docs/protocol.md</code>); effects are means over
-seeds with 95% confidence intervals, and the verdict is the primary condition's. A condition counts only when every
-arm it compares passed its validity gates (learned, converged, pre-training worked, self-training applied, distinct):
-<i>not tested</i> gives its true reason, a gate that failed with its worst number, seeds that are not independent
-replicates, or runs the profile did not make. These results: {html.escape(phase_text([f for _, f, _ in found]))}.
-The exploration's changes of design are in its record, <code>docs/exploration.md</code>.</p>
-<table><tr><th>ID</th><th>finding</th><th>effect (95% CI)</th><th>verdict</th><th>report</th></tr>
-{''.join(rows)}</table></body></html>
+<p class="tally"><b>{html.escape(tally(findings))}</b></p>
+<p>These results: <b>{html.escape(phase_text(findings))}</b>, profile {html.escape(', '.join(sorted({f['profile'] for f in findings})))}.
+Each verdict is computed from the runs against the criterion pre-registered in <code>config/study.yaml</code> under
+<a href="{protocol}">protocol v2</a>: effects are means over seeds with 95% confidence intervals, and the verdict is
+the primary condition's.</p>
+<dl>{meanings}</dl>
+<p style="clear:left">Deviations from protocol v2: {len(deviations) or 'none'}{' (listed in each report)' if deviations else ''}.
+The exploration's changes of design: <a href="{exploration}">its record</a>.</p>
+<table><tr><th>ID</th><th>finding: ours and the paper's</th><th>verdict</th><th>effect and report</th></tr>
+{rows}</table></body></html>
 """
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(page)
-    (out / "findings.md").write_text(findings_markdown(found, benchmark_seconds(out / "benchmarks"), out))
+    seconds = benchmark_seconds(out / "benchmarks")
+    (out / "findings.md").write_text(findings_markdown(found, seconds, out))
+    (out / "timings.md").write_text(timings_markdown(found, seconds))
 
 
 def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
-    lines = ["| ID | finding | effect (95% CI) | seeds | verdict | report |", "|---|---|---|---|---|---|"]
+    """The README's block: the tally, the findings table, the verdict words, what the results are, the deviations
+    from protocol v2, and each part's minutes."""
+    findings = [f for _, f, _ in found]
+    lines = [f"**{tally(findings)}** — {phase_text(findings)}.", "",
+             "| ID | finding | ours (95% CI) | paper | verdict | report |", "|---|---|---|---|---|---|"]
     for folder, f, _ in found:
         link = os.path.relpath(folder / f"{folder.name}.html", out.parent)
         why = why_text(f, most=1)
-        lines.append(f"| {finding_name(f)} | {f['claim']} | {effect_text(f)} | {f['n_seeds']} | **{f['verdict']}**"
-                     f"{f' ({why})' if why else ''} | "
+        lines.append(f"| {finding_name(f)} | {f['claim']} | {effect_text(f)} ({f['n_seeds']} seeds) | "
+                     f"{f.get('paper_effect') or f['paper']} | **{f['verdict']}**{f' ({why})' if why else ''} | "
                      f"[{folder.name}]({link}) |")
-    deviations = {}  # one entry per deviation, with every finding that lists it
-    for _, f, _ in found:
-        for d in f.get("deviations", []):
-            deviations.setdefault((d["change"], d["earlier_reports"]), d)
-    lines += ["", f"These results: {phase_text([f for _, f, _ in found])}. The exploration's changes of design are "
-                  f"recorded in [docs/exploration.md](docs/exploration.md)."]
-    lines += ["", "Deviations from protocol v2, shown in each report:", ""] + \
-        ([deviation_line(d) for d in deviations.values()] or ["- none."])
-    profiles = ", ".join(sorted({f["profile"] for _, f, _ in found}))
-    lines += ["", f"Profile `{profiles}`. Measured wall time of each workflow step on the machine that made "
-                  "these reports (Snakemake `benchmark:` files under `reports/benchmarks/`):", "",
-              "| step | minutes |", "|---|---|"]
-    lines += [f"| {name} | {s / 60:.1f} |" for name, s in seconds.items()]
+    lines += [""] + [f"- **{verdict}**: {meaning}." for verdict, meaning in VERDICT_MEANINGS.items()]
+    deviations = deviations_of(found)
+    lines += ["", "Deviations from protocol v2: " + ("none." if not deviations else ""),
+              *(["", *map(deviation_line, deviations), ""] if deviations else []),
+              "The exploration's changes of design are recorded in [docs/exploration.md](docs/exploration.md)."]
     if seconds:
-        lines.append(f"| **total** | **{sum(seconds.values()) / 60:.1f}** |")
-        lines += ["", "Each paper's notebooks with the checkpoints they need (a shared checkpoint counts in each; the "
-                      "world, which all share, is not counted). The budget is 35 minutes each (one paper may take up "
-                      "to 45 if the whole stays within 120), 120 for the whole:", "",
-                  "| paper | steps | minutes |", "|---|---|---|"]
+        lines += ["", "Minutes on the machine that made these reports (Snakemake's benchmark files under "
+                      "`reports/benchmarks/`; a checkpoint a part needs counts in it):", "",
+                  "| part | minutes |", "|---|---|"]
         for paper, patterns in PAPER_STEPS.items():
             steps = [name for name in seconds if any(fnmatch.fnmatch(name, p) for p in patterns)]
-            lines.append(f"| {paper} | {', '.join(steps)} | {sum(seconds[n] for n in steps) / 60:.1f} |")
+            lines.append(f"| {paper} | {sum(seconds[n] for n in steps) / 60:.1f} |")
+        lines.append(f"| **every step once** | **{sum(seconds.values()) / 60:.1f}** |")
+    return "\n".join(lines) + "\n"
+
+
+def timings_markdown(found, seconds: dict[str, float]) -> str:
+    """reports/timings.md: each workflow step's minutes, and each notebook's training time as its runs measured it."""
+    lines = ["# Where the time goes", "", "Each workflow step (Snakemake's benchmark files):", "",
+             "| step | minutes |", "|---|---|"] + [f"| {name} | {s / 60:.1f} |" for name, s in seconds.items()]
     # A notebook whose runs were read back from the cache ran fast; what its runs cost is in results.csv.
     lines += ["", "Training time of each notebook's runs, measured when each run trained (a rerun that reads "
-                  "finished runs back from `cache/` costs far less; a run that two notebooks share, such as HE-1's "
-                  "full-data runs in HE-3, trained once but is listed under both):", "", "| notebook | runs | minutes |",
-              "|---|---|---|"]
+                  "finished runs back from `cache/` costs far less; a run two notebooks share is listed under both):",
+              "", "| notebook | runs | minutes |", "|---|---|---|"]
     for folder in sorted({folder for folder, _, _ in found}):
         results = pd.read_csv(folder / "results.csv")
         run_seconds = results[results.metric == "seconds"].value

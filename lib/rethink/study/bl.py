@@ -16,12 +16,15 @@ CLAIMS = {
         claim="Handcrafted, contrastive and clustering pretext methods on one downstream evaluation; autoencoder "
               "features are the least invariant to augmentation.",
         paper="Taxonomy of the overview article: autoencoders are \"not invariant enough\"; contrastive and "
-              "clustering methods learn invariance to the augmentations they are trained with."),
+              "clustering methods learn invariance to the augmentations they are trained with.",
+        paper_effect="autoencoder − least invariant other method: negative (no number)"),
     "BL-2": dict(
         claim="Iterated self-training: teacher → confident pseudo-labels → noisy student → the student as the next "
               "teacher improves over the rounds.",
         paper="The noisy-student loop, repeated with the student as the next teacher (Xie et al. 2020; the overview "
-              "article)."),
+              "article).",
+        paper_effect="the students − the teacher: +1.9 top-1 points on ImageNet after the first round, about +1 more "
+                     "after the later rounds (87.4% to 88.4%)"),
 }
 
 
@@ -36,7 +39,7 @@ def bl1_finding(invariance: pd.DataFrame, criterion: dict, profile: str, figure:
     arms = [selector(method, experiment=PRETRAINING) for method in wide.columns]
     reason = None if replicated else not_replicated("each method has one pre-training checkpoint: the seeds are draws "
                                                     "of the views of one replicate, not independent pre-trainings")
-    effect = with_arms(mean_effect((wide[autoencoder] - others.min(axis=1)).values, unit="invariance"), arms)
+    effect = with_arms(mean_effect((wide[autoencoder] - others.min(axis=1)).to_dict(), unit="invariance"), arms)
     labels = {"invariance_gap": f"feature invariance of the autoencoder − that of the least invariant of "
                                 f"{', '.join(others.columns)}"}
     return finding(CLAIMS, "BL-1", criterion, {"invariance_gap": because(effect, reason)}, labels, profile, figure)

@@ -35,6 +35,7 @@ class Effect:
     arms: tuple = ()           # the arms it compares, each {"arm": name, **cell}: their runs' gates decide it
     same_runs: bool = False    # every paired difference is exactly 0: the compared arms are one run (gate distinct)
     because: tuple = ()        # reasons (dicts with a `kind`) that no gate lifts: see not_replicated, not_run, failed_bound
+    per_seed: tuple = ()       # (seed, value) pairs the estimate is the mean of, where the seeds are known
 
 
 def not_replicated(detail: str) -> dict:
@@ -60,15 +61,17 @@ def _interval(estimate: float, se: float, df: float) -> tuple[float, float]:
 
 
 def mean_effect(values, unit: str = "") -> Effect:
-    """Mean of per-seed values (or paired differences) with a Student-t interval (few seeds: t, not normal)."""
-    d = np.asarray(list(values), dtype=float)
+    """Mean of per-seed values (or paired differences) with a Student-t interval (few seeds: t, not normal).
+    `values` is a sequence, or a mapping seed -> value whose pairs the effect keeps (for the effect plots)."""
+    per_seed = tuple((int(k), float(v)) for k, v in values.items()) if isinstance(values, dict) else ()
+    d = np.asarray(list(values.values() if isinstance(values, dict) else values), dtype=float)
     if len(d) == 0:
         raise ValueError("an effect needs at least one seed")
     mean = float(d.mean())
     if len(d) == 1:  # one seed says nothing about spread
-        return Effect(mean, -math.inf, math.inf, 1, unit)
+        return Effect(mean, -math.inf, math.inf, 1, unit, per_seed=per_seed)
     se = float(d.std(ddof=1) / math.sqrt(len(d)))
-    return Effect(mean, *_interval(mean, se, len(d) - 1), len(d), unit, se=se, df=len(d) - 1)
+    return Effect(mean, *_interval(mean, se, len(d) - 1), len(d), unit, se=se, df=len(d) - 1, per_seed=per_seed)
 
 
 def cells_mean_effect(cells, unit: str = "") -> Effect:
@@ -79,7 +82,7 @@ def cells_mean_effect(cells, unit: str = "") -> Effect:
     cell does and their interval claims more than the data hold; the pooled one does not."""
     cells = [dict(c) for c in cells]
     seeds = sorted(set.intersection(*(set(c) for c in cells))) if cells else []
-    per_seed = mean_effect([np.mean([c[s] for c in cells]) for s in seeds], unit)
+    per_seed = mean_effect({s: float(np.mean([c[s] for c in cells])) for s in seeds}, unit)
     per_seed = replace(per_seed, interval="per-seed means over cells")
     if len(seeds) < 2:
         return per_seed
@@ -90,18 +93,20 @@ def cells_mean_effect(cells, unit: str = "") -> Effect:
         return per_seed
     df = variance ** 2 / sum(p ** 2 / (n - 1) for p in parts)
     pooled = Effect(per_seed.estimate, *_interval(per_seed.estimate, math.sqrt(variance), df), n, unit,
-                    se=math.sqrt(variance), df=df, interval="pooled cell variances")
+                    se=math.sqrt(variance), df=df, interval="pooled cell variances", per_seed=per_seed.per_seed)
     wider = pooled if pooled.ci_high - pooled.ci_low > per_seed.ci_high - per_seed.ci_low else per_seed
     return wider
 
 
 def rank_effect(rhos, unit: str = "Spearman rho", because: tuple = ()) -> Effect:
-    """The mean of per-seed rank correlations, with a Student-t interval on Fisher's z = atanh(rho), mapped back
-    with tanh, so that it stays in [-1, 1]. `because`: why the seeds cannot decide (e.g. not_replicated)."""
-    rho = np.clip(np.asarray(list(rhos), dtype=float), -0.999, 0.999)  # |rho| = 1 has z = inf
+    """The mean of per-seed rank correlations (a sequence, or seed -> rho), with a Student-t interval on Fisher's
+    z = atanh(rho), mapped back with tanh, so that it stays in [-1, 1]. `because`: why the seeds cannot decide."""
+    pairs = list(rhos.items()) if isinstance(rhos, dict) else list(enumerate(rhos))
+    rho = np.clip(np.asarray([r for _, r in pairs], dtype=float), -0.999, 0.999)  # |rho| = 1 has z = inf
     z = mean_effect(np.arctanh(rho))
     return Effect(float(np.tanh(z.estimate)), float(np.tanh(z.ci_low)), float(np.tanh(z.ci_high)), z.n, unit,
-                  se=z.se, df=z.df, scale="fisher_z", because=tuple(because))
+                  se=z.se, df=z.df, scale="fisher_z", because=tuple(because),
+                  per_seed=tuple((int(s), float(r)) for s, r in pairs) if isinstance(rhos, dict) else ())
 
 
 def paired_differences(a: dict, b: dict) -> dict:
@@ -118,7 +123,7 @@ def all_zero(differences) -> bool:
 def paired_effect(a: dict, b: dict, unit: str = "") -> Effect:
     """Effect of a - b over the seeds both arms ran."""
     differences = paired_differences(a, b)
-    return replace(mean_effect(differences.values(), unit), same_runs=all_zero(differences.values()))
+    return replace(mean_effect(differences, unit), same_runs=all_zero(differences.values()))
 
 
 def with_arms(effect: Effect, arms, differences=None) -> Effect:

@@ -30,24 +30,29 @@ CLAIMS = {
         claim="The utility U(n) of self-supervised pre-training (how many more labels scratch training needs) falls "
               "toward zero as labels grow, often before accuracy plateaus.",
         paper="Utility falls toward 0 with ample labels for VAE, Rotation, CMC and AMDIM: \"better regularization, not "
-              "better optimization\" (Newell & Deng 2020, Fig. 3)."),
+              "better optimization\" (Newell & Deng 2020, Fig. 3).",
+        paper_effect="U at the most labels − at the fewest: negative (curves, no number)"),
     "ND-2": dict(
         claim="Larger models benefit more: from scratch the large model is worse than the small one with few labels; "
               "pre-trained it is better.",
-        paper="ResNet50 against ResNet9 (Newell & Deng 2020, Sec. 4.2)."),
+        paper="ResNet50 against ResNet9 (Newell & Deng 2020, Sec. 4.2).",
+        paper_effect="large − small, fine-tuned with few labels: positive (no number)"),
     "ND-3": dict(
         claim="Harder, more varied data gets more utility from pre-training.",
         paper="Utility rises with the variation factors texture, color, viewpoint and lighting (Newell & Deng 2020, "
-              "Sec. 4.3)."),
+              "Sec. 4.3).",
+        paper_effect="U on harder data − on easier: positive (curves, no number)"),
     "ND-4": dict(
         claim="Freezing more of the pre-trained network hurts, and linear evaluation does not predict the ranking "
               "after fine-tuning.",
         paper="Fine-tuning all layers > freezing more layers > linear probe; linear-probe rankings of the methods "
-              "differ from fine-tuned ones (Newell & Deng 2020, Sec. 4.4)."),
+              "differ from fine-tuned ones (Newell & Deng 2020, Sec. 4.4).",
+        paper_effect="linear probe − fine-tuning: negative (no number)"),
     "ND-5": dict(
         claim="Self-supervised methods rank differently on different tasks.",
         paper="The best of VAE, Rotation, CMC and AMDIM changes between classification, pose estimation, "
-              "segmentation and depth (Newell & Deng 2020, Sec. 4.5)."),
+              "segmentation and depth (Newell & Deng 2020, Sec. 4.5).",
+        paper_effect="rank correlation of the methods' gains between tasks: low (no number)"),
 }
 
 
@@ -192,8 +197,8 @@ def nd2_finding(final: pd.DataFrame, method: str, large: str, criterion: dict, p
               "finetuned_gap": f"{large} − the small model's accuracy fine-tuned from {method} with {fewest}"}
     if not final.arm.str.endswith(f"({large})").any():
         return untested_finding(CLAIMS, "ND-2", criterion, labels, METRIC_UNITS["accuracy"],
-                                not_run(f"no {large} runs: the profile's nd2_label_counts is empty (cut for its "
-                                        f"budget)", not_run_minutes), profile, figure)
+                                not_run(f"no {large} runs: the profile cut the large model for its budget",
+                                        not_run_minutes), profile, figure)
     fewest = final.label_count.min()
     effects = {"scratch_gap": gap(final, f"scratch ({large})", "scratch", "accuracy", label_count=fewest),
                "finetuned_gap": gap(final, f"{method} ({large})", method, "accuracy", label_count=fewest)}
@@ -209,14 +214,14 @@ def nd3_finding(easy: pd.DataFrame, hard: pd.DataFrame, method: str, criterion: 
     labels = {"utility_gain": f"{method}'s utility averaged over the label counts, on the hard world − on the easy one"}
     if hard.empty:
         return untested_finding(CLAIMS, "ND-3", criterion, labels, "utility",
-                                not_run("no hard-world runs: the profile's nd3_hard_world is off (cut for its budget)",
+                                not_run("no hard-world runs: the profile cut the hard world for its budget",
                                         not_run_minutes), profile, figure)
     rows = {name: utility_rows(final, [method], max_factor) for name, final in (("hard", hard), ("easy", easy))}
     invalid = [reason for name, final in (("hard", hard), ("easy", easy))
                for reason in utility_validity(final, rows[name], max_extrapolated, where=f"{name} world: ")]
     utilities = {name: seed_means(u) for name, u in rows.items()}
     arms = [arm_selector(final, arm) for final in (hard, easy) for arm in ("scratch", method)]
-    effect = mean_effect(paired_differences(utilities["hard"], utilities["easy"]).values(), unit="utility")
+    effect = mean_effect(paired_differences(utilities["hard"], utilities["easy"]), unit="utility")
     return finding(CLAIMS, "ND-3", criterion, {"utility_gain": because(with_arms(effect, arms), *invalid)}, labels,
                    profile, figure)
 
@@ -244,7 +249,7 @@ def nd4_finding(final: pd.DataFrame, methods: list[str], criterion: dict, profil
     gaps = [paired_differences(seed_values(final, m, freeze=probe), seed_values(final, m, freeze=tuned))
             for m in methods]
     arms = [arm_selector(final, m, freeze=k) for m in methods for k in (probe, tuned)]
-    rhos = rank_correlations(final, methods, dict(freeze=probe), dict(freeze=tuned)).values()
+    rhos = rank_correlations(final, methods, dict(freeze=probe), dict(freeze=tuned))
     effects = {"probe_gap": with_arms(cells_mean_effect(gaps, unit=METRIC_UNITS["accuracy"]), arms),
                "rank_correlation": with_arms(rank_effect(rhos, because=() if replicated else
                                                          (not_replicated(ONE_PRETRAINING),)), arms)}
@@ -278,7 +283,7 @@ def nd5_finding(finals: dict[str, pd.DataFrame], methods: list[str], criterion: 
     pairs = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
     by_pair = [rank_correlations(gains, methods, dict(task=a), dict(task=b)) for a, b in pairs]
     seeds = sorted(set.intersection(*(set(p) for p in by_pair)))
-    rhos = [np.mean([p[s] for p in by_pair]) for s in seeds]
+    rhos = {s: float(np.mean([p[s] for p in by_pair])) for s in seeds}
     effects = {"rank_correlation": with_arms(rank_effect(rhos, because=() if replicated else
                                                          (not_replicated(ONE_PRETRAINING),)), arms)}
     return finding(CLAIMS, "ND-5", criterion, effects, labels, profile, figure)

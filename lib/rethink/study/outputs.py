@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .. import config
 from ..core.train import resolve_device
 from ..report.figures import mean_ci_text
-from ..report.index import (VERDICT_COLOURS, deviation_line, effect_text, finding_name, interval_text, phase_text,
+from ..report.words import (VERDICT_COLOURS, deviation_line, effect_text, finding_name, interval_text, phase_text,
                             why_text)
 from .effects import arm_text, final_metric
 from .gates import reason_text
@@ -59,16 +61,36 @@ def gain_table(gains: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=lambda f: f"{f:.0%} labels").fillna("—")  # a comparison that did not run there
 
 
-def checkpoint_table(out_dir: str, decimals: int | None = None):
-    """Each checkpoint's own final numbers on its upstream validation set, from the report's checkpoints.csv
-    (rows: checkpoints, columns: metrics); empty where the results were saved without it."""
+CHECKPOINT_COLUMNS = {"accuracy": "upstream accuracy (points)", "nn_accuracy": "1-NN probe accuracy (points)",
+                      "loss": "pretext loss", "nt_xent": "pretext loss"}
+
+
+def checkpoint_table(out_dir: str):
+    """Each checkpoint's own final numbers on its upstream validation set, from the report's checkpoints.csv (rows:
+    checkpoints, columns: its accuracy and 1-NN probe in points, its pretext loss); empty where the results were
+    saved without it. A number a checkpoint does not have (a supervised one has no 1-NN probe) is missing."""
     path = Path(out_dir) / "checkpoints.csv"
     if not path.is_file():  # results saved before checkpoints.csv existed
         print(f"(no {path}: the checkpoints' own numbers were not saved with these results)")
         return pd.DataFrame(index=pd.Index([], name="checkpoint"))
     rows = pd.read_csv(path)
     table = rows.pivot(index="checkpoint", columns="metric", values="value").loc[rows.checkpoint.unique()]
-    return table if decimals is None else table.round(decimals)
+    for column in table.columns:
+        table[column] = (table[column] * 100).round(1) if "accuracy" in column else table[column].round(3)
+    return table.rename(columns=CHECKPOINT_COLUMNS)
+
+
+class Readable:
+    """A table as a reader sees it: a missing number is a dash, and a footnote under the table says what a dash
+    means there (IPython shows its _repr_html_)."""
+
+    def __init__(self, table: pd.DataFrame, dash: str):
+        self.table, self.dash = table, dash
+
+    def _repr_html_(self) -> str:
+        missing = self.table.isna().to_numpy().any()
+        html = self.table.astype(object).where(self.table.notna(), "—").to_html()
+        return html + (f"<p><small>— {self.dash}</small></p>" if missing else "")
 
 
 def verdict_badge(verdict: str) -> str:
@@ -86,29 +108,54 @@ def gates_summary(finding: dict) -> str:
     return f"{len(failed)} failed ({'; '.join(named[:2])}{f'; {len(named) - 2} more' if len(named) > 2 else ''})"
 
 
-def summary_markdown(findings: list[dict], deviations: list[dict] = ()) -> str:
-    """The report's opening: what the results are (exploration or confirmation, seeds, pre-training replicates),
-    then per finding its claim, computed verdict with its one-line reason, our primary effect beside the paper's,
-    its gates, its deviations from protocol v2 and a link to its key figure."""
+def summary_markdown(finding: dict, deviations: list[dict] = ()) -> str:
+    """A report's answer for one finding, on its first screen: the verdict with its one-line reason, our primary
+    effect beside the paper's, the criterion with its values, the power where undecided, the gates in one line,
+    the deviations from protocol v2."""
     cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
-    lines = [f"These results are the **{phase_text(findings)}**.", "",
-             "| finding | claim | verdict | ours | paper | gates | deviations | figure |",
-             "|---|---|---|---|---|---|---|---|"]
-    for f in findings:
-        changes = [d["change"] for d in deviations if f["id"] in d["findings"]]
-        figure = f"[{f['figure']}]({f['figure']})" if f.get("figure") else "—"
-        why = why_text(f, most=1)
-        primary = next(c for c in f["conditions"] if c["primary"])
-        lines.append("| " + " | ".join(cell(x) for x in (
-            f"**{finding_name(f)}**", f["claim"], verdict_badge(f["verdict"]) + (f" ({why})" if why else ""),
-            f"{effect_text(f)}: {primary['label']} ({f['n_seeds']} seeds)", f.get("paper_effect") or f["paper"],
-            gates_summary(f), "; ".join(changes) or "none", figure)) + " |")
+    primary = next(c for c in finding["conditions"] if c["primary"])
+    why = why_text(finding, most=1)
+    changes = [d["change"] for d in deviations if finding["id"] in d["findings"]]
+    rows = [("ours", f"{effect_text(finding)}: {primary['label']} ({finding['n_seeds']} seeds)"),
+            ("paper", finding.get("paper_effect") or finding["paper"]),
+            ("criterion", finding["criterion"]["text"])]
+    if primary["status"] == "undecided":
+        rows.append(("to decide it", power_text(primary)))
+    rows += [("gates", gates_summary(finding)), ("deviations from protocol v2", "; ".join(changes) or "none")]
+    lines = [f"### {finding_name(finding)}: {verdict_badge(finding['verdict'])}" + (f" — {why}" if why else ""), "",
+             f"*{finding['claim']}*", "", "| | |", "|---|---|"] + [f"| **{k}** | {cell(v)} |" for k, v in rows]
     return "\n".join(lines)
 
 
-def parameters_table(parameters: dict) -> pd.DataFrame:
-    """Every parameter the notebook ran with (config/study.yaml, papermill and the parameters cell), one row each."""
-    return pd.DataFrame({"value": {k: str(v) for k, v in parameters.items()}}).rename_axis("parameter")
+def show_summary(findings: list[dict], deviations: list[dict], out_dir: str) -> None:
+    """The report's first screen: a link back to the index, what the results are, then each finding's answer
+    (summary_markdown) with its effect plot."""
+    from IPython.display import Markdown, display
+
+    from ..report.effect_plots import effect_plot, effect_file, CAPTION
+    from ..report import figures
+
+    display(Markdown(f"[← every finding (the index)](../index.html) · These results are the "
+                     f"**{phase_text(findings)}**."))
+    for finding in findings:
+        display(Markdown(summary_markdown(finding, deviations)))
+        figures.save(effect_plot(finding), Path(out_dir) / effect_file(finding), caption=CAPTION.format(**finding))
+
+
+NOT_SETTINGS = ("criteria", "deviations", "from_results", "out_dir", "results_dir")  # shown elsewhere, or no setting
+
+
+def parameters_table(parameters: dict, notebook: str) -> pd.DataFrame:
+    """The settings the notebook's code names (config/study.yaml under its profile, the parameters cell, papermill),
+    one row each, in words: lists joined, mappings as key: value. The gates' thresholds are in the gates table; the
+    criteria in the summary; run.json records every parameter."""
+    code = "\n".join(line for line in (config.ROOT / "notebooks" / f"{notebook}.py").read_text().splitlines()
+                     if not line.lstrip().startswith("#"))
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code))
+    text = lambda v: (", ".join(map(str, v)) if isinstance(v, list) else
+                      "; ".join(f"{k}: {w}" for k, w in v.items()) if isinstance(v, dict) else str(v))
+    rows = {k: text(v) for k, v in parameters.items() if k in names and k not in NOT_SETTINGS}
+    return pd.DataFrame({"value": rows}).rename_axis("setting")
 
 
 def condition_line(c: dict) -> str:

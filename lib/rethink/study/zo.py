@@ -19,11 +19,12 @@ CLAIMS = {
         claim="The stronger the augmentation, the less pre-training helps, until it hurts.",
         paper="ImageNet pre-training helps with flip+crop (Augment-S1) and hurts with RandAugment + large scale "
               "jitter (Augment-S4) on 100% of COCO, by about −1 AP (Zoph et al. 2020, Table 2).",
-        paper_effect="pretrained − scratch at the strongest augmentation with all labels: about −1 AP"),
+        paper_effect="pre-training's gain at the strongest augmentation − at the weakest: about −1 AP with all "
+                     "labels (to about −1 AP at Augment-S4)"),
     "ZO-2": dict(
         claim="The more labelled data, the less pre-training helps.",
         paper="ImageNet pre-training helps with 20% of the COCO labels and hurts with 100% (Zoph et al. 2020, Table 3).",
-        paper_effect="(pretrained − scratch) with all labels minus with 20%: negative (from a gain to a loss)"),
+        paper_effect="pre-training's gain with all labels − with 20%: negative (from a gain to about −1 AP)"),
     "ZO-3": dict(
         claim="Self-training helps in every regime, including where pre-training hurts, and stacks with pre-training.",
         paper="+1.3 to +3.4 AP from self-training at every data size and augmentation; at 20% of the labels +3.4 AP on "
@@ -61,9 +62,9 @@ def pseudo_label_table(results: pd.DataFrame) -> pd.DataFrame:
     """Each student's pseudo-labels, mean over seeds: the share of the pool its teacher kept, the share of kept
     images showing a downstream class, and the pseudo-labels' accuracy on those (rows: cell and student)."""
     quality = results[results.split == "pseudo"]
-    table = quality.groupby(["aug", "label_fraction", "arm", "metric"]).value.mean().unstack("metric")
-    return table.rename(columns={"kept_share": "kept share", "in_domain_share": "in-domain share",
-                                 "in_domain_accuracy": "accuracy (in-domain)"}).round(3)
+    table = quality.groupby(["aug", "label_fraction", "arm", "metric"]).value.mean().unstack("metric") * 100
+    return table.rename(columns={"kept_share": "kept share (%)", "in_domain_share": "in-domain share (%)",
+                                 "in_domain_accuracy": "accuracy, in-domain (%)"}).round(1)
 
 
 def student_cells(results: pd.DataFrame) -> pd.DataFrame:
@@ -133,7 +134,7 @@ def _gain_change(final: pd.DataFrame, fraction: float, weakest: str, strongest: 
 def _gain(final: pd.DataFrame, aug: str, fraction: float):
     """Pre-training's gain (pretrained − scratch, paired by seed) in one cell."""
     gains = seed_gaps(final, "pretrained", "scratch", aug=aug, label_fraction=fraction)
-    return with_arms(mean_effect(gains.values(), unit=METRIC_UNITS["accuracy"]),
+    return with_arms(mean_effect(gains, unit=METRIC_UNITS["accuracy"]),
                      cell_arms(final, "pretrained", "scratch", aug, fraction), gains.values())
 
 
