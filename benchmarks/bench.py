@@ -1,13 +1,13 @@
 """`make bench`: what a training step costs on this machine, side by side in one run, against the roofline.
 
     .venv/bin/python benchmarks/bench.py            # writes benchmarks/results/<device>.json and .png,
-                                                    # then the README's table (from every results/*.json)
-    .venv/bin/python benchmarks/bench.py --readme   # only the README's table, from the JSON files there
+                                                    # then the table in docs/guide.md (every results/*.json)
+    .venv/bin/python benchmarks/bench.py --readme   # only that table, from the JSON files there
 
 Every comparison is measured in rounds: each candidate runs once per round, in turn, and its median over the
 rounds is kept, so that a noisy neighbour on a shared machine slows every candidate alike.
 
-"Today's path" is the training step before the speed-up of the training step, kept selectable: Kornia's containers (engine="modules"),
+"Today's path" is the training step before its speed-up, kept selectable: Kornia's containers (engine="modules"),
 fp32, and a host read of the loss at every step. The new default is the grouped Kornia engine, precision
 `auto` (bf16 here when the CPU has AMX or AVX512-BF16) and no per-step host read.
 """
@@ -342,7 +342,7 @@ def readme_table(results: list[dict]) -> str:
     return "\n".join(lines + goals)
 
 
-def splice_readme(readme: Path = ROOT / "README.md") -> None:
+def splice_readme(readme: Path = ROOT / "docs" / "guide.md") -> None:
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     text = readme.read_text()
     if README_START not in text or README_END not in text:
@@ -387,7 +387,7 @@ def main(rounds: int) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per comparison (median kept)")
-    parser.add_argument("--readme", action="store_true", help="only splice the README's table from results/*.json")
+    parser.add_argument("--readme", action="store_true", help="only splice the table of docs/guide.md from results/*.json")
     args = parser.parse_args()
     if not args.readme:
         print(json.dumps(main(args.rounds)["targets"], indent=2))
