@@ -124,7 +124,7 @@ rule pretrain:
     benchmark:
         f"{REPORTS}/benchmarks/pretrain_{{name}}.tsv"
     run:
-        from rethink.core.pretrain import pretrain
+        from rethink.core.training.pretrain import pretrain
 
         logged(log[0], pretrain, Path(input[0]).parent, output[0], device=params.device,
                precision=params.precision, aug_backend=params.aug_backend, threads=threads, **params.spec)
@@ -157,7 +157,7 @@ rule selfsup:
     benchmark:
         f"{REPORTS}/benchmarks/selfsup_{{method}}{{variant}}.tsv"
     run:
-        from rethink.core.selfsup import selfsup_pretrain
+        from rethink.core.training.selfsup import selfsup_pretrain
 
         logged(log[0], selfsup_pretrain, wildcards.method, Path(input[0]).parent, output[0], device=params.device,
                precision=params.precision, threads=threads, **params.spec)

@@ -23,13 +23,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rethink.core.augment import LEVELS, KorniaAugment, _Uint8ToKornia, make_augment
-from rethink.core.data import TaskData
-from rethink.core.detection import detection_loss
-from rethink.core.models import build_model
-from rethink.core.pseudo import teacher_outputs
+from rethink.core.augment.ladder import LEVELS
+from rethink.core.augment.kornia import KorniaAugment
+from rethink.core.augment.backends import _Uint8ToKornia, make_augment
+from rethink.core.data.tasks import TaskData
+from rethink.core.models.detection import detection_loss
+from rethink.core.models.nets import build_model
+from rethink.core.training.pseudo import teacher_outputs
 from rethink.study.outputs import cpu_name
-from rethink.core.train import AUG_IMAGES, autocast, evaluate, resolve_device, resolve_precision, steps_per_call
+from rethink.core.training.batches import AUG_IMAGES, steps_per_call
+from rethink.core.training.hardware import autocast, resolve_device, resolve_precision
+from rethink.core.training.evaluation import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -209,7 +213,9 @@ def inference(device: str, rounds: int) -> dict:
 
 def _sweep_run(seed: int, threads: int) -> tuple[list[dict], float]:
     """One short S4 training run (the study's classification step), at `threads` intra-op threads."""
-    from rethink.core.train import TrainConfig, fit, new_model
+    from rethink.core.training.config import TrainConfig
+    from rethink.core.training.loop import fit
+    from rethink.core.training.checkpoints import new_model
 
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(100)

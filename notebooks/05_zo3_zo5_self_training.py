@@ -91,9 +91,9 @@ outputs.show_summary(findings, deviations, out_dir)
 # images whose top class probability is at least `pseudo_threshold` (soft labels: the teacher's distribution).
 # The student starts from the teacher's init and trains as many iterations as its teacher, at the cell's
 # augmentation, on each labelled batch plus `pseudo_batch_size` pseudo-labelled images, with Zoph et al.'s loss
-# normalisation (`rethink.core.pseudo.LossNormaliser`). Joint training adds the upstream labelled
+# normalisation (`rethink.core.training.pseudo.LossNormaliser`). Joint training adds the upstream labelled
 # classification task to every step: a second head on the shared backbone, its loss balanced by the same
-# normalisation. Algorithms by name: `rethink.core.selftrain`.
+# normalisation. Algorithms by name: `rethink.core.training.selftrain`.
 #
 # **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
 # the confirmation's runs): each finding's conditions with their values, its primary condition and, for a

@@ -119,7 +119,7 @@ outputs.show_summary(findings, deviations, out_dir)
 # ## How it was tested
 #
 # **Here.** The self-supervised methods of `selfsup_methods`, each pre-trained on the upstream images without
-# their labels by the `selfsup` rule (`rethink.core.selfsup`) and gated on its pretext loss: rotation prediction
+# their labels by the `selfsup` rule (`rethink.core.training.selfsup`) and gated on its pretext loss: rotation prediction
 # (handcrafted), an autoencoder, SimCLR (contrastive) and SwAV (clustering). Scratch trains at every one of
 # `label_counts` downstream labels, each method is fine-tuned at `finetune_label_counts`; a count trains
 # max(`min_steps`, `epochs` epochs of its own labels) steps, so that a few labels get the steps they need to

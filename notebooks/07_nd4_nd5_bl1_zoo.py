@@ -41,7 +41,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from rethink.core.train import FROZEN_STAGES_MAX
+from rethink.core.training.config import FROZEN_STAGES_MAX
 from rethink.report import figures
 from rethink.study import bl, effects, gates, nd, outputs, runs
 

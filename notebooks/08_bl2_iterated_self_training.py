@@ -74,7 +74,7 @@ outputs.show_summary(findings, deviations, out_dir)
 # **Here.** The classification setting of notebooks 04 and 05, at BL-2's cell (its criterion's `aug` and `label_fraction`) from
 # random init: round 0 is the supervised teacher, round 1 the noisy student of notebook 05 (the same cached
 # runs), and each later round's student learns from the pseudo-labels of the round before. Every student
-# trains as long as the teacher, with the normalised joint loss (`rethink.core.pseudo.LossNormaliser`).
+# trains as long as the teacher, with the normalised joint loss (`rethink.core.training.pseudo.LossNormaliser`).
 #
 # **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
 # the confirmation's runs): each finding's conditions with their values, its primary condition and, for a

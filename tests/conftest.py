@@ -21,9 +21,9 @@ class _WithoutDali:
 if os.environ.get("RETHINK_WITHOUT_DALI"):
     sys.meta_path.insert(0, _WithoutDali())
 
-from rethink.core import world as W  # noqa: E402  (after the DALI switch)
-from rethink.core.augment import DALI_EXTRA, dali_installed  # noqa: E402
-from rethink.core.dali import dali_to_torch  # noqa: E402
+from rethink.core.data import world as W
+from rethink.core.augment.ladder import DALI_EXTRA, dali_installed
+from rethink.core.augment.dali import dali_to_torch
 
 requires_dali = pytest.mark.skipif(not dali_installed(), reason=f"needs NVIDIA DALI ({DALI_EXTRA})")
 
@@ -59,7 +59,7 @@ def tiny_world(tmp_path_factory):
 @pytest.fixture
 def student_run(tiny_world, tmp_path):
     """study.run_arm's arguments for a noisy student on the tiny world, with a pool of its own."""
-    from rethink.core.train import TrainConfig
+    from rethink.core.training.config import TrainConfig
 
     spec = W.WorldSpec(image_size=32, texture=0.2, color=0.2, viewpoint=0.2, lighting=0.2, clutter=0.2)
     W.save_world(tmp_path / "pool.npz", W.generate_classification(64, W.DOWNSTREAM_CLASSES[:4], spec, seed=5))

@@ -1,4 +1,4 @@
-"""Tests for rethink.core.augment and rethink.core.dali (CPU only; Kornia and DALI CPU pipelines)."""
+"""Tests for rethink.core.augment and rethink.core.augment.dali (CPU only; Kornia and DALI CPU pipelines)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import torch
 
 from conftest import flip_crop_dali, flip_crop_kornia, requires_dali
 
-from rethink.core.augment import (BACKENDS, DALI_EXTRA, ENGINES, LEVELS, KorniaAugment, check_backend, check_level,
-                                  dali_installed, make_augment)
-from rethink.core.dali import DaliAugment
+from rethink.core.augment.ladder import (BACKENDS, DALI_EXTRA, ENGINES, LEVELS, check_backend, check_level, dali_installed)
+from rethink.core.augment.kornia import KorniaAugment
+from rethink.core.augment.backends import make_augment
+from rethink.core.augment.dali import DaliAugment
 
 # the backends this install has: DALI's tests are skipped without the [dali] extra
 INSTALLED_BACKENDS = [pytest.param(b, marks=requires_dali) if b == "dali" else b for b in BACKENDS]

@@ -14,8 +14,8 @@ from PIL import Image
 
 from conftest import (BACKGROUND, CIFAR10_CLASSES, STL10_CLASSES, class_colour, coco_layout, marked_images,
                       requires_dali, write_image_folder)
-from rethink.core import datasets as D
-from rethink.core import world as W
+from rethink.core.data import datasets as D
+from rethink.core.data import world as W
 
 SIZE = 32
 

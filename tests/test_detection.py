@@ -1,6 +1,7 @@
 import torch
 
-from rethink.core import detection, metrics
+from rethink.core.models import detection
+from rethink.core.training import metrics
 
 
 def test_perfect_outputs_decode_to_ap_one():

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from rethink import config
-from rethink.core.registry import Registry
-from rethink.core.train import steps_per_epoch
+from rethink.core.training.registry import Registry
+from rethink.core.training.schedule import steps_per_epoch
 from rethink.study import runs
 from rethink.workflow import run_notebook
 

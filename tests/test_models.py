@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rethink.core.models import build_model
+from rethink.core.models.nets import build_model
 
 
 @pytest.mark.parametrize("arch", ["resnet9", "resnet18"])
@@ -33,7 +33,7 @@ def test_unknown_key_is_an_error():
 
 
 def test_small_batch_norm_normalises_each_device_batch_alone():
-    from rethink.core.models import SmallBatchNorm2d
+    from rethink.core.models.nets import SmallBatchNorm2d
 
     torch.manual_seed(0)
     x = torch.randn(8, 4, 5, 5) * 3 + torch.arange(8.0).view(8, 1, 1, 1)  # every image has its own offset
@@ -51,14 +51,14 @@ def test_small_batch_norm_normalises_each_device_batch_alone():
 
 
 def test_small_batch_norm_refuses_a_batch_that_does_not_split():
-    from rethink.core.models import SmallBatchNorm2d
+    from rethink.core.models.nets import SmallBatchNorm2d
 
     with pytest.raises(ValueError, match="per-device batches of 3"):
         SmallBatchNorm2d(4, device_batch=3)(torch.randn(8, 4, 2, 2))
 
 
 def test_bn_batch_picks_the_small_batch_layer():
-    from rethink.core.models import SmallBatchNorm2d
+    from rethink.core.models.nets import SmallBatchNorm2d
 
     assert any(isinstance(m, SmallBatchNorm2d) for m in build_model(norm="bn", bn_batch=2).modules())
     assert not any(isinstance(m, SmallBatchNorm2d) for m in build_model(norm="bn").modules())

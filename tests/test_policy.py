@@ -1,4 +1,4 @@
-"""The grouped engine (rethink.core.policy) against Kornia's own policies: each op's kernel gives what
+"""The grouped engine (rethink.core.augment.policy) against Kornia's own policies: each op's kernel gives what
 Kornia's operation gives for the same parameters, and the ops and magnitudes it applies follow the
 policy's distribution."""
 from __future__ import annotations
@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 import torch
 
-from rethink.core.augment import RANDAUGMENT_M, RANDAUGMENT_N, KorniaAugment
-from rethink.core.policy import GEOMETRIC, policy_table, randaugment_magnitude, warp
+from rethink.core.augment.ladder import RANDAUGMENT_M, RANDAUGMENT_N
+from rethink.core.augment.kornia import KorniaAugment
+from rethink.core.augment.policy import GEOMETRIC, policy_table, randaugment_magnitude, warp
 
 SIZE = 32
 

@@ -11,8 +11,8 @@ from conftest import write_cifar10, write_coco, write_image_folder, write_stl10
 from test_workflow import CONFIG, snakemake
 
 from rethink import config as study_config
-from rethink.core.data import load_task_data
-from rethink.core.world import load_world
+from rethink.core.data.tasks import load_task_data
+from rethink.core.data.world import load_world
 from rethink.workflow import HELD_OUT, WORLD_FILES, build_data, world_names
 
 SMOKE_WORLD = study_config.resolve(copy.deepcopy(CONFIG), "smoke")["world"]
@@ -114,7 +114,7 @@ def test_notebooks_run_unchanged_on_real_formats(tmp_path, formats, notebooks):
 
 
 def test_pseudo_label_quality_is_unknown_for_a_pool_without_labels():
-    from rethink.core.pseudo import pseudo_label_quality
+    from rethink.core.training.pseudo import pseudo_label_quality
 
     info = {"kept": 2, "pool": 4, "kept_index": np.array([0, 2]), "kept_class": np.array([1, 0])}
     quality = pseudo_label_quality(info, np.full(4, -1), ["a", "b"], ("a", "b"))

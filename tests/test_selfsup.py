@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from rethink.core import selfsup as S
-from rethink.core import world as W
-from rethink.core.models import build_model
-from rethink.core.data import load_task_data
-from rethink.core.train import load_checkpoint, new_model
+from rethink.core.training import selfsup as S
+from rethink.core.data import world as W
+from rethink.core.models.nets import build_model
+from rethink.core.data.tasks import load_task_data
+from rethink.core.training.checkpoints import load_checkpoint, new_model
 
 NAMES = ["simclr", "rotation", "autoencoder", "swav", "jigsaw"]
 

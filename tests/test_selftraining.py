@@ -6,14 +6,15 @@ import pandas as pd
 import pytest
 import torch
 
-from rethink.core import selftrain
+from rethink.core.training import selftrain
 from rethink.study import runs
-from rethink.core import world as W
-from rethink.core.data import load_task_data, to_unit_nchw
-from rethink.core.pseudo import (LossNormaliser, pseudo_label, pseudo_label_boxes, pseudo_label_classes,
-                            pseudo_label_quality)
-from rethink.core.selfsup import nt_xent
-from rethink.core.train import TrainConfig, fit, new_model
+from rethink.core.data import world as W
+from rethink.core.data.tasks import load_task_data, to_unit_nchw
+from rethink.core.training.pseudo import (LossNormaliser, pseudo_label, pseudo_label_boxes, pseudo_label_classes, pseudo_label_quality)
+from rethink.core.training.selfsup import nt_xent
+from rethink.core.training.config import TrainConfig
+from rethink.core.training.loop import fit
+from rethink.core.training.checkpoints import new_model
 
 
 def test_pseudo_labels_keep_only_confident_images():

@@ -3,10 +3,10 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from rethink.core import selftrain
+from rethink.core.training import selftrain
 from rethink.study import effects, gates, he, outputs, runs, zo
-from rethink.core import world as W
-from rethink.core.train import TrainConfig
+from rethink.core.data import world as W
+from rethink.core.training.config import TrainConfig
 
 
 def test_runs_are_cached_by_everything_that_decides_them(tiny_world, tmp_path, monkeypatch):
@@ -37,7 +37,7 @@ def test_runs_are_cached_by_everything_that_decides_them(tiny_world, tmp_path, m
 
 @pytest.mark.parametrize("kind", ["missing", "corrupted"])
 def test_a_bad_cache_file_names_the_command_that_rebuilds_it(tmp_path, kind):
-    from rethink.core.train import load_checkpoint
+    from rethink.core.training.checkpoints import load_checkpoint
     folder = tmp_path / "cache" / "smoke" / "world"
     folder.mkdir(parents=True)
     world, checkpoint = folder / "upstream_classify_train.npz", tmp_path / "cache" / "smoke" / "upstream.pt"
@@ -209,7 +209,7 @@ def test_sweep_trains_detection_arms_into_tidy_rows(study_world):
 
 
 def test_a_diverged_run_is_recorded_as_scoring_zero(study_world, monkeypatch):
-    from rethink.core.train import Diverged
+    from rethink.core.training.loop import Diverged
 
     def diverge(*args, **kwargs):
         raise Diverged("loss became nan", 7, 0.5, [dict(step=4, epoch=0.25, split="train", metric="loss", value=2.0)])

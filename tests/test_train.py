@@ -3,10 +3,14 @@ import dataclasses
 import pytest
 import torch
 
-from rethink.core import train as T
-from rethink.core.data import load_task_data
-from rethink.core.train import (TrainConfig, evaluate, evaluation_steps, fit, init_from_checkpoint, load_checkpoint,
-                           new_model, save_checkpoint, step_schedule)
+from rethink.core.data.tasks import to_unit_nchw
+from rethink.core.training import batches, hardware, loop
+from rethink.core.data.tasks import load_task_data
+from rethink.core.training.config import TrainConfig
+from rethink.core.training.evaluation import evaluate
+from rethink.core.training.schedule import evaluation_steps, step_schedule
+from rethink.core.training.loop import fit
+from rethink.core.training.checkpoints import init_from_checkpoint, load_checkpoint, new_model, save_checkpoint
 
 
 def test_lr_drops_put_the_steps_at_shares_of_the_run_and_are_checked():
@@ -52,7 +56,7 @@ def test_lr_follows_warmup_and_steps(tiny_world):
     cfg = TrainConfig(epochs_1x=9, batch_size=64, warmup_steps=4, lr=0.1, evals=1, progress=False)
     seen = []
     # 256 images / 64 = 4 steps per epoch, 36 steps in 1x: drops after 12 and 28 steps.
-    original = T.make_scheduler
+    original = loop.make_scheduler
 
     def spy(optimizer, *args):
         scheduler = original(optimizer, *args)
@@ -63,11 +67,11 @@ def test_lr_follows_warmup_and_steps(tiny_world):
             seen.append(optimizer.param_groups[0]["lr"])
         scheduler.step = recording_step
         return scheduler
-    T.make_scheduler = spy
+    loop.make_scheduler = spy
     try:
         fit(model, data, data, cfg)
     finally:
-        T.make_scheduler = original
+        loop.make_scheduler = original
     assert len(seen) == 36
     assert seen[0] < 0.1 and seen[5] == pytest.approx(0.1)
     assert seen[12] == pytest.approx(0.01) and seen[28] == pytest.approx(0.001)
@@ -101,12 +105,12 @@ def test_same_seed_same_numbers(tiny_world, precision):
 
 
 def test_precision_resolves_auto_by_device_and_cpu(monkeypatch):
-    assert T.resolve_precision("fp32", "cuda") == "fp32" and T.resolve_precision("bf16", "cpu") == "bf16"
-    assert T.resolve_precision("auto", "cuda") == "bf16"
-    monkeypatch.setattr(T, "cpu_has_fast_bf16", lambda: False)
-    assert T.resolve_precision("auto", "cpu") == "fp32"
-    monkeypatch.setattr(T, "cpu_has_fast_bf16", lambda: True)
-    assert T.resolve_precision("auto", "cpu") == "bf16"
+    assert hardware.resolve_precision("fp32", "cuda") == "fp32" and hardware.resolve_precision("bf16", "cpu") == "bf16"
+    assert hardware.resolve_precision("auto", "cuda") == "bf16"
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: False)
+    assert hardware.resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: True)
+    assert hardware.resolve_precision("auto", "cpu") == "bf16"
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16; got 'fp16'"):
         TrainConfig(precision="fp16")
 
@@ -185,23 +189,23 @@ def test_augmented_batches_keep_targets_with_their_images_across_calls(tiny_worl
 
     def identity(images, targets):  # S0 stands in for any augmentation: the split is what is tested
         calls.append(len(images))
-        return T.to_unit_nchw(images), targets
+        return to_unit_nchw(images), targets
     index = [torch.arange(i, 64, 4) for i in range(4)] * 2  # 8 steps of 16 images
-    steps = T.augmented_batches(data, identity, iter(index), per_call=3)
+    steps = batches.augmented_batches(data, identity, iter(index), per_call=3)
     for i, (images, (boxes, labels)) in zip(range(7), steps):
-        assert torch.equal(images, T.to_unit_nchw(data.images[index[i]]))
+        assert torch.equal(images, to_unit_nchw(data.images[index[i]]))
         assert torch.equal(boxes, data.boxes[index[i]]) and torch.equal(labels, data.labels[index[i]])
     assert calls == [48, 48, 32]  # 3 + 3 steps, then the 2 left
-    assert T.steps_per_call(128) == 4 and T.steps_per_call(32) == 16 and T.steps_per_call(1024) == 1
+    assert batches.steps_per_call(128) == 4 and batches.steps_per_call(32) == 16 and batches.steps_per_call(1024) == 1
 
 
 def test_auto_device_warns_when_gpus_exist_that_torch_cannot_use(monkeypatch):
-    monkeypatch.setattr(T.torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(T, "nvidia_devices", lambda: ["/dev/nvidia0"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "nvidia_devices", lambda: ["/dev/nvidia0"])
     with pytest.warns(RuntimeWarning, match=r"/dev/nvidia0.*cannot use them.*driver"):
-        assert T.resolve_device("auto") == "cpu"
-    monkeypatch.setattr(T, "nvidia_devices", lambda: [])
+        assert hardware.resolve_device("auto") == "cpu"
+    monkeypatch.setattr(hardware, "nvidia_devices", lambda: [])
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no GPU at all: no warning
-        assert T.resolve_device("auto") == "cpu"
+        assert hardware.resolve_device("auto") == "cpu"

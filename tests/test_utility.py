@@ -8,11 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from rethink.core import selftrain
+from rethink.core.training import selftrain
 from rethink.study import bl, gates, nd, runs
-from rethink.core import world as W
-from rethink.core.data import load_task_data
-from rethink.core.train import TrainConfig, evaluate, fit, new_model
+from rethink.core.data import world as W
+from rethink.core.data.tasks import load_task_data
+from rethink.core.training.config import TrainConfig
+from rethink.core.training.evaluation import evaluate
+from rethink.core.training.loop import fit
+from rethink.core.training.checkpoints import new_model
 from rethink.study.nd import matched_count, utility
 
 COUNTS = [10, 100, 1000, 10000]

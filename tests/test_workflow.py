@@ -203,7 +203,7 @@ def test_a_killed_run_resumes_without_redoing_what_finished(tmp_path):
     import signal
     import time
 
-    from rethink.core.train import load_checkpoint
+    from rethink.core.training.checkpoints import load_checkpoint
 
     target = "cache/smoke/checkpoints/upstream.pt"
     command = [sys.executable, "-m", "rethink", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "2", target,

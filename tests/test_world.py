@@ -7,8 +7,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from rethink.core.world import (DOWNSTREAM_CLASSES, SHAPES, SYMMETRY, UPSTREAM_CLASSES, WorldSpec,
-                           generate_classification, generate_scenes, load_world, save_world, to_coco)
+from rethink.core.data.world import (DOWNSTREAM_CLASSES, SHAPES, SYMMETRY, UPSTREAM_CLASSES, WorldSpec, generate_classification, generate_scenes, load_world, save_world, to_coco)
 
 SPEC = WorldSpec(image_size=32)
 SCENE_SPEC = WorldSpec(image_size=64)
@@ -172,7 +171,7 @@ def test_load_corrupt(tmp_path):
 @pytest.mark.parametrize("share", [0.0, 0.5])
 def test_the_unlabeled_pool_holds_its_out_of_domain_share(share):
     """Self-training's pool: downstream classes, plus unlabeled_ood_share of upstream ones; seeded."""
-    from rethink.core.world import unlabeled_pool
+    from rethink.core.data.world import unlabeled_pool
 
     spec = WorldSpec(image_size=32)
     pool = unlabeled_pool(60, share, spec, seed=7)

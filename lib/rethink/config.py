@@ -134,7 +134,7 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
 
 def n_classes(profile: dict, part: str) -> int:
     """The classes of the upstream or downstream set: the real dataset's subset, or the world's."""
-    from .core.shapes import DOWNSTREAM_CLASSES, UPSTREAM_CLASSES
+    from .core.data.shapes import DOWNSTREAM_CLASSES, UPSTREAM_CLASSES
 
     classes = profile.get("data", {}).get(part, {}).get("classes")
     return len(classes) if classes else len(UPSTREAM_CLASSES if part == "upstream" else DOWNSTREAM_CLASSES)

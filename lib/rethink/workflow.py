@@ -57,7 +57,7 @@ def logged(log: str, step, *args, threads: int | None = None, **kwargs):
 def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> None:
     """Generate the world files `names` (default: all of WORLD_FILES) of a profile. `spec` is the profile's
     `world` block of config/study.yaml."""
-    from .core import world as W
+    from .core.data import world as W
 
     spec = dict(spec)
     sizes = {name: spec.pop(name) for name in WORLD_FILES}
@@ -107,8 +107,8 @@ def build_data(spec: dict, out_dir: str, data: dict | None = None, device: str =
     each file holds a seeded random sample of at most the world's size for it (all images if fewer)."""
     import numpy as np
 
-    from .core import datasets
-    from .core import world as W
+    from .core.data import datasets
+    from .core.data import world as W
 
     data = dict(data or {})
     if ("upstream" in data) != ("downstream" in data):

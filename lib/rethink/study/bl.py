@@ -77,10 +77,11 @@ def invariance_table(world_dir: str, checkpoints: dict[str, str | None], arch: s
     """BL-1's invariance of each checkpoint's features (None: a randomly initialised network) on the downstream
     validation images, under views of augmentation `level`; one row per (method, seed), each seed a draw of the
     views: columns method, seed, value."""
-    from ..core.augment import KorniaAugment
-    from ..core.data import load_task_data
-    from ..core.selfsup import feature_invariance
-    from ..core.train import new_model, resolve_device
+    from ..core.augment.kornia import KorniaAugment
+    from ..core.data.tasks import load_task_data
+    from ..core.training.selfsup import feature_invariance
+    from ..core.training.checkpoints import new_model
+    from ..core.training.hardware import resolve_device
 
     device = resolve_device(device)
     data = load_task_data(world_file(world_dir, "classify", "val"), "classify", device)

@@ -1,5 +1,5 @@
 """Newell & Deng 2020, "How Useful is Self-Supervised Pretraining for Visual Tasks?" (arXiv 2003.14323):
-ND-1 to ND-5 on the study's world, fine-tuning the self-supervised checkpoints of rethink.core.selfsup
+ND-1 to ND-5 on the study's world, fine-tuning the self-supervised checkpoints of rethink.core.training.selfsup
 (Snakemake's `selfsup` rule). The criteria's values are pre-registered in config/study.yaml.
 
 Their utility of pre-training, U(n) = n̂/n − 1, where a model trained from scratch on n̂ labels scores what
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..core.train import steps_per_epoch
+from ..core.training.schedule import steps_per_epoch
 from .effects import (METRIC_UNITS, arm_selector, because, cells_mean_effect, failed_bound, gap, mean_effect,
                       not_replicated, not_run, paired_differences, rank_effect, seed_gaps, seed_values, with_arms)
 from .runs import grid, n_train

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from .. import config
-from ..core.train import resolve_device
+from ..core.training.hardware import resolve_device
 from ..report.figures import mean_ci_text
 from ..report.words import (VERDICT_COLOURS, deviation_line, effect_text, finding_name, interval_text, phase_text,
                             why_text)

@@ -15,12 +15,16 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..core.data import check_fraction, load_task_data
-from ..core.pseudo import pseudo_label_quality
-from ..core.selftrain import ALGORITHMS, NEEDS_TEACHER, NEEDS_UPSTREAM, SelfTraining, check_method
-from ..core.train import (Diverged, TrainConfig, check_task_aug, evaluate, new_model, resolve_device,
-                          resolve_precision, steps_per_epoch)
-from ..core.world import load_world
+from ..core.data.tasks import check_fraction, load_task_data
+from ..core.training.pseudo import pseudo_label_quality
+from ..core.training.selftrain import ALGORITHMS, NEEDS_TEACHER, NEEDS_UPSTREAM, SelfTraining, check_method
+from ..core.training.loop import Diverged
+from ..core.training.config import TrainConfig, check_task_aug
+from ..core.training.evaluation import evaluate
+from ..core.training.checkpoints import new_model
+from ..core.training.hardware import resolve_device, resolve_precision
+from ..core.training.schedule import steps_per_epoch
+from ..core.data.world import load_world
 from .effects import METRIC_UNITS
 
 CORE = Path(__file__).parent.parent / "core"

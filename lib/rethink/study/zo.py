@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..core.augment import LEVELS
+from ..core.augment.ladder import LEVELS
 from .effects import (METRIC_UNITS, arm_selector, because, cells_mean_effect, failed_bound, final_metric, gap,
                       mean_effect, paired_effect, seed_gaps, seed_values, with_arms)
 from .runs import iteration_matched_runs

@@ -1,5 +1,5 @@
 """A table of things by name, filled by a decorator (as USB registers its algorithms): the self-training
-algorithms (rethink.core.selftrain) and the self-supervised methods (rethink.core.selfsup) each keep one."""
+algorithms (rethink.core.training.selftrain) and the self-supervised methods (rethink.core.training.selfsup) each keep one."""
 from __future__ import annotations
 
 

@@ -1,6 +1,6 @@
 """Training algorithms by name, in one table (as USB registers its algorithms): a run names one in its
 `method` setting and rethink.study.runs trains it. (Self-supervised pre-training, SimCLR among it, has a
-table of its own: rethink.core.selfsup.)
+table of its own: rethink.core.training.selfsup.)
 
   supervised      the labelled set alone
   noisy_student   Zoph et al. 2020 / Xie et al. 2020: the teacher (the supervised run of the same
@@ -19,10 +19,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .data import TaskData
+from ..data.tasks import TaskData
 from .pseudo import LossNormaliser, check_threshold, check_weight, pseudo_label
 from .registry import Registry
-from .train import Auxiliary, TrainConfig, fit, steps_per_epoch
+from .loop import Auxiliary, fit
+from .config import TrainConfig
+from .schedule import steps_per_epoch
 
 ALGORITHMS = Registry("method")
 NEEDS_TEACHER = ("noisy_student", "sequential", "joint_noisy_student")  # a teacher's pseudo-labels on the pool

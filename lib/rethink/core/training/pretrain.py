@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .data import load_task_data
-from .train import TrainConfig, fit, new_model, resolve_device, save_checkpoint
+from ..data.tasks import load_task_data
+from .config import TrainConfig
+from .loop import fit
+from .checkpoints import new_model, save_checkpoint
+from .hardware import resolve_device
 
 
 def pretrain(world_dir: str, out: str, arch: str, width: int, norm: str, epochs: float, batch_size: int,

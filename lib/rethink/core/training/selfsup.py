@@ -25,12 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .data import TaskData, load_task_data, to_unit_nchw
-from .models import Net
+from ..data.tasks import TaskData, load_task_data, to_unit_nchw
+from ..models.nets import Net
 from .pseudo import batched
 from .registry import Registry
-from .train import (CHECK_EVERY, TrainConfig, break_if_diverged, autocast, make_optimizer, make_scheduler, new_model,
-                    resolve_device, resolve_precision, save_checkpoint, steps_per_epoch)
+from .loop import CHECK_EVERY, break_if_diverged
+from .config import TrainConfig
+from .hardware import autocast, resolve_device, resolve_precision
+from .schedule import make_optimizer, make_scheduler, steps_per_epoch
+from .checkpoints import new_model, save_checkpoint
 
 METHODS = Registry("selfsup method")
 method = METHODS.register

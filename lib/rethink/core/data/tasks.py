@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .models import TASKS
+from ..models.nets import TASKS
 from .world import load_world, to_coco
 
 

@@ -5,7 +5,7 @@ lighting, each in [0, 1] (0 = factor held fixed, 1 = full variation), plus clutt
 (background texture, distractor fragments, pixel noise). Classification images hold one
 object; scenes hold several, later ones occluding earlier ones, with COCO-style labels.
 
-Everything is rendered in batches with torch on the CPU: each shape (rethink.core.shapes) is an
+Everything is rendered in batches with torch on the CPU: each shape (rethink.core.data.shapes) is an
 inside-test on object-local coordinates (u, v) in about [-1, 1] (v pointing up), evaluated on a 2x
 supersampled grid for all objects of that shape at once, then average-pooled, which is
 the anti-aliasing. Randomness comes only from a local ``torch.Generator``.

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import dali_installed
-from .dali import dali_placement
-from .train import resolve_device
+from ..augment.ladder import dali_installed
+from ..augment.dali import dali_placement
+from ..training.hardware import resolve_device
 
 __all__ = ["read_cifar10", "read_stl10", "read_image_folder", "read_coco", "decode_files", "class_subset",
            "resize_images", "FORMATS", "load_dataset"]

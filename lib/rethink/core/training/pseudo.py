@@ -10,9 +10,9 @@ import math
 
 import torch
 
-from . import detection
-from .data import TaskData, to_unit_nchw
-from .train import autocast
+from ..models import detection
+from ..data.tasks import TaskData, to_unit_nchw
+from .hardware import autocast
 
 
 def check_threshold(threshold: float) -> float:

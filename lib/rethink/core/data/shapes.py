@@ -1,4 +1,4 @@
-"""The shapes of the procedural world (rethink.core.world): one inside-test per class on object-local
+"""The shapes of the procedural world (rethink.core.data.world): one inside-test per class on object-local
 coordinates (u, v) in about [-1, 1] (v pointing up), with its rotational symmetry, and the split of
 the classes into the upstream ("ImageNet") and downstream sets."""
 
