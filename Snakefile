@@ -45,6 +45,8 @@ SELFSUP_METHODS = list(PROFILE["selfsup_methods"])
 SELFSUP_CHECKPOINTS = [f"{CACHE}/checkpoints/{method}.pt" for method in SELFSUP_METHODS]
 # GPUs each training job asks a cluster executor for (the slurm profile turns this into --gpus); none on the CPU.
 GPUS = 0 if PROFILE["device"] == "cpu" else 1
+# The code that makes the world's files (the procedural world, the readers of real datasets).
+WORLD_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink/core/data").rglob("*.py"))
 LIB_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink").rglob("*.py"))
 # The code that decides a run's numbers (the run cache's code hash is this folder too).
 TRAINING_SOURCES = sorted(str(p) for p in (BASE / "lib/rethink/core").rglob("*.py"))
@@ -72,8 +74,7 @@ rule all:
 
 rule world:
     input:
-        str(BASE / "lib/rethink/core/world.py"),
-        str(BASE / "lib/rethink/core/datasets.py"),
+        WORLD_SOURCES,
     output:
         WORLD_FILES,
     params:
@@ -90,7 +91,7 @@ rule world:
 
 rule world_hard:
     input:
-        str(BASE / "lib/rethink/core/world.py"),
+        WORLD_SOURCES,
     output:
         HARD_WORLD_FILES,
     params:

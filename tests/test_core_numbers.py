@@ -3,7 +3,6 @@ before core/ was regrouped (tests/data/core_numbers.json, recorded then on the m
 between modules changes no training number. Bit for bit on that CPU; elsewhere, floating-point kernels may differ
 in the last bits, so within a relative 1e-5."""
 import json
-import tempfile
 from pathlib import Path
 
 import pytest

@@ -15,6 +15,7 @@ from PIL import Image
 from conftest import (BACKGROUND, CIFAR10_CLASSES, STL10_CLASSES, class_colour, coco_layout, marked_images,
                       requires_dali, write_image_folder)
 from rethink.core.data import datasets as D
+from rethink.core.data import decode
 from rethink.core.data import world as W
 
 SIZE = 32
@@ -90,7 +91,7 @@ def test_image_folder_extensions_and_classes(tmp_path):
 @pytest.mark.parametrize("decoder", [pytest.param("dali", marks=requires_dali), "torchvision"])
 def test_decode_files_matches_pil_and_keeps_order(tmp_path, monkeypatch, decoder):
     if decoder == "torchvision":  # what an install without the [dali] extra decodes with
-        monkeypatch.setattr(D, "dali_installed", lambda: False)
+        monkeypatch.setattr(decode, "dali_installed", lambda: False)
     images = W.generate_classification(7, W.UPSTREAM_CLASSES[:3], W.WorldSpec(image_size=48), seed=0)["images"]
     paths = []
     for i, img in enumerate(images):
@@ -313,7 +314,7 @@ def test_malformed_coco_json_is_named(tmp_path, coco_paths):
 @pytest.mark.parametrize("decoder", [pytest.param("dali", marks=requires_dali), "torchvision"])
 def test_empty_split_and_undecodable_images(tmp_path, monkeypatch, decoder):
     if decoder == "torchvision":
-        monkeypatch.setattr(D, "dali_installed", lambda: False)
+        monkeypatch.setattr(decode, "dali_installed", lambda: False)
     (tmp_path / "tree" / "train" / "a").mkdir(parents=True)
     with _raises(ValueError, tmp_path / "tree" / "train", "no images"):
         D.read_image_folder(tmp_path / "tree", "train", SIZE)

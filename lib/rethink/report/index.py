@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .words import (VERDICT_COLOURS, VERDICT_MEANINGS, deviation_line, effect_text, finding_name, interval_text,
+from .words import (VERDICT_COLOURS, VERDICT_MEANINGS, deviation_line, effect_text, finding_name,
                     phase_text, tally, why_text)
 
 README_START, README_END = "<!-- findings:start -->", "<!-- findings:end -->"
