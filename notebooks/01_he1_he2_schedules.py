@@ -35,41 +35,33 @@ results_dir: str = None     # from_results reads here (None: the profile's commi
 from rethink import config
 
 # Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. Each becomes a plain name below.
-parameters = config.notebook_parameters("01_he1_he2_schedules", globals())
-globals().update(parameters)
+# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
+s = config.notebook("01_he1_he2_schedules", globals())
 
 # %%
 from pathlib import Path
 
-import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from rethink.report import figures
-from rethink.study import effects, gates, he, outputs, runs
+from rethink.report import figures, pages, tables
+from rethink.study import effects, he, notebook, runs
 
 # %%
-if not from_results:
-    grid = [dict(run, held_out="final") if run["schedule"] == max(schedules) else run
-            for run in runs.grid(init=["scratch", "pretrained"], schedule=schedules, seed=seeds)]
-    detect = runs.sweep(grid, task="detect", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
-                        runs_dir=runs_dir, epochs_1x=epochs_1x, batch_size=batch_size, lr=lr, grad_clip=grad_clip,
-                        evals=evals, arch=arch, width=width, norm=norm, aug=aug, aug_backend=aug_backend,
-                        device=device, precision=precision)
-    outputs.write_results(out_dir, detect.assign(task="detect"), parameters,
-                          checkpoints={"pretrained": upstream_checkpoint})
-results = outputs.read_results(out_dir, results_dir if from_results else None)
+# The longest schedule's detectors are also scored once on the held-out scenes (HE-2).
+grid = lambda: [dict(run, held_out="final") if run["schedule"] == max(s.schedules) else run
+                for run in runs.grid(init=["scratch", "pretrained"], schedule=s.schedules, seed=s.seeds)]
+results = notebook.results(s, lambda: runs.sweep(grid(), s, task="detect").assign(task="detect"),
+                           checkpoints={"pretrained": s.upstream_checkpoint})
 detect = results[results.task == "detect"]
-findings = [he.he1_finding(detect, "AP", criteria["HE-1"], profile, figure="he1_schedules.png"),
-            he.he2_finding(detect, criteria["HE-2"], profile, figure="he2_metrics.png")]
-findings = [gates.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=lambda run: "pretrained" if run["init"] == "pretrained" else None)) for f in findings]
-findings = outputs.write_findings(out_dir, findings, from_results, deviations, phase)
+findings = notebook.judge(s, [he.he1_finding(detect, "AP", s.criteria["HE-1"], s.profile, figure="he1_schedules.png"),
+                              he.he2_finding(detect, s.criteria["HE-2"], s.profile, figure="he2_metrics.png")],
+                          results, task="detect")
 
 # %% [markdown]
 # ## Summary
 
 # %%
-outputs.show_summary(findings, deviations, out_dir)
+pages.show_summary(findings, s.deviations, s.out_dir)
 
 # %% [markdown]
 # ## How it was tested
@@ -98,7 +90,7 @@ outputs.show_summary(findings, deviations, out_dir)
 # %%
 figure = figures.metric_curve(effects.final_metric(detect, "AP"), "AP",
                               "HE-1: scratch vs pre-trained over schedule length (mean, 95% CI over seeds)")
-figures.save(figure, Path(out_dir) / "he1_schedules.png",
+figures.save(figure, Path(s.out_dir) / "he1_schedules.png",
              caption="HE-1. Final box AP on the validation scenes of each arm against the schedule, in multiples of "
                      "this study's 1x; mean over seeds with 95% CIs. The paper's version is its Figure 1 ([He et al. "
                      "2019](https://arxiv.org/abs/1811.08883)).")
@@ -107,7 +99,7 @@ figures.save(figure, Path(out_dir) / "he1_schedules.png",
 # Box AP per schedule, ours (mean ± 95% CI half-width) next to the paper's R50 numbers (its own 1x).
 
 # %%
-display(outputs.paper_comparison(effects.final_metric(detect, "AP"), he.PAPER_TABLES["HE-1"]))
+display(tables.paper_comparison(effects.final_metric(detect, "AP"), he.PAPER_TABLES["HE-1"]))
 
 # %% [markdown]
 # ## HE-2: AP, AP50 and AP75 at the longest schedule (the paper's Table 2)
@@ -115,15 +107,15 @@ display(outputs.paper_comparison(effects.final_metric(detect, "AP"), he.PAPER_TA
 
 # %%
 split = he.held_out_split(detect, "AP75")
-display(outputs.metric_table(detect, max(schedules), he.PAPER_TABLES["HE-2"], split=split))
-display(outputs.metric_table(detect, max(schedules), split="val"))
-longest = detect[detect.schedule == max(schedules)]
+display(tables.metric_table(detect, max(s.schedules), he.PAPER_TABLES["HE-2"], split=split))
+display(tables.metric_table(detect, max(s.schedules), split="val"))
+longest = detect[detect.schedule == max(s.schedules)]
 scenes = "held-out" if split == "test" else "validation"
 figure = figures.metric_bars({m: effects.final_metric(longest, m, split) for m in ("AP", "AP50", "AP75")},
-                             f"HE-2: box AP at {max(schedules):g}x (mean, 95% CI over seeds)",
+                             f"HE-2: box AP at {max(s.schedules):g}x (mean, 95% CI over seeds)",
                              ylabel=f"box AP on the {scenes} scenes (points)")
-figures.save(figure, Path(out_dir) / "he2_metrics.png",
-             caption=f"HE-2. AP, AP50 and AP75 of each arm at {max(schedules):g}x, the longest schedule, on the "
+figures.save(figure, Path(s.out_dir) / "he2_metrics.png",
+             caption=f"HE-2. AP, AP50 and AP75 of each arm at {max(s.schedules):g}x, the longest schedule, on the "
                      f"{scenes} scenes; mean over seeds with 95% CIs. The "
                      f"paper's version is its Table 2 ([He et al. 2019](https://arxiv.org/abs/1811.08883)).")
 
@@ -132,39 +124,11 @@ figures.save(figure, Path(out_dir) / "he2_metrics.png",
 # Validation box AP and training loss over epochs, per schedule (mean over seeds, 95% CI band).
 
 # %%
-figures.save(figures.training_curves(detect, "AP"), Path(out_dir) / "he1_curves_val_ap.png",
+figures.save(figures.training_curves(detect, "AP"), Path(s.out_dir) / "he1_curves_val_ap.png",
              caption="Validation box AP over training, one panel per schedule (mean over seeds, 95% CI band): the "
                      "converged gate reads the evaluations of each run's last third after its last LR drop.")
-figures.save(figures.training_curves(detect, "loss", split="train"), Path(out_dir) / "he1_curves_train_loss.png",
+figures.save(figures.training_curves(detect, "loss", split="train"), Path(s.out_dir) / "he1_curves_train_loss.png",
              caption="Detection training loss over training, one panel per schedule (mean over seeds, 95% CI band).")
 
-# %% [markdown]
-# ## Validity gates
-# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how many of its
-# runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
-# paper.
-
 # %%
-display(outputs.gates_table(findings))
-
-# %% [markdown]
-# ## Deviations from protocol v2
-
-# %%
-display(Markdown(outputs.deviations_markdown(deviations)))
-
-# %% [markdown]
-# ## Verdicts
-
-# %%
-display(Markdown(outputs.verdict_markdown(findings)))
-
-# %% [markdown]
-# ## Settings of this run
-# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
-# papermill; run.json beside this report records every one, with the commit and the environment.
-
-# %%
-display(outputs.parameters_table(parameters, "01_he1_he2_schedules"))
-figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's
+pages.show_closing(findings, s)

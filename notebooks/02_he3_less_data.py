@@ -32,40 +32,33 @@ results_dir: str = None     # from_results reads here (None: the profile's commi
 from rethink import config
 
 # Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. Each becomes a plain name below.
-parameters = config.notebook_parameters("02_he3_less_data", globals())
-globals().update(parameters)
+# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
+s = config.notebook("02_he3_less_data", globals())
 
 # %%
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from rethink.report import figures
-from rethink.study import effects, gates, he, outputs, runs
+from rethink.report import figures, pages, tables
+from rethink.study import effects, he, notebook, runs
 
 # %%
-effects.require_member("HE-3's catchup_fraction", criteria["HE-3"]["catchup_fraction"], label_fractions,
+effects.require_member("HE-3's catchup_fraction", s.criteria["HE-3"]["catchup_fraction"], s.label_fractions,
                        "label_fractions")
-if not from_results:
-    grid = he.fixed_iteration_runs(world_dir, "detect", label_fractions, schedules, seeds,
-                                   inits=["scratch", "pretrained"], epochs_1x=epochs_1x, batch_size=batch_size)
-    results = runs.sweep(grid, task="detect", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
-                         runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, lr=lr,
-                         grad_clip=grad_clip, aug=aug, aug_backend=aug_backend, evals=evals, device=device,
-                         precision=precision)
-    outputs.write_results(out_dir, results, parameters, checkpoints={"pretrained": upstream_checkpoint})
-results = outputs.read_results(out_dir, results_dir if from_results else None)
-findings = [he.he3_finding(results, criteria["HE-3"], profile, figure="he3_data_size.png")]
-findings = [gates.apply_gates(f, gates.report_gates(results, parameters, out_dir, task="detect", checkpoint_of=lambda run: "pretrained" if run["init"] == "pretrained" else None)) for f in findings]
-findings = outputs.write_findings(out_dir, findings, from_results, deviations, phase)
+grid = lambda: he.fixed_iteration_runs(s.world_dir, "detect", s.label_fractions, s.schedules, s.seeds,
+                                       inits=["scratch", "pretrained"], epochs_1x=s.epochs_1x, batch_size=s.batch_size)
+results = notebook.results(s, lambda: runs.sweep(grid(), s, task="detect"),
+                           checkpoints={"pretrained": s.upstream_checkpoint})
+findings = notebook.judge(s, [he.he3_finding(results, s.criteria["HE-3"], s.profile, figure="he3_data_size.png")],
+                          results, task="detect")
 
 # %% [markdown]
 # ## Summary
 
 # %%
-outputs.show_summary(findings, deviations, out_dir)
+pages.show_summary(findings, s.deviations, s.out_dir)
 
 # %% [markdown]
 # ## How it was tested
@@ -86,7 +79,7 @@ outputs.show_summary(findings, deviations, out_dir)
 # %%
 best = he.best_schedule(effects.final_metric(results, "AP"))
 figure = figures.metric_curve(best, "AP", "HE-3: each arm at its best schedule", x="label_fraction", log_x=True)
-figures.save(figure, Path(out_dir) / "he3_data_size.png",
+figures.save(figure, Path(s.out_dir) / "he3_data_size.png",
              caption="HE-3. Final box AP against the share of the training scenes, each arm at its own best schedule"
                      " (mean over seeds, 95% CIs; log scale). The paper's version is its Figures 5-6 ([He et al. "
                      "2019](https://arxiv.org/abs/1811.08883)).")
@@ -96,7 +89,7 @@ figures.save(figure, Path(out_dir) / "he3_data_size.png",
 # paper's numbers (COCO, 118k images = 100%).
 
 # %%
-table = outputs.paper_comparison(best, {}, by="label_fraction")
+table = tables.paper_comparison(best, {}, by="label_fraction")
 for arm in ("scratch", "pretrained"):
     table[(arm, "best schedule")] = best[best.arm == arm].groupby("label_fraction").schedule.first()
 display(table.sort_index(axis=1).sort_index(ascending=False))
@@ -109,40 +102,12 @@ display(pd.DataFrame(he.PAPER_TABLES["HE-3"]))
 # pre-trained one's while its validation loss stays above it, or rises.
 
 # %%
-longest = results[results.schedule == max(schedules)]
+longest = results[results.schedule == max(s.schedules)]
 figures.save(figures.training_curves(longest, "loss", panel="label_fraction", x="step", splits=("train", "val")),
-           Path(out_dir) / "he3_loss_curves.png",
-             caption=f"Training and validation loss at {max(schedules):g}x, one panel per data size (mean over "
+           Path(s.out_dir) / "he3_loss_curves.png",
+             caption=f"Training and validation loss at {max(s.schedules):g}x, one panel per data size (mean over "
                      f"seeds, 95% CI band): overfitting shows as a training loss that keeps falling while the "
                      f"validation loss stays up.")
 
-# %% [markdown]
-# ## Validity gates
-# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how many of its
-# runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
-# paper.
-
 # %%
-display(outputs.gates_table(findings))
-
-# %% [markdown]
-# ## Deviations from protocol v2
-
-# %%
-display(Markdown(outputs.deviations_markdown(deviations)))
-
-# %% [markdown]
-# ## Verdicts
-
-# %%
-display(Markdown(outputs.verdict_markdown(findings)))
-
-# %% [markdown]
-# ## Settings of this run
-# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
-# papermill; run.json beside this report records every one, with the commit and the environment.
-
-# %%
-display(outputs.parameters_table(parameters, "02_he3_less_data"))
-figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's
+pages.show_closing(findings, s)

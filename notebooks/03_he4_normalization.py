@@ -32,36 +32,27 @@ results_dir: str = None     # from_results reads here (None: the profile's commi
 from rethink import config
 
 # Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. Each becomes a plain name below.
-parameters = config.notebook_parameters("03_he4_normalization", globals())
-globals().update(parameters)
+# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
+s = config.notebook("03_he4_normalization", globals())
 
 # %%
 from pathlib import Path
 
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from rethink.report import figures
-from rethink.study import effects, gates, he, outputs, runs
+from rethink.report import figures, pages, tables
+from rethink.study import effects, he, notebook, runs
 
 # %%
-if not from_results:
-    results = runs.sweep(he.norm_runs(norms, seeds, bn_batch), task="detect", world_dir=world_dir,
-                         upstream_checkpoint=upstream_checkpoint, runs_dir=runs_dir, init="scratch", schedule=schedule,
-                         arch=arch, width=width, norm=norm, epochs_1x=epochs_1x, batch_size=batch_size, lr=lr,
-                         grad_clip=grad_clip, aug=aug, aug_backend=aug_backend, evals=evals, device=device,
-                         precision=precision)
-    outputs.write_results(out_dir, results, parameters)
-results = outputs.read_results(out_dir, results_dir if from_results else None)
-findings = [he.he4_finding(results, criteria["HE-4"], profile, figure="he4_normalization.png")]
-findings = [gates.apply_gates(f, gates.report_gates(results, parameters, out_dir, task="detect")) for f in findings]
-findings = outputs.write_findings(out_dir, findings, from_results, deviations, phase)
+results = notebook.results(s, lambda: runs.sweep(he.norm_runs(s.norms, s.seeds, s.bn_batch), s, task="detect"))
+findings = notebook.judge(s, [he.he4_finding(results, s.criteria["HE-4"], s.profile, figure="he4_normalization.png")],
+                          results, task="detect")
 
 # %% [markdown]
 # ## Summary
 
 # %%
-outputs.show_summary(findings, deviations, out_dir)
+pages.show_summary(findings, s.deviations, s.out_dir)
 
 # %% [markdown]
 # ## How it was tested
@@ -82,52 +73,24 @@ outputs.show_summary(findings, deviations, out_dir)
 
 # %%
 final = effects.final_metric(results, "AP")
-figures.save(figures.arm_points(final, "AP", f"HE-4: from scratch at {schedule:g}x", order=["gn", "bn", "syncbn", "none"]),
-             Path(out_dir) / "he4_normalization.png",
-             caption=f"HE-4. Final box AP on the validation scenes from scratch at {schedule:g}x per normalization: "
-                     f"GroupNorm, BatchNorm with statistics over {bn_batch} images (a small per-device batch) and no "
+figures.save(figures.arm_points(final, "AP", f"HE-4: from scratch at {s.schedule:g}x", order=["gn", "bn", "syncbn", "none"]),
+             Path(s.out_dir) / "he4_normalization.png",
+             caption=f"HE-4. Final box AP on the validation scenes from scratch at {s.schedule:g}x per normalization: "
+                     f"GroupNorm, BatchNorm with statistics over {s.bn_batch} images (a small per-device batch) and no "
                      f"normalization (mean with 95% CI; grey lines: one seed each). The paper's claim is in its "
                      f"Sections 4-5 ([He et al. 2019](https://arxiv.org/abs/1811.08883)).")
-display(outputs.metric_table(results.assign(schedule=schedule), schedule))
+display(tables.metric_table(results.assign(schedule=s.schedule), s.schedule))
 
 # %% [markdown]
 # ## Training curves
 # Training loss and validation box AP over epochs (mean over seeds, 95% CI band).
 
 # %%
-figures.save(figures.training_curves(results.assign(schedule=schedule), "loss", split="train"),
-           Path(out_dir) / "he4_curves_train_loss.png",
+figures.save(figures.training_curves(results.assign(schedule=s.schedule), "loss", split="train"),
+           Path(s.out_dir) / "he4_curves_train_loss.png",
              caption="Training loss per normalization over training (mean over seeds, 95% CI band).")
-figures.save(figures.training_curves(results.assign(schedule=schedule), "AP"), Path(out_dir) / "he4_curves_val_ap.png",
+figures.save(figures.training_curves(results.assign(schedule=s.schedule), "AP"), Path(s.out_dir) / "he4_curves_val_ap.png",
              caption="Validation box AP per normalization over training (mean over seeds, 95% CI band).")
 
-# %% [markdown]
-# ## Validity gates
-# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how many of its
-# runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
-# paper.
-
 # %%
-display(outputs.gates_table(findings))
-
-# %% [markdown]
-# ## Deviations from protocol v2
-
-# %%
-display(Markdown(outputs.deviations_markdown(deviations)))
-
-# %% [markdown]
-# ## Verdicts
-
-# %%
-display(Markdown(outputs.verdict_markdown(findings)))
-
-# %% [markdown]
-# ## Settings of this run
-# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
-# papermill; run.json beside this report records every one, with the commit and the environment.
-
-# %%
-display(outputs.parameters_table(parameters, "03_he4_normalization"))
-figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's
+pages.show_closing(findings, s)

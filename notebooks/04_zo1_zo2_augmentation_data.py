@@ -33,38 +33,30 @@ results_dir: str = None     # from_results reads here (None: the profile's commi
 from rethink import config
 
 # Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. Each becomes a plain name below.
-parameters = config.notebook_parameters("04_zo1_zo2_augmentation_data", globals())
-globals().update(parameters)
+# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
+s = config.notebook("04_zo1_zo2_augmentation_data", globals())
 
 # %%
 from pathlib import Path
 
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from rethink.report import figures
-from rethink.study import effects, gates, outputs, runs, zo
+from rethink.report import figures, pages, tables
+from rethink.study import effects, notebook, runs, zo
 
 # %%
-if not from_results:
-    grid = zo.zo_runs(world_dir, label_fractions, aug_levels, seeds, inits, epochs_1x, batch_size)
-    results = runs.sweep(grid, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
-                         runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, schedule=schedule,
-                         lr_drops=lr_drops, lr=lr, grad_clip=grad_clip, evals=evals, aug_backend=aug_backend,
-                         device=device,
-                         precision=precision)
-    outputs.write_results(out_dir, results, parameters, checkpoints={"pretrained": upstream_checkpoint})
-results = outputs.read_results(out_dir, results_dir if from_results else None)
-findings = [zo.zo1_finding(results, criteria["ZO-1"], profile, figure="zo_pretraining_gain.png"),
-            zo.zo2_finding(results, criteria["ZO-2"], profile, figure="zo_pretraining_gain.png")]
-findings = [gates.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=lambda run: None if run["init"] == "scratch" else run["init"])) for f in findings]
-findings = outputs.write_findings(out_dir, findings, from_results, deviations, phase)
+grid = lambda: zo.zo_runs(s.world_dir, s.label_fractions, s.aug_levels, s.seeds, s.inits, s.epochs_1x, s.batch_size)
+results = notebook.results(s, lambda: runs.sweep(grid(), s, task="classify"),
+                           checkpoints={"pretrained": s.upstream_checkpoint})
+findings = notebook.judge(s, [zo.zo1_finding(results, s.criteria["ZO-1"], s.profile, figure="zo_pretraining_gain.png"),
+                              zo.zo2_finding(results, s.criteria["ZO-2"], s.profile, figure="zo_pretraining_gain.png")],
+                          results)
 
 # %% [markdown]
 # ## Summary
 
 # %%
-outputs.show_summary(findings, deviations, out_dir)
+pages.show_summary(findings, s.deviations, s.out_dir)
 
 # %% [markdown]
 # ## How it was tested
@@ -88,7 +80,7 @@ outputs.show_summary(findings, deviations, out_dir)
 # The upstream checkpoint on the upstream validation set (the paper's ImageNet model reaches 84.5% top-1):
 
 # %%
-display(outputs.Readable(outputs.checkpoint_table(out_dir), "no such number for this checkpoint (a supervised one has no 1-NN probe; SimCLR reports no upstream accuracy)"))
+display(tables.Readable(tables.checkpoint_table(s.out_dir), "no such number for this checkpoint (a supervised one has no 1-NN probe; SimCLR reports no upstream accuracy)"))
 
 # %% [markdown]
 # ## The change in accuracy from pre-training, per cell
@@ -97,14 +89,14 @@ display(outputs.Readable(outputs.checkpoint_table(out_dir), "no such number for 
 
 # %%
 final = effects.final_metric(results, "accuracy")
-comparisons = {f"{init} − scratch": (init, "scratch") for init in inits if init != "scratch"}
+comparisons = {f"{init} − scratch": (init, "scratch") for init in s.inits if init != "scratch"}
 gains = zo.cell_gains(final, comparisons)
 figure = figures.gain_bars(gains, "ZO-1/ZO-2: accuracy change from pre-training")
-figures.save(figure, Path(out_dir) / "zo_pretraining_gain.png",
+figures.save(figure, Path(s.out_dir) / "zo_pretraining_gain.png",
              caption="ZO-1 and ZO-2. Pre-trained − scratch accuracy, paired by seed, per augmentation level (panels)"
                      " and share of the labels (bars: mean with 95% CI; dots: seeds). The paper's version is its "
                      "Tables 2 and 3 ([Zoph et al. 2020](https://arxiv.org/abs/2006.06882)).")
-display(outputs.gain_table(gains))
+display(tables.gain_table(gains))
 
 # %% [markdown]
 # ## Had the arms converged?
@@ -114,7 +106,7 @@ display(outputs.gain_table(gains))
 
 # %%
 figures.save(figures.training_curves(zo.with_cells(results), "accuracy", panel="cell", x="step"),
-             Path(out_dir) / "zo_curves_val_accuracy.png",
+             Path(s.out_dir) / "zo_curves_val_accuracy.png",
              caption="Validation accuracy over training steps in every cell of the grid, per arm (mean over seeds, "
                      "95% CI band): each run must be flat over its last third.")
 
@@ -124,33 +116,5 @@ figures.save(figures.training_curves(zo.with_cells(results), "accuracy", panel="
 # %%
 display(final.groupby(["aug", "label_fraction", "arm"]).value.apply(figures.mean_ci_text).unstack("arm"))
 
-# %% [markdown]
-# ## Validity gates
-# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how many of its
-# runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
-# paper.
-
 # %%
-display(outputs.gates_table(findings))
-
-# %% [markdown]
-# ## Deviations from protocol v2
-
-# %%
-display(Markdown(outputs.deviations_markdown(deviations)))
-
-# %% [markdown]
-# ## Verdicts
-
-# %%
-display(Markdown(outputs.verdict_markdown(findings)))
-
-# %% [markdown]
-# ## Settings of this run
-# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
-# papermill; run.json beside this report records every one, with the commit and the environment.
-
-# %%
-display(outputs.parameters_table(parameters, "04_zo1_zo2_augmentation_data"))
-figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's
+pages.show_closing(findings, s)

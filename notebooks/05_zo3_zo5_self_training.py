@@ -34,52 +34,49 @@ results_dir: str = None     # from_results reads here (None: the profile's commi
 from rethink import config
 
 # Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. Each becomes a plain name below.
-parameters = config.notebook_parameters("05_zo3_zo5_self_training", globals())
-globals().update(parameters)
+# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
+s = config.notebook("05_zo3_zo5_self_training", globals())
 
 # %%
 from pathlib import Path
 
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from rethink.report import figures
-from rethink.study import effects, gates, outputs, runs, zo
+from rethink.report import figures, pages, tables
+from rethink.study import effects, notebook, runs, zo
 
 # %%
-zo5_aug, zo5_label_fraction = criteria["ZO-5"]["aug"], criteria["ZO-5"]["label_fraction"]  # ZO-5's cell
-effects.require_member("ZO-5's aug", zo5_aug, aug_levels, "aug_levels")
-effects.require_member("ZO-5's label_fraction", zo5_label_fraction, label_fractions, "label_fractions")
-if not from_results:
-    strongest, most = aug_levels[-1], max(label_fractions)
-    teachers = (zo.zo_runs(world_dir, label_fractions, aug_levels, seeds, ["scratch", "pretrained"], epochs_1x, batch_size)
-                + zo.zo_runs(world_dir, [most], [strongest], seeds, ["simclr"], epochs_1x, batch_size))
-    students = zo.derived_runs(teachers, zo.zo3_cells(aug_levels, label_fractions) + [("simclr", strongest, most)],
+zo5_aug, zo5_label_fraction = s.criteria["ZO-5"]["aug"], s.criteria["ZO-5"]["label_fraction"]  # ZO-5's cell
+effects.require_member("ZO-5's aug", zo5_aug, s.aug_levels, "aug_levels")
+effects.require_member("ZO-5's label_fraction", zo5_label_fraction, s.label_fractions, "label_fractions")
+
+
+def train():
+    """The supervised teachers (scratch and pre-trained in every cell, SimCLR at the strongest level with all labels),
+    ZO-3's and ZO-4's noisy students, and ZO-5's joint arms, each student as long as its teacher."""
+    strongest, most = s.aug_levels[-1], max(s.label_fractions)
+    teachers = (zo.zo_runs(s.world_dir, s.label_fractions, s.aug_levels, s.seeds, ["scratch", "pretrained"],
+                           s.epochs_1x, s.batch_size)
+                + zo.zo_runs(s.world_dir, [most], [strongest], s.seeds, ["simclr"], s.epochs_1x, s.batch_size))
+    students = zo.derived_runs(teachers, zo.zo3_cells(s.aug_levels, s.label_fractions) + [("simclr", strongest, most)],
                                {"{init}" + zo.STUDENT: dict(method="noisy_student")})
     joint = zo.derived_runs(teachers, [("pretrained", zo5_aug, zo5_label_fraction)], zo.ZO5_ARMS)
-    results = runs.sweep(teachers + students + joint, task="classify", world_dir=world_dir,
-                         upstream_checkpoint=upstream_checkpoint, checkpoints={"simclr": simclr_checkpoint},
-                         runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, schedule=schedule,
-                         lr_drops=lr_drops, lr=lr, grad_clip=grad_clip, evals=evals, aug_backend=aug_backend,
-                         device=device, precision=precision,
-                         pseudo_threshold=pseudo_threshold, pseudo_soft=pseudo_soft, pseudo_weight=pseudo_weight,
-                         pseudo_batch_size=pseudo_batch_size)
-    outputs.write_results(out_dir, results, parameters,
-                          checkpoints={"pretrained (supervised)": upstream_checkpoint, "simclr": simclr_checkpoint})
-results = outputs.read_results(out_dir, results_dir if from_results else None)
-findings = [zo.zo3_finding(results, criteria["ZO-3"], profile, figure="zo3_self_training_gain.png"),
-            zo.zo4_finding(results, criteria["ZO-4"], profile, figure="zo4_simclr.png"),
-            zo.zo5_finding(results, criteria["ZO-5"], profile, figure="zo5_additive.png")]
-checkpoint_of = lambda run: {"pretrained": "pretrained (supervised)", "simclr": "simclr"}.get(run["init"])
-findings = [gates.apply_gates(f, gates.report_gates(results, parameters, out_dir, checkpoint_of=checkpoint_of))
-            for f in findings]
-findings = outputs.write_findings(out_dir, findings, from_results, deviations, phase)
+    return runs.sweep(teachers + students + joint, s, task="classify", checkpoints={"simclr": s.simclr_checkpoint})
+
+
+results = notebook.results(s, train, checkpoints={"pretrained (supervised)": s.upstream_checkpoint,
+                                                  "simclr": s.simclr_checkpoint})
+findings = notebook.judge(s, [zo.zo3_finding(results, s.criteria["ZO-3"], s.profile, figure="zo3_self_training_gain.png"),
+                              zo.zo4_finding(results, s.criteria["ZO-4"], s.profile, figure="zo4_simclr.png"),
+                              zo.zo5_finding(results, s.criteria["ZO-5"], s.profile, figure="zo5_additive.png")],
+                          results, checkpoint_of=lambda run: {"pretrained": "pretrained (supervised)",
+                                                              "simclr": "simclr"}.get(run["init"]))
 
 # %% [markdown]
 # ## Summary
 
 # %%
-outputs.show_summary(findings, deviations, out_dir)
+pages.show_summary(findings, s.deviations, s.out_dir)
 
 # %% [markdown]
 # ## How it was tested
@@ -114,11 +111,11 @@ gains = zo.cell_gains(final, {"self-training on scratch": ("scratch+ST", "scratc
                               "self-training on pretrained": ("pretrained+ST", "pretrained"),
                               "pre-training (pretrained − scratch)": ("pretrained", "scratch")})
 figures.save(figures.gain_bars(gains, "ZO-3: accuracy change from self-training (and from pre-training)"),
-             Path(out_dir) / "zo3_self_training_gain.png",
+             Path(s.out_dir) / "zo3_self_training_gain.png",
              caption="ZO-3. Student − teacher accuracy in each of ZO-3's cells, paired by seed, and the gain from "
                      "pre-training in the same cells (bars: mean with 95% CI; dots: seeds). The paper's version is "
                      "its Tables 4 and 5 ([Zoph et al. 2020](https://arxiv.org/abs/2006.06882)).")
-display(outputs.gain_table(gains))
+display(tables.gain_table(gains))
 
 # %% [markdown]
 # The pseudo-labels of every student's teacher (mean over seeds): the share of the unlabeled pool the teacher
@@ -135,7 +132,7 @@ display(zo.pseudo_label_table(results))
 
 # %%
 figures.save(figures.training_curves(zo.with_cells(zo.student_cells(results)), "accuracy", panel="cell", x="step"),
-             Path(out_dir) / "zo_students_val_accuracy.png",
+             Path(s.out_dir) / "zo_students_val_accuracy.png",
              caption="Validation accuracy over training steps of the teachers and their students, in each cell that "
                      "has a student (mean over seeds, 95% CI band).")
 
@@ -145,18 +142,18 @@ figures.save(figures.training_curves(zo.with_cells(zo.student_cells(results)), "
 # supervised checkpoint's (its pretext loss, and a 1-NN probe on the upstream validation set):
 
 # %%
-display(outputs.Readable(outputs.checkpoint_table(out_dir), "no such number for this checkpoint (a supervised one has no 1-NN probe; SimCLR reports no upstream accuracy)"))
+display(tables.Readable(tables.checkpoint_table(s.out_dir), "no such number for this checkpoint (a supervised one has no 1-NN probe; SimCLR reports no upstream accuracy)"))
 simclr_gains = zo.cell_gains(final, {"simclr − scratch": ("simclr", "scratch"),
                                      "pretrained − scratch": ("pretrained", "scratch"),
                                      "self-training on simclr": ("simclr+ST", "simclr")})
-simclr_gains = simclr_gains[simclr_gains.aug.eq(aug_levels[-1]) & simclr_gains.label_fraction.eq(max(label_fractions))]
+simclr_gains = simclr_gains[simclr_gains.aug.eq(s.aug_levels[-1]) & simclr_gains.label_fraction.eq(max(s.label_fractions))]
 figures.save(figures.gain_bars(simclr_gains, "ZO-4: SimCLR init against supervised pre-training"),
-             Path(out_dir) / "zo4_simclr.png",
+             Path(s.out_dir) / "zo4_simclr.png",
              caption="ZO-4. At the strongest augmentation with all labels: SimCLR init and supervised pre-training "
                      "against scratch, and self-training on top of SimCLR init (bars: mean with 95% CI; dots: "
                      "seeds). The paper's version is its Table 6 ([Zoph et al. "
                      "2020](https://arxiv.org/abs/2006.06882)).")
-display(outputs.gain_table(simclr_gains))
+display(tables.gain_table(simclr_gains))
 
 # %% [markdown]
 # ## ZO-5: pre-training, joint training and self-training
@@ -169,7 +166,7 @@ cell = final[(final.aug == zo5_aug) & (final.label_fraction == zo5_label_fractio
              & final.arm.isin(["scratch", "pretrained", *zo.ZO5_ARMS])]
 figures.save(figures.arm_points(cell, "accuracy", f"ZO-5 at {zo.cell_name(zo5_aug, zo5_label_fraction)}",
                                 order=["scratch", "pretrained", *zo.ZO5_ARMS]),
-             Path(out_dir) / "zo5_additive.png",
+             Path(s.out_dir) / "zo5_additive.png",
              caption=f"ZO-5. Accuracy at {zo.cell_name(zo5_aug, zo5_label_fraction)} from random init, pre-trained, "
                      f"+ joint training and + self-training on top, in the claim's order (mean with 95% CI; grey "
                      f"lines: one seed each, so a step's paired gain is a line's slope); each step "
@@ -179,33 +176,5 @@ joint = results[(results.aug == zo5_aug) & (results.label_fraction == zo5_label_
                 & results.metric.isin(["loss", "auxiliary_loss", "pseudo_loss"])]
 display(joint.groupby(["arm", "metric", "step"]).value.mean().unstack("step").round(3))
 
-# %% [markdown]
-# ## Validity gates
-# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how many of its
-# runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
-# paper.
-
 # %%
-display(outputs.gates_table(findings))
-
-# %% [markdown]
-# ## Deviations from protocol v2
-
-# %%
-display(Markdown(outputs.deviations_markdown(deviations)))
-
-# %% [markdown]
-# ## Verdicts
-
-# %%
-display(Markdown(outputs.verdict_markdown(findings)))
-
-# %% [markdown]
-# ## Settings of this run
-# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
-# papermill; run.json beside this report records every one, with the commit and the environment.
-
-# %%
-display(outputs.parameters_table(parameters, "05_zo3_zo5_self_training"))
-figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's
+pages.show_closing(findings, s)

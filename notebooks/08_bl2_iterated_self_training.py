@@ -31,42 +31,32 @@ results_dir: str = None     # from_results reads here (None: the profile's commi
 from rethink import config
 
 # Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. Each becomes a plain name below.
-parameters = config.notebook_parameters("08_bl2_iterated_self_training", globals())
-globals().update(parameters)
+# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
+s = config.notebook("08_bl2_iterated_self_training", globals())
 
 # %%
 from pathlib import Path
 
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from rethink.report import figures
-from rethink.study import bl, effects, gates, outputs, runs, zo
+from rethink.report import figures, pages
+from rethink.study import bl, effects, notebook, runs, zo
 
 # %%
-bl2_aug, bl2_label_fraction = criteria["BL-2"]["aug"], criteria["BL-2"]["label_fraction"]  # BL-2's cell
-effects.require_member("BL-2's aug", bl2_aug, aug_levels, "aug_levels")
-effects.require_member("BL-2's label_fraction", bl2_label_fraction, label_fractions, "label_fractions")
-if not from_results:
-    grid = bl.bl2_runs(world_dir, bl2_aug, bl2_label_fraction, "scratch", bl2_rounds, seeds,
-                       zo.level_value(epochs_1x, bl2_aug), batch_size)
-    results = runs.sweep(grid, task="classify", world_dir=world_dir, upstream_checkpoint=upstream_checkpoint,
-                         runs_dir=runs_dir, arch=arch, width=width, norm=norm, batch_size=batch_size, schedule=schedule,
-                         lr_drops=lr_drops, lr=lr, grad_clip=grad_clip, evals=evals, aug_backend=aug_backend,
-                         device=device,
-                         precision=precision, pseudo_threshold=pseudo_threshold, pseudo_soft=pseudo_soft,
-                         pseudo_weight=pseudo_weight, pseudo_batch_size=pseudo_batch_size)
-    outputs.write_results(out_dir, results, parameters)
-results = outputs.read_results(out_dir, results_dir if from_results else None)
-findings = [bl.bl2_finding(effects.final_metric(results, "accuracy"), criteria["BL-2"], profile, figure="bl2_rounds.png")]
-findings = [gates.apply_gates(f, gates.report_gates(results, parameters, out_dir)) for f in findings]
-findings = outputs.write_findings(out_dir, findings, from_results, deviations, phase)
+bl2_aug, bl2_label_fraction = s.criteria["BL-2"]["aug"], s.criteria["BL-2"]["label_fraction"]  # BL-2's cell
+effects.require_member("BL-2's aug", bl2_aug, s.aug_levels, "aug_levels")
+effects.require_member("BL-2's label_fraction", bl2_label_fraction, s.label_fractions, "label_fractions")
+grid = lambda: bl.bl2_runs(s.world_dir, bl2_aug, bl2_label_fraction, "scratch", s.bl2_rounds, s.seeds,
+                           zo.level_value(s.epochs_1x, bl2_aug), s.batch_size)
+results = notebook.results(s, lambda: runs.sweep(grid(), s, task="classify"))
+findings = notebook.judge(s, [bl.bl2_finding(effects.final_metric(results, "accuracy"), s.criteria["BL-2"], s.profile,
+                                             figure="bl2_rounds.png")], results)
 
 # %% [markdown]
 # ## Summary
 
 # %%
-outputs.show_summary(findings, deviations, out_dir)
+pages.show_summary(findings, s.deviations, s.out_dir)
 
 # %% [markdown]
 # ## How it was tested
@@ -89,7 +79,7 @@ final = effects.final_metric(results, "accuracy")
 rounds = sorted(final.arm.unique(), key=lambda arm: 0 if arm.startswith("teacher") else int(arm.split()[-1]))
 figures.save(figures.arm_points(final, "accuracy", f"BL-2: self-training rounds at "
                                 f"{zo.cell_name(bl2_aug, bl2_label_fraction)}", order=rounds),
-             Path(out_dir) / "bl2_rounds.png",
+             Path(s.out_dir) / "bl2_rounds.png",
              caption=f"BL-2. Accuracy of the teacher and of each self-training round's student at "
                      f"{zo.cell_name(bl2_aug, bl2_label_fraction)}, in order (mean with 95% CI; grey lines: one "
                      f"seed each, so a round's paired gain is a line's slope). The loop "
@@ -102,7 +92,7 @@ display(final.groupby("arm").value.apply(figures.mean_ci_text).to_frame("accurac
 
 # %%
 figures.save(figures.training_curves(results, "accuracy", panel="label_fraction", x="step"),
-           Path(out_dir) / "bl2_curves_val_accuracy.png",
+           Path(s.out_dir) / "bl2_curves_val_accuracy.png",
              caption="Validation accuracy over each round's training steps (mean over seeds, 95% CI band).")
 
 # %% [markdown]
@@ -112,33 +102,5 @@ figures.save(figures.training_curves(results, "accuracy", panel="label_fraction"
 # %%
 display(results[results.split == "pseudo"].groupby(["arm", "metric"]).value.mean().unstack("metric").round(3))
 
-# %% [markdown]
-# ## Validity gates
-# Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block of
-# config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how many of its
-# runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing about the
-# paper.
-
 # %%
-display(outputs.gates_table(findings))
-
-# %% [markdown]
-# ## Deviations from protocol v2
-
-# %%
-display(Markdown(outputs.deviations_markdown(deviations)))
-
-# %% [markdown]
-# ## Verdicts
-
-# %%
-display(Markdown(outputs.verdict_markdown(findings)))
-
-# %% [markdown]
-# ## Settings of this run
-# The settings this notebook's code names, from config/study.yaml under the profile, the parameters cell and
-# papermill; run.json beside this report records every one, with the commit and the environment.
-
-# %%
-display(outputs.parameters_table(parameters, "08_bl2_iterated_self_training"))
-figures.prune(out_dir)  # a figure an earlier version of this notebook saved is not this report's
+pages.show_closing(findings, s)

@@ -11,7 +11,7 @@ import torch
 from rethink.core.data import world as W
 from rethink.core.training.config import TrainConfig
 from rethink.core.training.selfsup import selfsup_pretrain
-from rethink.study.outputs import cpu_name
+from rethink.study.records import cpu_name
 from rethink.study.runs import run_arm
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "core_numbers.json").read_text())

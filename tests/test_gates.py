@@ -8,7 +8,8 @@ from scipy import stats
 
 from rethink import config
 from rethink.report.words import why_text
-from rethink.study import effects, gates, nd, outputs, verdicts, zo
+from rethink.report import pages, words
+from rethink.study import effects, gates, nd, verdicts, zo
 from rethink.study.effects import Effect
 
 # Gate thresholds chosen for these tests, not read from the production config.
@@ -158,7 +159,7 @@ def test_a_chance_level_arm_makes_its_condition_not_tested():
     gated = gates.apply_gates(finding, gates.run_gates(results, THRESHOLDS, 10))
     assert gated["verdict"] == "not tested"
     assert all(c["status"] != "failed" for c in gated["conditions"])
-    reasons = " ".join(gates.reason_text(r) for c in gated["conditions"] for r in c["because"])
+    reasons = " ".join(words.reason_text(r) for c in gated["conditions"] for r in c["because"])
     assert "scratch (aug=S4, label_fraction=1): the learned gate failed in 3 of 3 runs" in reasons
     assert why_text(gated).startswith("scratch: the learned gate failed (worst 2.3 against 1.84)")
     failed = [g for g in gated["gates"] if not g["passed"]]
@@ -186,10 +187,10 @@ def test_an_undecided_condition_states_its_power_and_no_other_does():
     (condition,) = finding["conditions"]
     assert finding["verdict"] == "inconclusive"
     assert condition["power"]["mde"] > 0 and condition["power"]["seeds_needed"] > 3
-    assert "minimum detectable effect" in outputs.condition_line(condition)
+    assert "minimum detectable effect" in pages.condition_line(condition)
     assert why_text(finding).startswith(f"about {condition['power']['seeds_needed']} seeds would decide δ")
     settled = dict(condition, status="met")
-    assert "minimum detectable effect" not in outputs.condition_line(settled)
+    assert "minimum detectable effect" not in pages.condition_line(settled)
 
 
 @pytest.mark.parametrize("rhos", [[1.0, 1.0, 1.0], [0.9, 1.0, -0.5], [-1.0, -0.99, 0.2], [0.5]])
@@ -210,7 +211,7 @@ def test_holm_decides_a_family_more_strictly_than_its_members():
 
 
 def test_deviations_reach_the_findings_and_the_exploration_is_recorded_once(tmp_path):
-    from rethink.study.outputs import write_findings
+    from rethink.study.records import write_findings
 
     deviation = dict(findings=["HE-4"], change="c", reason="r", earlier_reports="0250517")
     pd.DataFrame(dict(seed=[101, 100])).to_csv(tmp_path / "results.csv", index=False)
@@ -235,7 +236,7 @@ def test_the_summary_opens_each_report_with_verdict_effects_gates_and_figure():
     finding = gates.apply_gates(zo.zo5_finding(results, ZO5, "test", figure="zo5.png"),
                                 gates.run_gates(results, THRESHOLDS, 10))
     deviation = dict(findings=["ZO-5"], change="redefined | now additive", reason="r", earlier_reports="none")
-    summary = outputs.summary_markdown(finding, [deviation])
+    summary = pages.summary_markdown(finding, [deviation])
     heading, _, claim, _, header, rule, *rows = summary.splitlines()
     assert heading.startswith("### ZO-5: ") and "reproduced</b></span>" in heading and "white-space:nowrap" in heading
     assert claim == f"*{zo.CLAIMS['ZO-5']['claim']}*"
@@ -256,9 +257,9 @@ def test_the_summary_opens_each_report_with_verdict_effects_gates_and_figure():
                                            not_run_minutes=10.0), None)
     assert cut["verdict"] == "not tested" and cut["because"]["kind"] == "not_run"
     assert why_text(cut) == "not run: cut for the budget, about 10 minutes to run"
-    for text in (outputs.summary_markdown(cut), outputs.verdict_markdown([cut])):
+    for text in (pages.summary_markdown(cut), pages.verdict_markdown([cut])):
         assert "nan" not in text and "— (not measured) accuracy points" in text
-    assert "it would take about 10 minutes" in outputs.verdict_sentence(cut)
+    assert "it would take about 10 minutes" in pages.verdict_sentence(cut)
 
 
 def test_the_index_names_code_that_changed_since_a_report_was_made():
@@ -330,7 +331,7 @@ def test_a_finding_without_replicates_says_so():
                                                  {"rho": rhos}, {"rho": "a correlation"}, "test"), None)
     assert finding["verdict"] == "not tested" and finding["because"]["kind"] == "not_replicated"
     assert why_text(finding) == "not replicated: one pre-training for every seed"
-    assert outputs.verdict_sentence(finding) == "Not tested at this scale: not replicated: one checkpoint per method."
+    assert pages.verdict_sentence(finding) == "Not tested at this scale: not replicated: one checkpoint per method."
 
 
 def test_each_reason_reaches_the_index_sentence(tmp_path):

@@ -56,15 +56,17 @@ def test_notebook_parameters_come_from_the_config_and_what_is_set_wins(tmp_path,
     assert Path(params["out_dir"]).resolve() == tmp_path / "build/lab/smoke/04_zo1_zo2_augmentation_data"
     set_by_hand = config.notebook_parameters("04_zo1_zo2_augmentation_data", {"profile": "smoke", "seeds": [7]})
     assert set_by_hand["seeds"] == [7]
-    # Rerun in a live kernel under another profile: what the first call set is not taken as set by hand.
+    # Rerun in a live kernel under another profile: the settings object of the first run is no setting by hand.
     namespace = {"profile": "default", "seeds": None}
-    namespace["parameters"] = config.notebook_parameters("04_zo1_zo2_augmentation_data", namespace)
-    namespace.update(namespace["parameters"])
+    namespace["s"] = config.notebook("04_zo1_zo2_augmentation_data", namespace)
     namespace.update(profile="smoke", seeds=None)
-    assert config.notebook_parameters("04_zo1_zo2_augmentation_data", namespace)["epochs_1x"] == \
-        profile["classification"]["epochs_1x"] != config.load("default")["classification"]["epochs_1x"]
+    again = config.notebook("04_zo1_zo2_augmentation_data", namespace)
+    assert again.epochs_1x == profile["classification"]["epochs_1x"] != config.load("default")["classification"]["epochs_1x"]
+    assert again.read == {"epochs_1x"}  # the settings remember what the notebook read
+    with pytest.raises(AttributeError, match="no setting 'epoch'; the notebook has: .*epochs_1x"):
+        again.epoch
     namespace["lr"] = 0.5  # changed by hand in the live kernel: it wins
-    assert config.notebook_parameters("04_zo1_zo2_augmentation_data", namespace)["lr"] == 0.5
+    assert config.notebook("04_zo1_zo2_augmentation_data", namespace).lr == 0.5
     with pytest.raises(ValueError, match="unknown parameters \\['sedes'\\]"):
         config.notebook_parameters("04_zo1_zo2_augmentation_data", {"profile": "smoke", "sedes": [7]})
     with pytest.raises(ValueError, match="notebook '09_nope' has no block"):
@@ -104,7 +106,7 @@ def test_a_committed_report_renders_from_its_results_with_identical_findings(tmp
 
 
 def test_from_results_without_results_says_how_to_make_them(tmp_path):
-    from rethink.study.outputs import read_results
+    from rethink.study.records import read_results
 
     with pytest.raises(FileNotFoundError, match="from_results=False, or `snakemake`"):
         read_results(str(tmp_path / "out"), str(tmp_path / "nowhere"))

@@ -166,14 +166,14 @@ def test_a_student_run_is_cached_after_its_teacher(student_run, tmp_path):
 
 def test_sweep_checks_inits_and_pseudo_settings_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(selftrain, "fit", lambda *a, **k: pytest.fail("trained before checking the settings"))
-    common = dict(task="classify", world_dir=str(tmp_path), upstream_checkpoint="up.pt", runs_dir=str(tmp_path),
-                  arch="resnet9", width=8, norm="gn")
+    settings = dict(world_dir=str(tmp_path), upstream_checkpoint="up.pt", runs_dir=str(tmp_path), arch="resnet9",
+                    width=8, norm="gn")
     with pytest.raises(ValueError, match="init 'imagenet' unknown; allowed: scratch, pretrained, simclr"):
-        runs.sweep([dict(seed=0), dict(init="imagenet")], checkpoints={"simclr": "s.pt"}, **common)
+        runs.sweep([dict(seed=0), dict(init="imagenet")], settings, task="classify", checkpoints={"simclr": "s.pt"})
     with pytest.raises(ValueError, match="pseudo_threshold"):
-        runs.sweep([dict(seed=0, method="noisy_student", pseudo_threshold=1.5)], **common)
+        runs.sweep([dict(seed=0, method="noisy_student", pseudo_threshold=1.5)], settings, task="classify")
     with pytest.raises(ValueError, match="method must be one of"):
-        runs.sweep([dict(seed=0, method="fixmatch")], **common)
+        runs.sweep([dict(seed=0, method="fixmatch")], settings, task="classify")
 
 
 def test_joint_training_trains_the_upstream_task_beside_the_downstream_one(tiny_world):

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from rethink.core.training import selftrain
-from rethink.study import effects, gates, he, outputs, runs, zo
+from rethink.report import pages, tables, words
+from rethink.study import effects, gates, he, records, runs, zo
 from rethink.core.data import world as W
 from rethink.core.training.config import TrainConfig
 
@@ -175,18 +176,20 @@ def study_world(tiny_world, tmp_path):
 
 def test_sweep_rejects_an_unknown_setting_before_training(study_world, monkeypatch):
     monkeypatch.setattr(selftrain, "fit", lambda *a, **k: pytest.fail("trained before checking the settings"))
-    common = dict(world_dir=str(study_world), upstream_checkpoint="none.pt", runs_dir=str(study_world / "runs"))
+    where = dict(world_dir=str(study_world), upstream_checkpoint="none.pt", runs_dir=str(study_world / "runs"))
     with pytest.raises(ValueError, match="unknown run settings.*depth"):
-        runs.sweep([dict(seed=0), dict(depth=50)], task="classify", arch="resnet9", width=8, norm="gn", **common)
+        runs.sweep([dict(seed=0), dict(depth=50)], where, task="classify", arch="resnet9", width=8, norm="gn")
     with pytest.raises(ValueError, match="aug"):
-        runs.sweep([dict(seed=0), dict(aug="S9")], task="classify", arch="resnet9", width=8, norm="gn", **common)
+        runs.sweep([dict(seed=0), dict(aug="S9")], where, task="classify", arch="resnet9", width=8, norm="gn")
 
 
 def test_sweep_trains_detection_arms_into_tidy_rows(study_world):
     arms = he.norm_runs(["gn", "bn"], [0], bn_batch=2)
-    results = runs.sweep(arms, task="detect", world_dir=str(study_world), upstream_checkpoint="none.pt",
-                          runs_dir=str(study_world / "runs"), arch="resnet9", width=8, norm="gn", epochs_1x=1,
-                          schedule=1, batch_size=16, lr=0.02, grad_clip=5.0, evals=1)
+    # A notebook's settings: the sweep takes the run keys it has (and its world and caches), ignores the rest.
+    settings = dict(world_dir=str(study_world), upstream_checkpoint="none.pt", runs_dir=str(study_world / "runs"),
+                    arch="resnet9", width=8, norm="gn", epochs_1x=1, schedule=1, batch_size=16, lr=0.02,
+                    grad_clip=5.0, evals=1, seeds=[0], norms=["gn", "bn"])
+    results = runs.sweep(arms, settings, task="detect")
     assert set(results.arm) == {"gn", "bn"}
     assert {"AP", "AP50", "AP75", "loss", "seconds"} <= set(results.metric)
     final = effects.final_metric(results, "AP")
@@ -194,18 +197,14 @@ def test_sweep_trains_detection_arms_into_tidy_rows(study_world):
     assert {"run_id", "seed", "step", "epoch", "split", "norm", "bn_batch"} <= set(results.columns)
     # The final model scored on the held-out scenes, once: kept beside the run (the run itself is not retrained,
     # its key is unchanged), and read back the next time.
-    again = lambda: runs.sweep([dict(arms[0], held_out="final")], task="detect", world_dir=str(study_world),
-                               upstream_checkpoint="none.pt", runs_dir=str(study_world / "runs"), arch="resnet9",
-                               width=8, norm="gn", epochs_1x=1, schedule=1, batch_size=16, lr=0.02, grad_clip=5.0,
-                               evals=1)
+    again = lambda: runs.sweep([dict(arms[0], held_out="final")], settings, task="detect")
     scored = again()
     assert len(list((study_world / "runs").glob("*.json"))) == 2 and set(scored.run_id) == {"arm=gn norm=gn seed=0"}
     test = scored[scored.split == "test"].set_index("metric").value
     assert set(test.index) == {"loss", "AP", "AP50", "AP75"} and test["AP"] == final[final.arm == "gn"].value.item()
     assert again().equals(scored)
     with pytest.raises(ValueError, match="held_out must be"):
-        runs.sweep([dict(arms[0], held_out="every")], task="detect", world_dir=str(study_world), runs_dir="r",
-                   upstream_checkpoint="none.pt")
+        runs.sweep([dict(arms[0], held_out="every")], settings, task="detect")
 
 
 def test_a_diverged_run_is_recorded_as_scoring_zero(study_world, monkeypatch):
@@ -215,8 +214,9 @@ def test_a_diverged_run_is_recorded_as_scoring_zero(study_world, monkeypatch):
         raise Diverged("loss became nan", 7, 0.5, [dict(step=4, epoch=0.25, split="train", metric="loss", value=2.0)])
 
     monkeypatch.setattr(selftrain, "fit", diverge)
-    results = runs.sweep([dict(seed=0)], task="detect", world_dir=str(study_world), upstream_checkpoint="none.pt",
-                          runs_dir=str(study_world / "runs"), arch="resnet9", width=8, norm="none", epochs_1x=1)
+    results = runs.sweep([dict(seed=0)], dict(world_dir=str(study_world), upstream_checkpoint="none.pt",
+                                              runs_dir=str(study_world / "runs")),
+                         task="detect", arch="resnet9", width=8, norm="none", epochs_1x=1)
     final = effects.final_metric(results, "AP75")
     assert final.value.tolist() == [0.0] and final.step.tolist() == [7]
     assert results[results.metric == "diverged"].value.tolist() == [1.0]
@@ -228,12 +228,12 @@ def test_the_verdict_sentence_follows_the_computed_verdict():
     noisy = constructed({("gn", 4, 1.0): 20, ("bn", 4, 1.0): 20})
     noisy.loc[noisy.arm == "gn", "value"] += [3, -3, 4, -2]
     undecided = he.he4_finding(noisy, HE4, "test")
-    assert outputs.verdict_sentence(held).startswith("The finding held")
-    assert outputs.verdict_sentence(failed).startswith("The finding did not hold") and "short of δ" in \
-        outputs.verdict_sentence(failed)
+    assert pages.verdict_sentence(held).startswith("The finding held")
+    assert pages.verdict_sentence(failed).startswith("The finding did not hold") and "short of δ" in \
+        pages.verdict_sentence(failed)
     assert undecided["verdict"] == "inconclusive"
-    assert "minimum detectable effect" in outputs.verdict_sentence(undecided)
-    assert "seeds at the observed sd" in outputs.verdict_sentence(undecided)
+    assert "minimum detectable effect" in pages.verdict_sentence(undecided)
+    assert "seeds at the observed sd" in pages.verdict_sentence(undecided)
 
 
 def zo_results(cells, seeds=range(3)):
@@ -281,7 +281,7 @@ def test_zo1_is_not_tested_where_its_premise_fails():
     flat = gates.apply_gates(zo.zo1_finding(zo_results(zoph_grid(PAPER_LIKE)), ZO1, "test"), None)
     assert flat["verdict"] == "not tested" and not flat["precondition"]["held"]
     assert flat["because"]["kind"] == "gate_failed" and flat["because"]["gate"] == "precondition"
-    assert "the precondition gate failed" in gates.reason_text(flat["because"])
+    assert "the precondition gate failed" in words.reason_text(flat["because"])
     assert [c["status"] for c in flat["conditions"]] == ["not tested", "met", "met"]  # the 100% cell still shows
 
 
@@ -313,7 +313,7 @@ def test_zo5_judges_each_step_of_pretraining_joint_training_and_self_training():
         "joint_gain": 1.5, "selftraining_gain": 1.5}
     assert finding["verdict"] == "reproduced"
     # The paper's effect stands beside ours, in our unit, under the verdict.
-    text = outputs.verdict_markdown([finding])
+    text = pages.verdict_markdown([finding])
     assert "The paper's effect against ours: + joint training, then + self-training: each step positive" in text
     assert "+1.50 [+1.50, +1.50] accuracy points (ours)" in text
     cells[("pretrained+joint+ST", "S1", 0.2)] = 79.0  # self-training on top hurts: a secondary condition fails
@@ -325,7 +325,7 @@ def test_cell_gains_pair_by_seed_and_skip_missing_arms():
     results = zo_results({("scratch", "S1", 1.0): 50, ("pretrained", "S1", 1.0): 53, ("scratch", "S4", 1.0): 40})
     gains = zo.cell_gains(effects.final_metric(results, "accuracy"), {"gain": ("pretrained", "scratch")})
     assert set(gains.aug) == {"S1"} and gains.value.round(6).tolist() == [3.0, 3.0, 3.0]
-    table = outputs.gain_table(gains)
+    table = tables.gain_table(gains)
     assert table.loc[("gain", "S1"), "100% labels"] == "3.0 ± 0.0"
 
 
@@ -428,7 +428,7 @@ def test_results_keep_each_checkpoints_pretraining_curve_for_its_figure(tmp_path
         (tmp_path / f"{name}.json").write_text(json.dumps({"val": {"loss": losses[-1], "nn_accuracy": 0.5},
                                                             "history": history}))
     out = tmp_path / "report"
-    outputs.write_results(str(out), pd.DataFrame([dict(run_id="r", value=1.0)]), {"device": "cpu"},
+    records.write_results(str(out), pd.DataFrame([dict(run_id="r", value=1.0)]), {"device": "cpu"},
                           checkpoints={m: str(tmp_path / f"{m}.pt") for m in ("rotation", "autoencoder")})
     curves = pd.read_csv(out / "pretraining.csv")
     assert curves.groupby("checkpoint").value.apply(list).to_dict() == {"autoencoder": [0.05, 0.02],

@@ -147,7 +147,7 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
         assert (folder / f"{notebook}.html").stat().st_size > 10_000
         html = (folder / f"{notebook}.html").read_text()
         # A reader's view: the summary first, code hidden, no progress bars (they went to the rule's log).
-        assert "Summary" in html and "outputs.write_findings(" not in html
+        assert "Summary" in html and "records.write_findings(" not in html
         assert "it/s]" not in html and "s/it]" not in html
         assert list(folder.glob("*.png"))
         executed = (folder / f"{notebook}.ipynb").read_text()

@@ -144,6 +144,31 @@ def n_classes(profile: dict, part: str) -> int:
 BEFORE_PROTOCOL_V2 = {"phase": "exploration", "min_evals_after_drop": 2}
 RECORDED_EXCLUDED = ("out_dir", "results_dir", "from_results", "criteria")
 
+class Settings(dict):
+    """A notebook's settings, read by name: `s.seeds`, `s["seeds"]`. It remembers the names read (`read`), so that a
+    report's settings table shows what the notebook used; an unknown name is an error naming the allowed ones."""
+
+    def __init__(self, values: dict):
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "read":
+            raise AttributeError(name)
+        if name not in self:
+            raise AttributeError(f"no setting {name!r}; the notebook has: {', '.join(sorted(self))}")
+        return self[name]
+
+
+def notebook(name: str, namespace: dict) -> Settings:
+    """The settings of notebook `name`, once: notebook_parameters as a Settings object."""
+    return Settings(notebook_parameters(name, namespace))
+
+
 # The names every notebook's parameters cell sets (None: from the config).
 CELL = ("profile", "from_results", "device", "seeds", "out_dir", "results_dir")
 
@@ -155,7 +180,7 @@ def notebook_parameters(notebook: str, namespace: dict) -> dict:
     that made them), so that a re-rendered report states what was trained."""
     # Rerun in a live kernel, the names a previous call set are still there: they are not "set by hand"
     # unless the parameters cell sets them or their value changed since.
-    previous = namespace.get("parameters") if isinstance(namespace.get("parameters"), dict) else {}
+    previous = next((dict(v) for v in namespace.values() if isinstance(v, Settings)), {})
     given = {k: v for k, v in namespace.items() if not k.startswith("_") and v is not None
              and isinstance(v, (str, int, float, bool, list))
              and (k in CELL or k not in previous or previous[k] != v)}

@@ -3,6 +3,8 @@ reason a finding got its verdict, an effect with its interval, what the results 
 confirmation)."""
 from __future__ import annotations
 
+from ..study.effects import arm_text
+
 VERDICT_COLOURS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "not tested": "#6e7781",
                    "inconclusive": "#9a6700"}
 # What each verdict means, in one line: the same words on the index, in the README and in docs/protocol.md.
@@ -89,3 +91,18 @@ def deviation_line(d: dict) -> str:
     """One recorded deviation as a Markdown list item (a report's Deviations section, the README table)."""
     before = "none committed" if d["earlier_reports"] == "none" else f"commit `{d['earlier_reports']}`"
     return f"- **{', '.join(d['findings'])}**: {d['change']}. Why: {d['reason']}. Reports before the change: {before}."
+
+
+def reason_text(reason: dict) -> str:
+    """A `because` in words: which gate failed with its worst number, why the seeds are no replicates, or what a
+    profile did not run and what it would cost."""
+    if reason["kind"] == "gate_failed":
+        where = f"{arm_text(reason['arm'])}: " if reason.get("arm") else ""
+        runs = f" in {reason['failed_runs']} of {reason['runs']} runs" if reason.get("runs") else ""
+        number = (f" (worst {reason['value']:.3g} against {reason['threshold']:.3g})"
+                  if reason.get("value") is not None and reason.get("threshold") is not None else "")
+        return f"{where}the {reason['gate']} gate failed{runs}{number}: {reason['detail']}"
+    if reason["kind"] == "not_run":
+        cost = f"; it would take about {reason['minutes']:.0f} minutes" if reason.get("minutes") else ""
+        return f"not run: {reason['detail']}{cost}"
+    return f"not replicated: {reason['detail']}"

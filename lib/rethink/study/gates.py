@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .effects import CONTEXT, TASK_METRIC, arm_text
+from .effects import CONTEXT, TASK_METRIC
 from .verdicts import verdict_of
 
 PRETRAINING = "pre-training"  # the `experiment` of a checkpoint's own gate row (BL-1 compares checkpoints)
@@ -153,6 +153,12 @@ THRESHOLDS = ("learned_loss_factor", "learned_min_above_chance", "learned_min_ap
               "min_evals", "min_evals_after_drop", "converged_tolerance", "pretext_factor", "min_kept_share")
 
 
+def checkpoint_by_init(run) -> str | None:
+    """The checkpoint a run started from, named as its init (none from scratch)."""
+    init = run.get("init")
+    return None if not isinstance(init, str) or init == "scratch" else init
+
+
 def report_gates(results: pd.DataFrame, parameters: dict, out_dir: str, task: str = "classify",
                  checkpoint_of=None) -> pd.DataFrame:
     """run_gates for a notebook: thresholds and class counts from its parameters, the checkpoints' gates from
@@ -262,18 +268,3 @@ def apply_gates(finding: dict, gates: pd.DataFrame | None) -> dict:
     return {**finding, "conditions": conditions, "gates": [g for entries in arms.values() for g in entries],
             "verdict": verdict_of(conditions), "because": primary["because"][0] if primary["because"] else None,
             "pretraining_replicates": primary["pretraining_replicates"]}
-
-
-def reason_text(reason: dict) -> str:
-    """A `because` in words: which gate failed with its worst number, why the seeds are no replicates, or what a
-    profile did not run and what it would cost."""
-    if reason["kind"] == "gate_failed":
-        where = f"{arm_text(reason['arm'])}: " if reason.get("arm") else ""
-        runs = f" in {reason['failed_runs']} of {reason['runs']} runs" if reason.get("runs") else ""
-        number = (f" (worst {reason['value']:.3g} against {reason['threshold']:.3g})"
-                  if reason.get("value") is not None and reason.get("threshold") is not None else "")
-        return f"{where}the {reason['gate']} gate failed{runs}{number}: {reason['detail']}"
-    if reason["kind"] == "not_run":
-        cost = f"; it would take about {reason['minutes']:.0f} minutes" if reason.get("minutes") else ""
-        return f"not run: {reason['detail']}{cost}"
-    return f"not replicated: {reason['detail']}"

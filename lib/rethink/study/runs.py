@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 import torch
@@ -200,16 +201,20 @@ def grid(**axes) -> list[dict]:
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
-def sweep(runs: list[dict], *, world_dir: str, upstream_checkpoint: str, runs_dir: str, task: str,
-          arm: str = "init", checkpoints: dict[str, str] | None = None, files: str | None = None,
-          held_out: bool | str = False, **base) -> pd.DataFrame:
-    """Train every run: the `base` settings (model, TrainConfig, init, label_fraction, method, pseudo_*)
-    overridden by the run's own keys. Init 'pretrained' starts from `upstream_checkpoint`, any other
-    init but 'scratch' from its entry in `checkpoints`. Tidy rows: run_id, arm (the run's "arm" key if
-    it has one, else the value of its setting named by `arm`), the run's keys, step, epoch, split,
-    metric, value. `files` picks the world files (study.world_file's kind). `held_out` (or a run's own
-    "held_out" key) also scores the world's held-out test split: True at every evaluation (a model selected on
-    validation, nd.selected_metric), "final" the final model only. Finished runs come back from `runs_dir`."""
+def sweep(runs: list[dict], settings: Mapping, *, task: str, arm: str = "init", checkpoints: dict[str, str] | None = None,
+          files: str | None = None, held_out: bool | str = False, world_dir: str | None = None,
+          **overrides) -> pd.DataFrame:
+    """Train every run. The base settings are the notebook's (`settings`: its model, TrainConfig and pseudo_* keys,
+    its world, upstream checkpoint and run cache; `world_dir` another world), overridden by `overrides`, then by the
+    run's own keys. Init 'pretrained' starts from the upstream checkpoint, any other init but 'scratch' from its
+    entry in `checkpoints`. Tidy rows: run_id, arm (the run's "arm" key if it has one, else the value of its setting
+    named by `arm`), the run's keys, step, epoch, split, metric, value. `files` picks the world files
+    (study.world_file's kind). `held_out` (or a run's own "held_out" key) also scores the world's held-out test
+    split: True at every evaluation (a model selected on validation, nd.selected_metric), "final" the final model
+    only. Finished runs come back from the run cache."""
+    world_dir, upstream_checkpoint, runs_dir = world_dir or settings["world_dir"], settings["upstream_checkpoint"], \
+        settings["runs_dir"]
+    base = {**{k: settings[k] for k in RUN_KEYS if k in settings}, **overrides}
     checkpoints = {"pretrained": upstream_checkpoint, **(checkpoints or {})}
     specs = [{"init": "scratch", "label_fraction": 1.0, "method": "supervised", **base, **run} for run in runs]
     labels = [spec.pop("arm", None) or spec[arm] for spec in specs]
