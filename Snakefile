@@ -7,8 +7,9 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 # Snakemake parses this file again for every job: the training code (torch) is imported inside the rules.
-from rethink.config import notebook_config, resolve
-from rethink.workflow import build_data, build_world, logged, run_notebook, world_names
+from rethink.config import checkpoints_needed, notebook_config, resolve
+from rethink.pipeline.data import build_data, build_world, world_names
+from rethink.pipeline.notebooks import logged, run_notebook
 
 min_version("9.0")
 
@@ -16,6 +17,9 @@ BASE = Path(workflow.basedir)
 
 
 configfile: str(BASE / "config/study.yaml")
+
+
+configfile: str(BASE / "config/protocol.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -30,10 +34,7 @@ CACHE = f"cache/{PROFILE_NAME}"
 REPORTS = PROFILE["reports_dir"]
 NOTEBOOKS = list(PROFILE["notebooks"])
 WORLD_FILES = [f"{CACHE}/world/{name}.npz" for name in world_names(PROFILE.get("data"))]
-CHECKPOINT = f"{CACHE}/checkpoints/upstream.pt"
 SUPERVISED_PRETRAINING = {"upstream": PROFILE["pretrain"]}
-# SimCLR's checkpoint (ZO-4).
-SIMCLR_CHECKPOINT = f"{CACHE}/checkpoints/simclr.pt"
 # Newell & Deng's harder world (ND-3): the upstream and downstream classification files, every variation knob
 # of `world_hard` turned up.
 HARD_WORLD_SPLITS = ["upstream_classify_train", "upstream_classify_val", "downstream_classify_train",
@@ -42,7 +43,6 @@ HARD_WORLD_FILES = [f"{CACHE}/world_hard/{name}.npz" for name in HARD_WORLD_SPLI
 # Self-supervised checkpoints: <method>.pt on the world with the `selfsup` model; <method>_large.pt with
 # ND-2's large model; <method>_hard.pt on the hard world.
 SELFSUP_METHODS = list(PROFILE["selfsup_methods"])
-SELFSUP_CHECKPOINTS = [f"{CACHE}/checkpoints/{method}.pt" for method in SELFSUP_METHODS]
 # GPUs each training job asks a cluster executor for (the slurm profile turns this into --gpus); none on the CPU.
 GPUS = 0 if PROFILE["device"] == "cpu" else 1
 # The code that makes the world's files (the procedural world, the readers of real datasets).
@@ -165,16 +165,8 @@ rule selfsup:
 
 
 def notebook_inputs(wildcards):
-    """The checkpoints a notebook reads: the supervised ones and SimCLR's (ZO-4) for all; every self-supervised
-    method for Newell & Deng's notebooks (their blocks hold the `label_counts` of the utility sweep); and, for
-    one whose block names an `nd_method`, that method on the large model if it names ND-2's label counts, and on
-    the hard world if its `nd3_hard_world` is on."""
-    block = PROFILE["notebooks"][wildcards.notebook]
-    zoo = SELFSUP_CHECKPOINTS if "label_counts" in block else [SIMCLR_CHECKPOINT]
-    method = block.get("nd_method")
-    variants = ["_large"] * bool(block.get("nd2_label_counts")) + ["_hard"] * bool(block.get("nd3_hard_world"))
-    extra = [f"{CACHE}/checkpoints/{method}{variant}.pt" for variant in variants] if method else []
-    return [CHECKPOINT, *zoo, *extra]
+    """The checkpoints a notebook reads: its block's `needs` (rethink.config.checkpoints_needed)."""
+    return [f"{CACHE}/checkpoints/{name}.pt" for name in checkpoints_needed(PROFILE, wildcards.notebook)]
 
 
 rule notebook:

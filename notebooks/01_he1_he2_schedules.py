@@ -23,6 +23,15 @@
 #
 # The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
+# %%
+from pathlib import Path
+
+from IPython.display import display
+
+from rethink import config
+from rethink.report import figures, pages, tables
+from rethink.study import effects, he, notebook, runs
+
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
 from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
@@ -32,21 +41,7 @@ out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake wr
 results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import config
-
-# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
-s = config.notebook("01_he1_he2_schedules", globals())
-
-# %%
-from pathlib import Path
-
-from IPython.display import display
-
-from rethink.report import figures, pages, tables
-from rethink.study import effects, he, notebook, runs
-
-# %%
+s = config.notebook("01_he1_he2_schedules", globals())  # config/study.yaml under the profile; the cell above wins
 # The longest schedule's detectors are also scored once on the held-out scenes (HE-2).
 grid = lambda: [dict(run, held_out="final") if run["schedule"] == max(s.schedules) else run
                 for run in runs.grid(init=["scratch", "pretrained"], schedule=s.schedules, seed=s.seeds)]
@@ -76,7 +71,7 @@ pages.show_summary(findings, s.deviations, s.out_dir)
 # reads the final 6x detectors on 2,000 held-out scenes the world generates (four times less evaluation noise in
 # the He et al. redesign's probe, docs/calibration.md).
 #
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/protocol.yaml, fixed before
 # the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
 # directional claim, δ, the smallest effect of interest, are written out in the Summary above.
 #

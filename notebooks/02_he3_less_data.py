@@ -20,6 +20,16 @@
 #
 # The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
+# %%
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import display
+
+from rethink import config
+from rethink.report import figures, pages, tables
+from rethink.study import effects, he, notebook, runs
+
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
 from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
@@ -29,22 +39,7 @@ out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake wr
 results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import config
-
-# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
-s = config.notebook("02_he3_less_data", globals())
-
-# %%
-from pathlib import Path
-
-import pandas as pd
-from IPython.display import display
-
-from rethink.report import figures, pages, tables
-from rethink.study import effects, he, notebook, runs
-
-# %%
+s = config.notebook("02_he3_less_data", globals())  # config/study.yaml under the profile; the cell above wins
 effects.require_member("HE-3's catchup_fraction", s.criteria["HE-3"]["catchup_fraction"], s.label_fractions,
                        "label_fractions")
 grid = lambda: he.fixed_iteration_runs(s.world_dir, "detect", s.label_fractions, s.schedules, s.seeds,
@@ -69,7 +64,7 @@ pages.show_summary(findings, s.deviations, s.out_dir)
 # for each data size (chosen by mean validation AP over seeds, alike for both arms) among `schedules`, HE-1's
 # schedules, so that the best can be any of them. The full-data runs are HE-1's and come back from the run cache.
 #
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/protocol.yaml, fixed before
 # the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
 # directional claim, δ, the smallest effect of interest, are written out in the Summary above.
 

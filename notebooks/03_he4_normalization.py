@@ -20,6 +20,15 @@
 #
 # The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
+# %%
+from pathlib import Path
+
+from IPython.display import display
+
+from rethink import config
+from rethink.report import figures, pages, tables
+from rethink.study import effects, he, notebook, runs
+
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
 from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
@@ -29,21 +38,7 @@ out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake wr
 results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import config
-
-# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
-s = config.notebook("03_he4_normalization", globals())
-
-# %%
-from pathlib import Path
-
-from IPython.display import display
-
-from rethink.report import figures, pages, tables
-from rethink.study import effects, he, notebook, runs
-
-# %%
+s = config.notebook("03_he4_normalization", globals())  # config/study.yaml under the profile; the cell above wins
 results = notebook.results(s, lambda: runs.sweep(he.norm_runs(s.norms, s.seeds, s.bn_batch), s, task="detect"))
 findings = notebook.judge(s, [he.he4_finding(results, s.criteria["HE-4"], s.profile, figure="he4_normalization.png")],
                           results, task="detect")
@@ -64,7 +59,7 @@ pages.show_summary(findings, s.deviations, s.out_dir)
 # (`syncbn`, where a profile names it) and no normalization (`none`, convolutions with biases). Same schedule,
 # learning rate, gradient clipping and seeds for all.
 #
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/protocol.yaml, fixed before
 # the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
 # directional claim, δ, the smallest effect of interest, are written out in the Summary above.
 

@@ -21,6 +21,15 @@
 #
 # The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
+# %%
+from pathlib import Path
+
+from IPython.display import display
+
+from rethink import config
+from rethink.report import figures, pages, tables
+from rethink.study import effects, notebook, runs, zo
+
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
 from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
@@ -30,21 +39,7 @@ out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake wr
 results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import config
-
-# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
-s = config.notebook("04_zo1_zo2_augmentation_data", globals())
-
-# %%
-from pathlib import Path
-
-from IPython.display import display
-
-from rethink.report import figures, pages, tables
-from rethink.study import effects, notebook, runs, zo
-
-# %%
+s = config.notebook("04_zo1_zo2_augmentation_data", globals())  # config/study.yaml under the profile; the cell above wins
 grid = lambda: zo.zo_runs(s.world_dir, s.label_fractions, s.aug_levels, s.seeds, s.inits, s.epochs_1x, s.batch_size)
 results = notebook.results(s, lambda: runs.sweep(grid(), s, task="classify"),
                            checkpoints={"pretrained": s.upstream_checkpoint})
@@ -69,7 +64,7 @@ pages.show_summary(findings, s.deviations, s.out_dir)
 # paper keeps its iteration counts; a stronger level gets as many iterations as its scratch arm needs to
 # converge (calibrated with one-seed probes before these runs: docs/calibration.md).
 #
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/protocol.yaml, fixed before
 # the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
 # directional claim, δ, the smallest effect of interest, are written out in the Summary above.
 #

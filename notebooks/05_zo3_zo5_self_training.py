@@ -22,6 +22,15 @@
 #
 # The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
+# %%
+from pathlib import Path
+
+from IPython.display import display
+
+from rethink import config
+from rethink.report import figures, pages, tables
+from rethink.study import effects, notebook, runs, zo
+
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
 from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
@@ -31,24 +40,8 @@ out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake wr
 results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import config
-
-# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
-s = config.notebook("05_zo3_zo5_self_training", globals())
-
-# %%
-from pathlib import Path
-
-from IPython.display import display
-
-from rethink.report import figures, pages, tables
-from rethink.study import effects, notebook, runs, zo
-
-# %%
-zo5_aug, zo5_label_fraction = s.criteria["ZO-5"]["aug"], s.criteria["ZO-5"]["label_fraction"]  # ZO-5's cell
-effects.require_member("ZO-5's aug", zo5_aug, s.aug_levels, "aug_levels")
-effects.require_member("ZO-5's label_fraction", zo5_label_fraction, s.label_fractions, "label_fractions")
+s = config.notebook("05_zo3_zo5_self_training", globals())  # config/study.yaml under the profile; the cell above wins
+zo5_aug, zo5_label_fraction = zo.cell_of("ZO-5", s)
 
 
 def train():
@@ -92,7 +85,7 @@ pages.show_summary(findings, s.deviations, s.out_dir)
 # classification task to every step: a second head on the shared backbone, its loss balanced by the same
 # normalisation. Algorithms by name: `rethink.core.training.selftrain`.
 #
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/protocol.yaml, fixed before
 # the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
 # directional claim, δ, the smallest effect of interest, are written out in the Summary above.
 #

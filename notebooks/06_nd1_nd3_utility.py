@@ -20,6 +20,17 @@
 #
 # The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from rethink import config
+from rethink.report import figures, pages, tables
+from rethink.study import gates, nd, notebook, runs
+
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
 from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
@@ -29,30 +40,10 @@ out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake wr
 results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import config
-
-# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
-s = config.notebook("06_nd1_nd3_utility", globals())
-
-# %%
-from pathlib import Path
-
-import matplotlib.pyplot as plt
-import pandas as pd
-from IPython.display import Markdown, display
-
-from rethink.report import figures, pages, tables
-from rethink.study import effects, gates, nd, notebook, runs
-
-# %%
-effects.require_member("nd_method", s.nd_method, s.selfsup_methods, "selfsup_methods")
-for count in s.finetune_label_counts:
-    effects.require_member("finetune_label_counts", count, s.label_counts, "label_counts")
-for count in s.nd2_label_counts:
-    effects.require_member("nd2_label_counts", count, s.finetune_label_counts, "finetune_label_counts")
+s = config.notebook("06_nd1_nd3_utility", globals())  # config/study.yaml under the profile; the cell above wins
 large = f"{s.large_arch}-{s.large_width}"
 checkpoint = lambda name: f"{s.checkpoints_dir}/{name}.pt"
+nd.check_counts(s)
 # Scratch at every count (the curve n̂ is read off); each method at the counts it is fine-tuned at.
 count_runs = lambda counts, inits: nd.label_count_runs(s.world_dir, counts, s.epochs, s.batch_size, s.min_steps,
                                                        init=inits, seed=s.seeds)
@@ -129,7 +120,7 @@ pages.show_summary(findings, s.deviations, s.out_dir)
 # it on a world whose variation knobs (texture, colour, viewpoint, lighting, clutter) are turned up,
 # pre-trained on that world's upstream images.
 #
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/protocol.yaml, fixed before
 # the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
 # directional claim, δ, the smallest effect of interest, are written out in the Summary above.
 #

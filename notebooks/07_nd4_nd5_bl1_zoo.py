@@ -19,6 +19,17 @@
 #
 # The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
+# %%
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import display
+
+from rethink.core.training.config import FROZEN_STAGES_MAX
+from rethink import config
+from rethink.report import figures, pages, tables
+from rethink.study import bl, effects, nd, notebook, runs
+
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
 from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
@@ -28,26 +39,9 @@ out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake wr
 results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import config
-
-# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
-s = config.notebook("07_nd4_nd5_bl1_zoo", globals())
-
-# %%
-from pathlib import Path
-
-import pandas as pd
-from IPython.display import display
-
-from rethink.core.training.config import FROZEN_STAGES_MAX
-from rethink.report import figures, pages, tables
-from rethink.study import bl, effects, nd, notebook, runs
-
-# %%
-effects.require_member("zoo_label_count", s.zoo_label_count, s.finetune_label_counts, "finetune_label_counts")
-effects.require_member("autoencoder", "autoencoder", s.selfsup_methods, "selfsup_methods (BL-1 needs it)")
+s = config.notebook("07_nd4_nd5_bl1_zoo", globals())  # config/study.yaml under the profile; the cell above wins
 checkpoints = {m: f"{s.checkpoints_dir}/{m}.pt" for m in s.selfsup_methods}
+nd.check_counts(s, zoo=True)
 
 
 def train():
@@ -112,7 +106,7 @@ pages.show_summary(findings, s.deviations, s.out_dir)
 # latter); 1 is fully invariant, 0 is no closer than a view of another image. A randomly initialised network and the supervised upstream
 # checkpoint are shown for reference; they take no part in the verdict.
 #
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/protocol.yaml, fixed before
 # the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
 # directional claim, δ, the smallest effect of interest, are written out in the Summary above. The rank
 # correlations and the invariance gap decide only with a pre-training per seed; with one checkpoint per method

@@ -19,6 +19,15 @@
 #
 # The answer is under *Summary*; how it was tested, under *How it was tested* below it.
 
+# %%
+from pathlib import Path
+
+from IPython.display import display
+
+from rethink import config
+from rethink.report import figures, pages
+from rethink.study import bl, effects, notebook, runs, zo
+
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
 from_results: bool = False  # True: re-render from the results.csv in results_dir, training nothing
@@ -28,26 +37,10 @@ out_dir: str = None         # None: build/lab/<profile>/<notebook> (Snakemake wr
 results_dir: str = None     # from_results reads here (None: the profile's committed report folder)
 
 # %%
-from rethink import config
-
-# Every other setting comes from config/study.yaml (the profile's block for this notebook and its criteria);
-# what the cell above or papermill set wins. The notebook reads each by name: s.seeds, s.criteria ...
-s = config.notebook("08_bl2_iterated_self_training", globals())
-
-# %%
-from pathlib import Path
-
-from IPython.display import display
-
-from rethink.report import figures, pages
-from rethink.study import bl, effects, notebook, runs, zo
-
-# %%
-bl2_aug, bl2_label_fraction = s.criteria["BL-2"]["aug"], s.criteria["BL-2"]["label_fraction"]  # BL-2's cell
-effects.require_member("BL-2's aug", bl2_aug, s.aug_levels, "aug_levels")
-effects.require_member("BL-2's label_fraction", bl2_label_fraction, s.label_fractions, "label_fractions")
+s = config.notebook("08_bl2_iterated_self_training", globals())  # config/study.yaml under the profile; the cell above wins
 grid = lambda: bl.bl2_runs(s.world_dir, bl2_aug, bl2_label_fraction, "scratch", s.bl2_rounds, s.seeds,
                            zo.level_value(s.epochs_1x, bl2_aug), s.batch_size)
+bl2_aug, bl2_label_fraction = zo.cell_of("BL-2", s)
 results = notebook.results(s, lambda: runs.sweep(grid(), s, task="classify"))
 findings = notebook.judge(s, [bl.bl2_finding(effects.final_metric(results, "accuracy"), s.criteria["BL-2"], s.profile,
                                              figure="bl2_rounds.png")], results)
@@ -66,7 +59,7 @@ pages.show_summary(findings, s.deviations, s.out_dir)
 # runs), and each later round's student learns from the pseudo-labels of the round before. Every student
 # trains as long as the teacher, with the normalised joint loss (`rethink.core.training.pseudo.LossNormaliser`).
 #
-# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/study.yaml, fixed before
+# **Pre-registered criteria** (protocol v2, docs/protocol.md: the `criteria` of config/protocol.yaml, fixed before
 # the confirmation's runs): each finding's conditions with their values, its primary condition and, for a
 # directional claim, δ, the smallest effect of interest, are written out in the Summary above.
 

@@ -4,14 +4,13 @@ import copy
 import math
 
 import pytest
-import yaml
 
 from rethink import config
 from rethink.study.effects import Effect, cells_mean_effect, mean_effect, paired_effect
 from rethink.study.verdicts import (condition_status, finding, holm_statuses, judge, one_sided_p, power, seeds_for,
                                     target)
 
-# Criteria as config/study.yaml writes them, with values chosen here (not the production config's).
+# Criteria as config/protocol.yaml writes them, with values chosen here (not the production config's).
 GREATER = {"name": "gain", "op": ">", "value": 0.0, "delta": 1.0, "delta_source": "test"}
 LESS = {"name": "drop", "op": "<", "value": 0.0, "delta": 1.0, "delta_source": "test"}
 BOUND = {"name": "gap", "op": "abs<=", "value": 2.0}
@@ -128,7 +127,7 @@ def test_judge_names_missing_effects_and_needs_one_primary():
 
 
 def load_criteria():
-    return yaml.safe_load(config.CONFIG.read_text())
+    return config.raw()
 
 
 @pytest.mark.parametrize("change,message", [

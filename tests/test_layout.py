@@ -10,7 +10,7 @@ from rethink import config
 from rethink.core.training.registry import Registry
 from rethink.core.training.schedule import steps_per_epoch
 from rethink.study import runs
-from rethink.workflow import run_notebook
+from rethink.pipeline.notebooks import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 

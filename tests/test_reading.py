@@ -27,7 +27,7 @@ def text_of(page: Path | str) -> str:
 
 def condition_names() -> set[str]:
     """The names the config gives the criteria's conditions: internal names a reader should not have to read."""
-    criteria = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["criteria"]
+    criteria = yaml.safe_load((ROOT / "config" / "protocol.yaml").read_text())["criteria"]
     return {c["name"] for finding in criteria.values() for c in finding["conditions"] if "_" in c["name"]}
 
 

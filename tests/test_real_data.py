@@ -13,7 +13,7 @@ from test_workflow import CONFIG, snakemake
 from rethink import config as study_config
 from rethink.core.data.tasks import load_task_data
 from rethink.core.data.world import load_world
-from rethink.workflow import HELD_OUT, WORLD_FILES, build_data, world_names
+from rethink.pipeline.data import HELD_OUT, WORLD_FILES, build_data, world_names
 
 SMOKE_WORLD = study_config.resolve(copy.deepcopy(CONFIG), "smoke")["world"]
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from rethink.core.training import probes
 from rethink.core.training import selfsup as S
 from rethink.core.data import world as W
 from rethink.core.models.nets import build_model
@@ -158,19 +159,19 @@ class Noise(nn.Module):
 def test_feature_invariance_is_one_for_the_identity_and_near_zero_for_noise(upstream_world):
     images = torch.from_numpy(W.load_world(upstream_world / "upstream_classify_train.npz")["images"])
     model = tiny_model()
-    assert S.feature_invariance(model, images, nn.Identity(), 0) == pytest.approx(1.0, abs=1e-5)
-    assert S.feature_invariance(model, images, Noise(), 0) < 0.2
+    assert probes.feature_invariance(model, images, nn.Identity(), 0) == pytest.approx(1.0, abs=1e-5)
+    assert probes.feature_invariance(model, images, Noise(), 0) < 0.2
     views = S.simclr_views(16)
     torch.manual_seed(5)
     before = torch.rand(1)
     torch.manual_seed(5)
-    first = S.feature_invariance(model, images, views, 3, batch_size=16)
+    first = probes.feature_invariance(model, images, views, 3, batch_size=16)
     assert torch.rand(1) == before  # the caller's random stream is untouched
-    assert S.feature_invariance(model, images, views, 3, batch_size=16) == pytest.approx(first, abs=1e-9)
-    assert S.feature_invariance(model, images, views, 4, batch_size=16) != pytest.approx(first, abs=1e-6)
+    assert probes.feature_invariance(model, images, views, 3, batch_size=16) == pytest.approx(first, abs=1e-9)
+    assert probes.feature_invariance(model, images, views, 4, batch_size=16) != pytest.approx(first, abs=1e-6)
     assert model.training
     model.eval()
-    S.feature_invariance(model, images, views, 3)
+    probes.feature_invariance(model, images, views, 3)
     assert not model.training  # the mode it was given is restored
 
 

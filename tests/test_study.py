@@ -362,7 +362,8 @@ def test_the_gain_figure_legend_names_every_series():
 
 
 def test_the_curves_legend_names_every_panels_arms():
-    """ZO-5's curves: the joint arms run in one cell only, the SimCLR arms in another."""
+    """ZO-5's curves: the joint arms run in one cell only, the SimCLR arms in another; a self-supervised arm is
+    named by its method's display name."""
     from rethink.report import figures
 
     rows = [dict(cell=cell, arm=arm, seed=seed, step=step, split="val", metric="accuracy", value=80.0 + step)
@@ -370,7 +371,7 @@ def test_the_curves_legend_names_every_panels_arms():
             for arm in arms for seed in range(2) for step in (1, 2)]
     fig = figures.training_curves(pd.DataFrame(rows), "accuracy", panel="cell", x="step")
     assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == [
-        "pretrained", "pretrained+joint", "scratch", "simclr"]
+        "SimCLR", "pretrained", "pretrained+joint", "scratch"]
 
 
 def test_figures_are_numbered_in_order_and_keep_their_number(tmp_path, monkeypatch):
@@ -433,7 +434,7 @@ def test_results_keep_each_checkpoints_pretraining_curve_for_its_figure(tmp_path
     curves = pd.read_csv(out / "pretraining.csv")
     assert curves.groupby("checkpoint").value.apply(list).to_dict() == {"autoencoder": [0.05, 0.02],
                                                                         "rotation": [1.4, 1.2]}
-    parameters = dict(selfsup_methods=["rotation", "autoencoder"], swav_prototypes=32, selfsup_batch_size=256,
+    parameters = dict(selfsup_methods=["rotation", "autoencoder"], selfsup_options={}, selfsup_batch_size=256,
                       n_upstream_classes=10)
     chances = gates.checkpoint_chances(curves.checkpoint.unique(), parameters)
     assert chances == {"rotation": pytest.approx(math.log(4)), "autoencoder": None}

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from rethink import config as study_config
 from rethink.study.verdicts import VERDICTS
-from rethink.workflow import run_notebook
+from rethink.pipeline.notebooks import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = yaml.safe_load((ROOT / "config/study.yaml").read_text())
+CONFIG = study_config.raw()
 SCHEMA = str(ROOT / "config/study.schema.yaml")
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
@@ -190,8 +190,8 @@ def test_the_slurm_profile_names_real_rules_and_training_asks_for_a_gpu(tmp_path
     assert profile["executor"] == "slurm"
     rules = set(snakemake("--list-rules", "--config", "profile=smoke", cwd=tmp_path).stdout.split())
     assert set(profile["set-resources"]) | set(profile["set-threads"]) <= rules
-    target = "build/smoke/reports/04_zo1_zo2_augmentation_data/findings.json"
-    for device, gpus in (("cuda", 3), ("cpu", 0)):  # pretrain, simclr, the notebook
+    target = "build/smoke/reports/05_zo3_zo5_self_training/findings.json"
+    for device, gpus in (("cuda", 3), ("cpu", 0)):  # pretrain, simclr (its `needs`), the notebook
         plan = snakemake("-n", "--cores", "2", target, "--config", "profile=smoke", f"device={device}", cwd=tmp_path)
         assert (plan.stdout + plan.stderr).count("gpu=1") == gpus, plan.stdout[-2000:]
 
@@ -229,7 +229,7 @@ def test_a_killed_run_resumes_without_redoing_what_finished(tmp_path):
 
 
 def test_a_live_runs_lock_is_kept(tmp_path):
-    from rethink.workflow import run_snakemake, snakemake_running
+    from rethink.pipeline.snakemake import run_snakemake, snakemake_running
 
     lock = tmp_path / ".snakemake/locks/0.input.lock"
     lock.parent.mkdir(parents=True)

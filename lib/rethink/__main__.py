@@ -23,7 +23,7 @@ from .report.index import exploration_markdown, load_findings, splice_readme, wr
 
 def render(profile: str, notebooks: list[str] | None = None) -> list[Path]:
     """Re-render the reports of `profile` (all of them, or `notebooks`) from their results.csv."""
-    from .workflow import logged, run_notebook
+    from .pipeline.notebooks import logged, run_notebook
 
     settings = config.load(profile)
     reports = config.study_dir() / settings["reports_dir"]
@@ -75,7 +75,7 @@ def seed_plan(reports: Path) -> str:
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["snakemake"]:  # every later argument is Snakemake's own, options included
-        from .workflow import run_snakemake
+        from .pipeline.snakemake import run_snakemake
         raise SystemExit(run_snakemake(argv[1:]))
     parser = argparse.ArgumentParser(prog="python -m rethink")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -17,7 +17,8 @@ import jsonschema
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (the package lives in lib/rethink)
-CONFIG = ROOT / "config" / "study.yaml"
+CONFIG = ROOT / "config" / "study.yaml"      # the settings
+PROTOCOL = ROOT / "config" / "protocol.yaml"  # what decides a verdict: criteria, gates, deviations
 SCHEMA = ROOT / "config" / "study.schema.yaml"
 EXPLORATION = ROOT / "config" / "exploration.yaml"  # the exploration's record (docs/exploration.md)
 
@@ -75,14 +76,20 @@ def resolve(config: dict, profile: str | None = None) -> dict:
         if unknown:
             raise ValueError(f"profile {name!r}: notebook {notebook} names findings {unknown} that `criteria` does not "
                              f"define; defined: {', '.join(config['criteria'])}")
+        checkpoints_needed(settings, notebook)  # each need known, and the ones ND-2 and ND-3 read named
     return {"name": name, **settings, "device": config["device"], "aug_backend": config["aug_backend"],
             "precision": config.get("precision", "auto"),
             "criteria": config["criteria"], "gates": config["gates"], "deviations": config.get("deviations") or {}}
 
 
+def raw() -> dict:
+    """config/study.yaml and config/protocol.yaml as one mapping, as Snakemake's two configfiles give it."""
+    return {**yaml.safe_load(CONFIG.read_text()), **yaml.safe_load(PROTOCOL.read_text())}
+
+
 def load(profile: str | None = None, overrides: dict | None = None) -> dict:
-    """config/study.yaml resolved for `profile`; `overrides` are top-level keys as `--config` gives them."""
-    return resolve({**yaml.safe_load(CONFIG.read_text()), **(overrides or {})}, profile)
+    """The config resolved for `profile`; `overrides` are top-level keys as `--config` gives them."""
+    return resolve({**raw(), **(overrides or {})}, profile)
 
 
 def study_dir() -> Path:
@@ -128,8 +135,26 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
         "n_classes": n_classes(profile, "downstream"),
         "n_upstream_classes": n_classes(profile, "upstream"),
         "selfsup_batch_size": profile["selfsup"]["batch_size"],
-        "swav_prototypes": profile["selfsup_methods"].get("swav", {}).get("prototypes", 32),
+        "selfsup_options": {m: {k: v for k, v in options.items() if k not in ("epochs", "lr_drops")}
+                            for m, options in profile["selfsup_methods"].items()},
     }
+
+
+def checkpoints_needed(profile: dict, notebook: str) -> list[str]:
+    """The checkpoints (file stems under cache/<profile>/checkpoints) a notebook's block `needs`, `zoo` expanded
+    to every self-supervised method; a notebook that runs ND-2 must need <nd_method>_large, one that runs ND-3
+    <nd_method>_hard."""
+    block, methods = profile["notebooks"][notebook], list(profile["selfsup_methods"])
+    names = [n for need in block.get("needs", []) for n in (methods if need == "zoo" else [need])]
+    known = {"upstream", *methods, *(f"{m}{v}" for m in methods for v in ("_large", "_hard"))}
+    wanted = [f"{block.get('nd_method')}_large"] * bool(block.get("nd2_label_counts")) + \
+             [f"{block.get('nd_method')}_hard"] * bool(block.get("nd3_hard_world"))
+    problems = [f"{n!r} is no checkpoint (allowed: upstream, zoo, {', '.join(sorted(known - {'upstream'}))})"
+                for n in names if n not in known] + \
+               [f"it runs a finding that reads {w!r}: add it to its needs" for w in wanted if w not in names]
+    if problems:
+        raise ValueError(f"profile {profile['name']!r}, notebook {notebook}'s needs: {'; '.join(problems)}")
+    return list(dict.fromkeys(names))
 
 
 def n_classes(profile: dict, part: str) -> int:
@@ -179,9 +204,9 @@ def notebook_parameters(notebook: str, namespace: dict) -> dict:
     `profile`. With `from_results`, the settings come from the run.json beside the results (the settings
     that made them), so that a re-rendered report states what was trained."""
     # Rerun in a live kernel, the names a previous call set are still there: they are not "set by hand"
-    # unless the parameters cell sets them or their value changed since.
+    # unless the parameters cell sets them or their value changed since. Constants (UPPER_CASE) are no parameters.
     previous = next((dict(v) for v in namespace.values() if isinstance(v, Settings)), {})
-    given = {k: v for k, v in namespace.items() if not k.startswith("_") and v is not None
+    given = {k: v for k, v in namespace.items() if not k.startswith("_") and not k.isupper() and v is not None
              and isinstance(v, (str, int, float, bool, list))
              and (k in CELL or k not in previous or previous[k] != v)}
     profile = load(given.get("profile"))

@@ -7,19 +7,19 @@ import matplotlib.pyplot as plt  # inline in a notebook; matplotlib falls back t
 import numpy as np
 import pandas as pd
 
+from ..core.training.selfsup import METHODS
 from ..study.effects import METRIC_UNITS, mean_effect
 
 ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict(color="tab:blue", marker="s"),
              "gn": dict(color="tab:green", marker="o"), "bn": dict(color="tab:red", marker="v"),
              "none": dict(color="tab:gray", marker="x"),
-             "simclr": dict(color="tab:brown", marker="^"), "scratch+ST": dict(color="tab:red", marker="o"),
+             "scratch+ST": dict(color="tab:red", marker="o"),
              "scratch+ST unnormalised": dict(color="tab:pink", marker="v"),
              "scratch+sequential": dict(color="tab:olive", marker="s"),
              "pretrained+ST": dict(color="tab:purple", marker="s"), "simclr+ST": dict(color="tab:olive", marker="^"),
              "pretrained+joint": dict(color="tab:cyan", marker="D"), "pretrained+joint+ST": dict(color="tab:purple", marker="D"),
-             # the self-supervised methods (rethink.selfsup)
-             "rotation": dict(color="tab:green", marker="v"), "autoencoder": dict(color="tab:gray", marker="x"),
-             "swav": dict(color="tab:cyan", marker="P"), "jigsaw": dict(color="tab:pink", marker="*")}
+             # the self-supervised methods: each says its own colour (rethink.core.training.selfsup)
+             **{name: dict(color=cls.colour, marker=marker) for (name, cls), marker in zip(METHODS.items(), "^vxP*hd")}}
 # Arms in words where their names are code (HE-4's normalisations); any other arm shows its own name.
 ARM_LABELS = {"gn": "GroupNorm", "bn": "BatchNorm, small per-device batch", "syncbn": "BatchNorm over the batch (SyncBN)",
               "none": "no normalization"}
@@ -42,7 +42,8 @@ def mean_ci_text(values) -> str:
 
 
 def arm_label(arm: str) -> str:
-    return ARM_LABELS.get(arm, arm)
+    """An arm in words: HE-4's normalisations spelled out, a self-supervised method by its own name."""
+    return ARM_LABELS.get(arm) or (METHODS[arm].display_name if arm in METHODS else arm)
 
 
 def metric_curve(final: pd.DataFrame, metric: str, title: str, x: str = "schedule", ax=None, log_x: bool = False,

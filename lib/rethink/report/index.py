@@ -119,7 +119,7 @@ def write_index(report_dirs, out_dir: str, docs: str | Path = DOCS) -> None:
 <h1>rethink: pre-training vs self-training vs training from scratch</h1>
 <p class="tally"><b>{html.escape(tally(findings))}</b></p>
 <p>These results: <b>{html.escape(phase_text(findings))}</b>, profile {html.escape(', '.join(sorted({f['profile'] for f in findings})))}.
-Each verdict is computed from the runs against the criterion pre-registered in <code>config/study.yaml</code> under
+Each verdict is computed from the runs against the criterion pre-registered in <code>config/protocol.yaml</code> under
 <a href="{protocol}">protocol v2</a>: effects are means over seeds with 95% confidence intervals, and the verdict is
 the primary condition's.</p>
 <dl>{meanings}</dl>

@@ -146,7 +146,7 @@ def deviations_markdown(deviations: list[dict]) -> str:
 
 
 GATES_INTRO = ("Every arm a condition compares, and its gates (`rethink.study.gates`, thresholds in the `gates` block "
-               "of config/study.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how "
+               "of config/protocol.yaml): ✓ or ✗, the worst run's value against the threshold (and its seed), and how "
                "many of its runs failed. A condition whose arms failed a gate is `not tested`: its numbers say nothing "
                "about the paper.")
 

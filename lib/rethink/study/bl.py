@@ -1,6 +1,6 @@
 """The overview article "(Self-)Supervised Pre-training? Self-training? Which one to start with?": BL-1 (the
 pretext zoo and the invariance of its features) and BL-2 (iterated self-training, Xie et al.'s loop). The
-criteria's values are pre-registered in config/study.yaml."""
+criteria's values are pre-registered in config/protocol.yaml."""
 from __future__ import annotations
 
 import pandas as pd
@@ -79,7 +79,7 @@ def invariance_table(world_dir: str, checkpoints: dict[str, str | None], arch: s
     views: columns method, seed, value."""
     from ..core.augment.kornia import KorniaAugment
     from ..core.data.tasks import load_task_data
-    from ..core.training.selfsup import feature_invariance
+    from ..core.training.probes import feature_invariance
     from ..core.training.checkpoints import new_model
     from ..core.training.hardware import resolve_device
 

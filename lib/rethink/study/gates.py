@@ -1,6 +1,6 @@
 """Validity gates: a comparison counts only when both of its arms trained. Each gate is computed from a
 notebook's results.csv alone (and its checkpoints.csv), against thresholds pre-registered in the `gates`
-block of config/study.yaml:
+block of config/protocol.yaml:
 
   learned             final train loss < learned_loss_factor x ln C (C classes; segmentation C + 1), or the
                       metric clearly above chance (classification: accuracy above 100 / C by
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.training.selfsup import chance_loss
 from .effects import CONTEXT, TASK_METRIC
 from .verdicts import verdict_of
 
@@ -36,10 +37,11 @@ PRETRAINING = "pre-training"  # the `experiment` of a checkpoint's own gate row 
 
 
 def pretext_chance(method: str, options: dict, batch_size: int, n_classes: int) -> float | None:
-    """The loss a method's pretext task has at chance (None: no chance value, the autoencoder's)."""
-    chance = {"rotation": math.log(4), "jigsaw": math.log(24), "swav": math.log(options.get("prototypes", 32)),
-              "simclr": math.log(2 * batch_size - 1), "supervised": math.log(n_classes)}
-    return chance.get(method)
+    """The loss a checkpoint's pretext task has at chance: a supervised checkpoint's ln C, a self-supervised
+    method's as the method says (rethink.core.training.selfsup; None where it has none, the autoencoder's)."""
+    if method == "supervised":
+        return math.log(n_classes)
+    return chance_loss(method, options, batch_size)
 
 
 def checkpoint_gates(checkpoints: pd.DataFrame, kinds: dict[str, dict], thresholds: dict,
@@ -178,8 +180,10 @@ def checkpoint_kind(name: str, parameters: dict) -> dict:
     """A checkpoint's method, options and batch size from its name: one named after a self-supervised method, or
     '<method> (...)', is that method's; any other is supervised."""
     method = name.split(" ")[0]
-    return dict(method=method if method in set(parameters.get("selfsup_methods", [])) else "supervised",
-                options={"prototypes": parameters["swav_prototypes"]}, batch_size=parameters["selfsup_batch_size"])
+    if method not in set(parameters.get("selfsup_methods", [])):
+        return dict(method="supervised", options={}, batch_size=0)
+    return dict(method=method, options=parameters["selfsup_options"].get(method, {}),
+                batch_size=parameters["selfsup_batch_size"])
 
 
 def checkpoint_chances(names, parameters: dict) -> dict[str, float | None]:

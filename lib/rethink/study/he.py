@@ -1,6 +1,6 @@
 """He, Girshick & Dollár 2019, "Rethinking ImageNet Pre-training" (arXiv 1811.08883): HE-1 to HE-4 on the
 study's detector. What each finding claims, the paper's numbers, the runs that test it and its criterion; the
-criterion's values are pre-registered in config/study.yaml."""
+criterion's values are pre-registered in config/protocol.yaml."""
 from __future__ import annotations
 
 import pandas as pd

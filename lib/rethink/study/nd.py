@@ -1,6 +1,6 @@
 """Newell & Deng 2020, "How Useful is Self-Supervised Pretraining for Visual Tasks?" (arXiv 2003.14323):
 ND-1 to ND-5 on the study's world, fine-tuning the self-supervised checkpoints of rethink.core.training.selfsup
-(Snakemake's `selfsup` rule). The criteria's values are pre-registered in config/study.yaml.
+(Snakemake's `selfsup` rule). The criteria's values are pre-registered in config/protocol.yaml.
 
 Their utility of pre-training, U(n) = n̂/n − 1, where a model trained from scratch on n̂ labels scores what
 the fine-tuned model scores on n: how many more labels scratch training needs for the same result.
@@ -20,7 +20,8 @@ from scipy import stats
 
 from ..core.training.schedule import steps_per_epoch
 from .effects import (METRIC_UNITS, arm_selector, because, cells_mean_effect, failed_bound, gap, mean_effect,
-                      not_replicated, not_run, paired_differences, rank_effect, seed_gaps, seed_values, with_arms)
+                      not_replicated, not_run, paired_differences, rank_effect, require_member, seed_gaps, seed_values,
+                      with_arms)
 from .runs import grid, n_train
 from .verdicts import finding, untested_finding
 
@@ -101,6 +102,22 @@ def label_count_runs(world_dir: str, label_counts: list[int], epochs: float, bat
         steps = max(min_steps, round(epochs * epoch_steps))
         runs += [dict(label_fraction=n / total, epochs_1x=steps / epoch_steps, **run) for run in grid(**axes)]
     return runs
+
+
+def check_counts(settings, zoo: bool = False) -> None:
+    """The label counts a notebook sweeps, checked before any training: each fine-tuned count is on the scratch curve,
+    ND-2's are fine-tuned counts and nd_method is a method of the zoo; for the zoo's notebook (`zoo`), its label
+    count is a fine-tuned one and the autoencoder (BL-1's subject) is in the zoo."""
+    if zoo:
+        require_member("zoo_label_count", settings.zoo_label_count, settings.finetune_label_counts,
+                       "finetune_label_counts")
+        require_member("autoencoder", "autoencoder", settings.selfsup_methods, "selfsup_methods (BL-1 needs it)")
+        return
+    require_member("nd_method", settings.nd_method, settings.selfsup_methods, "selfsup_methods")
+    for count in settings.finetune_label_counts:
+        require_member("finetune_label_counts", count, settings.label_counts, "label_counts")
+    for count in settings.nd2_label_counts:
+        require_member("nd2_label_counts", count, settings.finetune_label_counts, "finetune_label_counts")
 
 
 def selected_metric(results: pd.DataFrame, metric: str) -> pd.DataFrame:

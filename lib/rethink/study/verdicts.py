@@ -1,6 +1,6 @@
 """Verdicts under protocol v2 (docs/protocol.md): each finding's pre-registered conditions judged on its effects.
 
-A criterion (config/study.yaml's `criteria`, fixed before the runs) is a list of conditions on named effects, one of
+A criterion (config/protocol.yaml's `criteria`, fixed before the runs) is a list of conditions on named effects, one of
 them primary. A condition against 0 is a directional claim and carries delta, the smallest effect of interest (the
 paper's own effect where it reports one); a condition against any other value is a bound (a margin), kept as it is.
 Each condition is judged on its effect's 95% confidence interval; for a claim theta > 0 (mirror for < 0):
@@ -171,7 +171,7 @@ def judge(conditions: list[dict], effects: dict[str, Effect]) -> list[dict]:
 def finding(claims: dict, finding_id: str, criterion: dict, effects: dict[str, Effect], labels: dict[str, str],
             profile: str, figure: str | None = None, panel: str | None = None, **info) -> dict:
     """A findings.json entry for a finding of a paper's `claims` (its CLAIMS table), judged against its
-    pre-registered `criterion` (config/study.yaml: its conditions, one primary). `labels` name each effect in
+    pre-registered `criterion` (config/protocol.yaml: its conditions, one primary). `labels` name each effect in
     words ("pretrained − scratch AP at 6x"); `info` adds what is shown beside the verdict, not judged."""
     text = criterion_text(criterion["conditions"], labels)
     conditions = [{**c, "label": labels.get(c["name"], c["name"])} for c in judge(criterion["conditions"], effects)]

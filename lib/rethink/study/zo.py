@@ -1,14 +1,14 @@
 """Zoph, Ghiasi, Lin, Cui, Liu, Cubuk & Le 2020, "Rethinking Pre-training and Self-training" (arXiv
 2006.06882): ZO-1 to ZO-5 on downstream classification. A grid of augmentation level x label fraction;
 arms are inits ("scratch", "pretrained", "simclr"), their self-trained students ("<init>+ST") and ZO-5's
-joint-training arms. The criteria's values are pre-registered in config/study.yaml."""
+joint-training arms. The criteria's values are pre-registered in config/protocol.yaml."""
 from __future__ import annotations
 
 import pandas as pd
 
 from ..core.augment.ladder import LEVELS
 from .effects import (METRIC_UNITS, arm_selector, because, cells_mean_effect, failed_bound, final_metric, gap,
-                      mean_effect, paired_effect, seed_gaps, seed_values, with_arms)
+                      mean_effect, paired_effect, require_member, seed_gaps, seed_values, with_arms)
 from .runs import iteration_matched_runs
 from .verdicts import condition_status, finding
 
@@ -88,6 +88,16 @@ def cell_gains(final: pd.DataFrame, comparisons: dict[str, tuple[str, str]]) -> 
             rows += [dict(aug=aug, label_fraction=fraction, comparison=name, seed=seed, value=value)
                      for seed, value in seed_gaps(cell, a, b).items()]
     return pd.DataFrame(rows)
+
+
+def cell_of(finding: str, settings) -> tuple[str, float]:
+    """A finding's cell (its criterion's aug and label_fraction, ZO-5's or BL-2's), checked against the grid before
+    any training: (aug, label_fraction)."""
+    criterion = settings.criteria[finding]
+    require_member(f"{finding}'s aug", criterion["aug"], settings.aug_levels, "aug_levels")
+    require_member(f"{finding}'s label_fraction", criterion["label_fraction"], settings.label_fractions,
+                   "label_fractions")
+    return criterion["aug"], criterion["label_fraction"]
 
 
 def level_value(setting, aug: str):

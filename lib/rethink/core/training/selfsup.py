@@ -1,6 +1,6 @@
 """Self-supervised pre-training methods by name, in one table (as selftrain.ALGORITHMS holds the
-self-training ones), the loop that turns any of them into a checkpoint, and two probes of the features
-they learn: the 1-NN accuracy and the invariance to augmentation.
+self-training ones), and the loop that turns any of them into a checkpoint (its features probed by
+training.probes).
 
   simclr       contrastive: two augmented views of an image attract, other images repel
   rotation     handcrafted: which of four quarter turns was applied
@@ -10,7 +10,9 @@ they learn: the 1-NN accuracy and the invariance to augmentation.
 
 A method is an nn.Module built as `Cls(model, image_size, **options)`. It owns its heads only: the
 backbone is passed to `loss` at each call, so that the method's parameters and state_dict never
-count the backbone a second time.
+count the backbone a second time. It also says what the rest of the study asks of it: its name in words, its
+family in the overview's taxonomy, its colour in the figures, and its pretext loss at chance (the pre-training
+gate's yardstick), from its options; its options' defaults are its constructor's.
 """
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..data.tasks import TaskData, load_task_data, to_unit_nchw
+from ..data.tasks import load_task_data, to_unit_nchw
 from ..models.nets import Net
-from .pseudo import batched
+from .probes import nearest_neighbour_accuracy
 from .registry import Registry
 from .loop import CHECK_EVERY, break_if_diverged
 from .config import TrainConfig
@@ -38,6 +40,17 @@ from .checkpoints import new_model, save_checkpoint
 METHODS = Registry("selfsup method")
 method = METHODS.register
 check_selfsup = METHODS.check
+
+
+def default_options(name: str) -> dict:
+    """A method's options with their defaults, from its constructor."""
+    parameters = list(inspect.signature(METHODS[check_selfsup(name)]).parameters.values())[2:]
+    return {p.name: p.default for p in parameters}
+
+
+def chance_loss(name: str, options: dict, batch_size: int) -> float | None:
+    """A method's pretext loss at chance for its options (defaults filled in) and pre-training batch size."""
+    return METHODS[check_selfsup(name)].chance_loss({**default_options(name), **options}, batch_size)
 
 
 def check_options(name: str, options: dict) -> dict:
@@ -74,6 +87,15 @@ def simclr_views(image_size: int) -> nn.Module:
 class SelfSupervised(nn.Module):
     """A pretext task: `loss(model, x)` for a float NCHW batch in [0, 1], un-augmented."""
 
+    display_name = "a method"
+    family = "handcrafted"  # the overview's taxonomy: handcrafted, contrastive, clustering
+    colour = "black"        # in the figures
+
+    @classmethod
+    def chance_loss(cls, options: dict, batch_size: int) -> float | None:
+        """The pretext loss of a network that has learned nothing (None: no such value, a reconstruction's)."""
+        return None
+
     def loss(self, model: Net, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -101,6 +123,12 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 @method("simclr")
 class SimCLR(SelfSupervised):
     # Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations.
+    display_name, family, colour = "SimCLR", "contrastive", "tab:brown"
+
+    @classmethod
+    def chance_loss(cls, options: dict, batch_size: int) -> float:
+        return math.log(2 * batch_size - 1)  # each view's positive among the 2B - 1 others
+
     def __init__(self, model: Net, image_size: int, temperature: float = 0.2, projection_dim: int = 64):
         super().__init__()
         _positive(temperature=temperature, projection_dim=projection_dim)
@@ -128,6 +156,12 @@ def rotate(x: torch.Tensor, quarters: torch.Tensor | int) -> torch.Tensor:
 
 @method("rotation")
 class Rotation(SelfSupervised):
+    display_name, colour = "rotation", "tab:green"
+
+    @classmethod
+    def chance_loss(cls, options: dict, batch_size: int) -> float:
+        return math.log(4)
+
     # Gidaris et al. 2018, Unsupervised Representation Learning by Predicting Image Rotations.
     def __init__(self, model: Net, image_size: int):
         super().__init__()
@@ -149,6 +183,7 @@ def _upsample(c_in: int, c_out: int) -> nn.Sequential:
 
 @method("autoencoder")
 class Autoencoder(SelfSupervised):
+    display_name, colour = "autoencoder", "tab:gray"
     # Newell & Deng 2020, How Useful is Self-Supervised Pretraining for Visual Tasks? (their VAE family).
     def __init__(self, model: Net, image_size: int):
         super().__init__()
@@ -186,6 +221,12 @@ def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Ten
 
 @method("swav")
 class SwAV(SelfSupervised):
+    display_name, family, colour = "SwAV", "clustering", "tab:cyan"
+
+    @classmethod
+    def chance_loss(cls, options: dict, batch_size: int) -> float:
+        return math.log(options["prototypes"])
+
     # Caron et al. 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments. As their
     # reference recipe does: the projection head has BatchNorm, the prototypes stay frozen for the first
     # `freeze_prototypes_steps` steps, and with small batches a queue of the last `queue_size` projections joins
@@ -253,6 +294,12 @@ def shuffle_tiles(x: torch.Tensor, perm_index: torch.Tensor | int) -> torch.Tens
 
 @method("jigsaw")
 class Jigsaw(SelfSupervised):
+    display_name, colour = "jigsaw", "tab:pink"
+
+    @classmethod
+    def chance_loss(cls, options: dict, batch_size: int) -> float:
+        return math.log(24)
+
     # Noroozi & Favaro 2016, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles.
     def __init__(self, model: Net, image_size: int):
         super().__init__()
@@ -263,45 +310,6 @@ class Jigsaw(SelfSupervised):
     def loss(self, model: Net, x: torch.Tensor) -> torch.Tensor:
         order = torch.randint(len(PERMUTATIONS), (len(x),), device=x.device)
         return F.cross_entropy(self.head(model.embed(shuffle_tiles(x, order))).float(), order)
-
-
-# ---------------------------------------------------------------------------------------------
-# Probes of the learned features: neither trains anything.
-
-@torch.no_grad()
-def nearest_neighbour_accuracy(model, train: TaskData, val: TaskData, batch_size: int = 512) -> float:
-    """1-NN (cosine) accuracy of the embeddings on `val` against `train`: a probe of the features
-    that trains nothing."""
-    model.eval()
-    device = next(model.parameters()).device
-    embed = lambda data: batched(lambda x: F.normalize(model.embed(x), dim=1), data.images, device, batch_size)
-    nearest = (embed(val) @ embed(train).T).argmax(1)
-    model.train()
-    return (train.labels.to(device)[nearest] == val.labels.to(device)).float().mean().item()
-
-
-@torch.no_grad()
-def feature_invariance(model: Net, images_uint8_nhwc: torch.Tensor, views: nn.Module, generator_seed: int,
-                       batch_size: int = 256) -> float:
-    """How much closer an augmented view of an image lies to it than a view of another image does, in
-    cosine similarity of the embeddings: (cos(f(x), f(t(x))) - cos(f(x), f(t(y)))) / (1 - cos(f(x), f(t(y)))),
-    each averaged over the images, with y the next image. Both sides compare an image with a view, so a
-    shift that augmentation gives every image alike (borders, contrast) cancels. 1: fully invariant; 0: a
-    view of the image is no closer than a view of another. NaN when every embedding is the same (collapse)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    views = views.to(device)
-    embed = lambda x: F.normalize(model.embed(x).float(), dim=1)
-    # Reproducible view draws without disturbing the caller's random stream.
-    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device.type == "cuda" else []):
-        torch.manual_seed(generator_seed)
-        f = batched(embed, images_uint8_nhwc, device, batch_size).double()
-        g = batched(lambda x: embed(views(x)), images_uint8_nhwc, device, batch_size).double()
-    model.train(was_training)
-    augmented = (f * g).sum(1).mean()
-    other = (f * g.roll(1, 0)).sum(1).mean()
-    return ((augmented - other) / (1 - other)).item()
 
 
 # ---------------------------------------------------------------------------------------------

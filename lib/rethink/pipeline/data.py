@@ -1,13 +1,7 @@
-"""What the Snakemake rules run: build the world, execute a notebook, render the front page. Snakemake
-imports this module whenever it parses the Snakefile, once per job: the heavy libraries (torch, numpy)
-load inside the functions that need them."""
+"""The world's files: the procedural world's, or a real dataset's read into the same format (the `world` rule)."""
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -41,23 +35,10 @@ def world_names(data: dict | None = None) -> list[str]:
     return [name for name in WORLD_FILES if HELD_OUT.get(name) not in (data or {})]
 
 
-def logged(log: str, step, *args, threads: int | None = None, **kwargs):
-    """Run one workflow step with its stdout and stderr (tqdm included) going to the rule's log, on the rule's
-    `threads`: torch's intra-op threads here and, through OMP_NUM_THREADS, in a notebook's kernel. (Each
-    Snakemake job is a process of its own; Snakemake itself sets no thread count for `run:` rules.)"""
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        return step(*args, **kwargs)
-
-
 def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> None:
     """Generate the world files `names` (default: all of WORLD_FILES) of a profile. `spec` is the profile's
     `world` block of config/study.yaml."""
-    from .core.data import world as W
+    from ..core.data import world as W
 
     spec = dict(spec)
     sizes = {name: spec.pop(name) for name in WORLD_FILES}
@@ -107,8 +88,8 @@ def build_data(spec: dict, out_dir: str, data: dict | None = None, device: str =
     each file holds a seeded random sample of at most the world's size for it (all images if fewer)."""
     import numpy as np
 
-    from .core.data import datasets
-    from .core.data import world as W
+    from ..core.data import datasets
+    from ..core.data import world as W
 
     data = dict(data or {})
     if ("upstream" in data) != ("downstream" in data):
@@ -152,80 +133,3 @@ def build_data(spec: dict, out_dir: str, data: dict | None = None, device: str =
         W.save_world(out / f"{name}.npz", {k: (v if k == "classes" else v[keep]) for k, v in arrays.items()})
         print(f"{name}: {len(keep)} images from {data.get(part, {}).get('format', 'upstream+downstream')} "
               f"in {time.perf_counter() - started:.1f} s", flush=True)
-
-
-def run_notebook(source: str, out_dir: str, parameters: dict, cwd: str = ".") -> Path:
-    """jupytext source -> papermill execution with `parameters` -> executed .ipynb and .html in out_dir."""
-    import jupytext
-    import nbconvert
-    import nbformat
-    import papermill
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    name = Path(source).stem
-    notebook = jupytext.read(source)
-    executed = out / f"{name}.ipynb"
-    papermill.execute_notebook(notebook, str(executed), parameters=parameters, kernel_name="python3",
-                               cwd=cwd, progress_bar=False, log_output=True)
-    html, _ = nbconvert.HTMLExporter(exclude_input=True).from_notebook_node(report_view(
-        nbformat.read(executed, as_version=4), name))
-    (out / f"{name}.html").write_text(html)
-    return executed
-
-
-def report_view(notebook, name: str):
-    """The executed notebook as a reader sees it: code hidden (the HTML exporter drops inputs; a first line links
-    the executed notebook with its code and names its source), stderr dropped (progress bars and warnings: papermill
-    copied them to the rule's log)."""
-    import nbformat
-
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
-    note = (f"*Code hidden: the executed notebook, with its code, is [{name}.ipynb]({name}.ipynb); its source is "
-            f"`notebooks/{name}.py` (open it in JupyterLab with `make lab`).*")
-    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(note))
-    return notebook
-
-
-# ---------------------------------------------------------------------------------------------
-# Snakemake after a killed run: the lock it leaves behind, and its incomplete outputs.
-
-def snakemake_running(workdir: Path) -> bool:
-    """Is a Snakemake process (not this one, nor its parents) working in `workdir`? Linux reads /proc; elsewhere
-    any Snakemake process counts as running there, so that a live run's lock is never removed."""
-    mine, pid = set(), os.getpid()
-    while pid > 1:  # this process and its ancestors (make, a shell) are not "another Snakemake"
-        mine.add(pid)
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-    proc = Path("/proc")
-    if not (proc / "self").exists():
-        ps = subprocess.run(["ps", "-Ao", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
-        return any("snakemake" in line and int(line.split()[0]) not in mine for line in ps)
-    workdir = workdir.resolve()
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) in mine:
-            continue
-        try:
-            if b"snakemake" in (entry / "cmdline").read_bytes() and (entry / "cwd").resolve() == workdir:
-                return True
-        except OSError:  # gone, or not ours to read
-            continue
-    return False
-
-
-def run_snakemake(args: list[str], workdir: Path | None = None) -> int:
-    """`snakemake ARGS --rerun-incomplete`, after removing the lock a killed run left (power loss, the OOM killer,
-    a closed laptop) when, and only when, no Snakemake process works in this folder. Jobs that finished are kept;
-    a job cut off mid-run is redone from scratch (--rerun-incomplete)."""
-    workdir = Path(workdir or Path.cwd())
-    snakemake = [sys.executable, "-m", "snakemake"]
-    locks = workdir / ".snakemake" / "locks"
-    if locks.is_dir() and any(locks.iterdir()) and not snakemake_running(workdir):
-        print(f"removing the stale Snakemake lock in {workdir} (no Snakemake process runs there)", flush=True)
-        subprocess.run(snakemake + ["--unlock", *args], cwd=workdir, check=True, capture_output=True)
-    return subprocess.run(snakemake + ["--rerun-incomplete", *args], cwd=workdir).returncode
