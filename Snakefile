@@ -158,7 +158,7 @@ rule selfsup:
     benchmark:
         f"{REPORTS}/benchmarks/selfsup_{{method}}{{variant}}.tsv"
     run:
-        from rethink.core.training.selfsup import selfsup_pretrain
+        from rethink.core.training.pretrain import selfsup_pretrain
 
         logged(log[0], selfsup_pretrain, wildcards.method, Path(input[0]).parent, output[0], device=params.device,
                precision=params.precision, threads=threads, **params.spec)

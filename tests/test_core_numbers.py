@@ -10,7 +10,7 @@ import torch
 
 from rethink.core.data import world as W
 from rethink.core.training.config import TrainConfig
-from rethink.core.training.selfsup import selfsup_pretrain
+from rethink.core.training.pretrain import selfsup_pretrain
 from rethink.study.records import cpu_name
 from rethink.study.runs import run_arm
 

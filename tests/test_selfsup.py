@@ -9,6 +9,8 @@ from torch import nn
 
 from rethink.core.training import probes
 from rethink.core.training import selfsup as S
+from rethink.core.training import pretrain as P
+from rethink.core.training.pretrain import selfsup_pretrain
 from rethink.core.data import world as W
 from rethink.core.models.nets import build_model
 from rethink.core.data.tasks import load_task_data
@@ -177,7 +179,7 @@ def test_feature_invariance_is_one_for_the_identity_and_near_zero_for_noise(upst
 
 def pretrain(world, out, **overrides):
     settings = dict(arch="resnet9", width=8, norm="gn", epochs=1, batch_size=16, lr=0.05, device="cpu", seed=0)
-    return S.selfsup_pretrain(world_dir=str(world), out=str(out), **{**settings, **overrides})
+    return selfsup_pretrain(world_dir=str(world), out=str(out), **{**settings, **overrides})
 
 
 def test_selfsup_pretrain_writes_a_loadable_reproducible_checkpoint(upstream_world, tmp_path):
@@ -208,7 +210,7 @@ def test_selfsup_pretrain_passes_options_and_records_them(upstream_world, tmp_pa
 
 
 def test_bad_method_or_option_fails_before_anything_is_read_or_written(tmp_path, monkeypatch):
-    monkeypatch.setattr(S, "load_task_data", lambda *a, **k: pytest.fail("read the data before checking"))
+    monkeypatch.setattr(P, "load_task_data", lambda *a, **k: pytest.fail("read the data before checking"))
     with pytest.raises(ValueError, match="selfsup method must be one of"):
         pretrain(tmp_path, tmp_path / "out.pt", method="byol")
     with pytest.raises(TypeError, match="'prototypes'"):
