@@ -235,7 +235,7 @@ def test_resize_images_antialiases():
 
 
 @pytest.mark.parametrize("spec,parts", [
-    ({"format": "imagenet", "path": "x"}, ["'format'", "cifar10, stl10, image_folder, coco", "'imagenet'"]),
+    ({"format": "imagenet", "path": "x"}, ["'format'", "cifar10, stl10, image_folder, sklearn_digits, coco", "'imagenet'"]),
     ({"path": "x"}, ["'format'", "cifar10, stl10"]),
     ({"format": "cifar10", "path": "x", "root": "y"}, ["['root']", "allowed keys: format, path, classes"]),
     ({"format": "coco", "images": "x"}, ["['annotations']", "allowed keys: format, images, annotations, classes"]),
@@ -322,3 +322,21 @@ def test_empty_split_and_undecodable_images(tmp_path, monkeypatch, decoder):
     (root / "train" / "b" / "000.png").write_bytes(b"garbage")
     with _raises(ValueError, root / "train" / "b" / "000.png", "could not decode"):
         D.read_image_folder(root, "train", SIZE)
+
+
+def test_sklearn_digits_splits_are_disjoint_and_cover_the_set():
+    """scikit-learn's digits: 60/20/20% of one fixed shuffle, every image in exactly one split, at any size."""
+    splits = {split: D.read_sklearn_digits(split) for split in ("train", "val", "test")}
+    assert [len(s["labels"]) for s in splits.values()] == [1078, 360, 359]  # of 1,797
+    assert list(splits["train"]["classes"]) == list(D.DIGIT_NAMES) and splits["train"]["images"].dtype == np.uint8
+    rows = [image.tobytes() for s in splits.values() for image in s["images"]]
+    assert len(set(rows)) > 1750  # (a few digits are drawn identically in the source data)
+    assert all(set(s["labels"].tolist()) == set(range(10)) for s in splits.values())
+    again = D.read_sklearn_digits("val")
+    np.testing.assert_array_equal(again["images"], splits["val"]["images"])  # the same split every time
+    five = D.load_dataset({"format": "sklearn_digits", "classes": ["five", "six"]}, "train", 32)
+    assert five["images"].shape[1:] == (32, 32, 3) and set(five["labels"].tolist()) == {0, 1}
+    with pytest.raises(ValueError, match="no split 'unlabeled'"):
+        D.read_sklearn_digits("unlabeled")
+    with pytest.raises(ValueError, match="unknown keys \\['path'\\]"):
+        D.load_dataset({"format": "sklearn_digits", "path": "x"}, "train", 32)

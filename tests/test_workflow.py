@@ -27,11 +27,45 @@ def snakemake(*args, cwd):
 
 
 def test_every_profile_of_the_committed_config_resolves():
-    for profile in CONFIG["profiles"]:
+    for profile in [*CONFIG["profiles"], *study_config.profile_files(CONFIG["profiles"])]:
         resolved = study_config.resolve(copy.deepcopy(CONFIG), profile)
         assert resolved["name"] == profile and resolved["notebooks"]
         for block in resolved["notebooks"].values():
             assert "uses" not in block and "seeds" in block  # the shared blocks are filled in
+
+
+def test_a_profile_of_ones_own_runs_by_name(tmp_path, monkeypatch):
+    """Any name under `profiles`, or a file config/profiles/<name>.yaml, merged over `defaults` like the shipped
+    three; it writes its reports under build/<name>/ unless it says otherwise; an unknown name lists the defined."""
+    config = copy.deepcopy(CONFIG)
+    config["profiles"]["mine"] = {"classification": {"seeds": [7, 9]}}
+    mine = study_config.resolve(config, "mine")
+    assert mine["name"] == "mine" and mine["reports_dir"] == "build/mine/reports"
+    assert mine["notebooks"]["04_zo1_zo2_augmentation_data"]["seeds"] == [7, 9]
+    assert study_config.resolve(copy.deepcopy(CONFIG), "default")["reports_dir"] == "reports"
+    monkeypatch.setattr(study_config, "PROFILES", tmp_path)
+    (tmp_path / "laptop.yaml").write_text("classification: {seeds: [8, 9]}\nreports_dir: elsewhere\n")
+    laptop = study_config.load("laptop")
+    assert laptop["notebooks"]["05_zo3_zo5_self_training"]["seeds"] == [8, 9] and laptop["reports_dir"] == "elsewhere"
+    with pytest.raises(ValueError, match="'nope' is neither .* defined: default, smoke, full, laptop"):
+        study_config.load("nope")
+    (tmp_path / "bad.yaml").write_text("classification: {seeds: [-1]}\n")
+    with pytest.raises(ValueError, match="profile 'bad' of .*bad.yaml is not valid(.|\n)*seeds"):
+        study_config.load("bad")
+    (tmp_path / "smoke.yaml").write_text("{}\n")
+    with pytest.raises(ValueError, match="smoke.yaml: config/study.yaml's `profiles` already has a profile 'smoke'"):
+        study_config.load("laptop")
+
+
+def test_snakemake_runs_a_profile_of_ones_own(tmp_path):
+    """`--config profile=<name>` for a profile in a file of its own (digits) and one added by a --configfile."""
+    plan = snakemake("-n", "--cores", "2", "--config", "profile=digits", cwd=tmp_path)
+    assert plan.returncode == 0 and "build/digits/reports/04_zo1_zo2_augmentation_data" in plan.stdout, plan.stderr[-2000:]
+    override = tmp_path / "mine.yaml"
+    override.write_text(yaml.safe_dump({"profiles": {"mine": {"notebooks": {"01_he1_he2_schedules": None}}}}))
+    plan = snakemake("-n", "--cores", "2", "--configfile", str(override), "--config", "profile=mine", cwd=tmp_path)
+    assert plan.returncode == 0 and "build/mine/reports/02_he3_less_data" in plan.stdout, plan.stderr[-2000:]
+    assert "01_he1_he2_schedules" not in plan.stdout
 
 
 def test_a_profile_overrides_only_what_differs():

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository (the package lives 
 CONFIG = ROOT / "config" / "study.yaml"      # the settings
 PROTOCOL = ROOT / "config" / "protocol.yaml"  # what decides a verdict: criteria, gates, deviations
 SCHEMA = ROOT / "config" / "study.schema.yaml"
+PROFILES = ROOT / "config" / "profiles"       # profiles of one's own: <name>.yaml, merged over `defaults`
 EXPLORATION = ROOT / "config" / "exploration.yaml"  # the exploration's record (docs/exploration.md)
 
 
@@ -39,6 +40,8 @@ def merge(base: dict, override: dict) -> dict:
 def _check(instance, schema: dict, where: str) -> None:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if any(e.validator != "unevaluatedProperties" for e in errors):  # those follow from the others: noise
+        errors = [e for e in errors if e.validator != "unevaluatedProperties"]
     if errors:
         lines = [f"  {'.'.join(map(str, e.absolute_path)) or '(top level)'}: {_message(e)}" for e in errors[:10]]
         raise ValueError(f"{where} is not valid against {SCHEMA.relative_to(ROOT)}:\n" + "\n".join(lines))
@@ -59,9 +62,14 @@ def resolve(config: dict, profile: str | None = None) -> dict:
     schema = yaml.safe_load(SCHEMA.read_text())
     _check(config, schema, str(CONFIG.relative_to(ROOT)))
     name = profile or config["profile"]
-    if name not in config["profiles"]:
-        raise ValueError(f"profile {name!r} is not in config/study.yaml; allowed: {', '.join(config['profiles'])}")
-    settings = merge(config["defaults"], config["profiles"][name] or {})
+    profiles = {**config["profiles"], **profile_files(config["profiles"])}
+    if name not in profiles:
+        raise ValueError(f"profile {name!r} is neither in config/study.yaml's `profiles` nor a file "
+                         f"{_shown(PROFILES / f'{name}.yaml')}; defined: {', '.join(profiles)}")
+    overrides = profiles[name] or {}
+    settings = merge(config["defaults"], overrides)
+    if name != "default" and "reports_dir" not in overrides:  # only the default profile writes reports/
+        settings["reports_dir"] = f"build/{name}/reports"
     for notebook, block in settings["notebooks"].items():
         block = dict(block)
         shared = {}
@@ -70,7 +78,8 @@ def resolve(config: dict, profile: str | None = None) -> dict:
                 raise ValueError(f"profile {name!r}: notebook {notebook} uses {part!r}, which is not a block of the profile")
             shared.update(settings[part])
         settings["notebooks"][notebook] = {**shared, **block}
-    _check(settings, {"$ref": "#/$defs/profile", "$defs": schema["$defs"]}, f"profile {name!r} of {CONFIG.relative_to(ROOT)}")
+    source = CONFIG if name in config["profiles"] else PROFILES / f"{name}.yaml"
+    _check(settings, {"$ref": "#/$defs/profile", "$defs": schema["$defs"]}, f"profile {name!r} of {_shown(source)}")
     for notebook, block in settings["notebooks"].items():
         unknown = [f for f in block["findings"] if f not in config["criteria"]]
         if unknown:
@@ -80,6 +89,28 @@ def resolve(config: dict, profile: str | None = None) -> dict:
     return {"name": name, **settings, "device": config["device"], "aug_backend": config["aug_backend"],
             "precision": config.get("precision", "auto"),
             "criteria": config["criteria"], "gates": config["gates"], "deviations": config.get("deviations") or {}}
+
+
+def profile_files(shipped: dict) -> dict:
+    """The profiles of one's own: config/profiles/<name>.yaml, each a mapping of overrides of `defaults`, named
+    by its file. A name that config/study.yaml's `profiles` already has is an error (which one would win?)."""
+    found = {}
+    for path in sorted(PROFILES.glob("*.yaml")):
+        where = _shown(path)
+        if path.stem in shipped:
+            raise ValueError(f"{where}: config/study.yaml's `profiles` already has a profile {path.stem!r}; "
+                             f"rename the file")
+        overrides = yaml.safe_load(path.read_text())
+        if overrides is not None and not isinstance(overrides, dict):
+            raise ValueError(f"{where} must hold a mapping of overrides of `defaults` (like a block of `profiles`), "
+                             f"not a {type(overrides).__name__}")
+        _check(path.stem, {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}, f"the file name of {where}")
+        found[path.stem] = overrides
+    return found
+
+
+def _shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def raw() -> dict:
@@ -132,6 +163,7 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
         "from_results": False,
         # What the validity gates need: their thresholds, the class counts (chance), the pretext tasks' sizes.
         **profile["gates"],
+        "pretrain_min_accuracy": profile["pretrain"]["min_accuracy"],
         "n_classes": n_classes(profile, "downstream"),
         "n_upstream_classes": n_classes(profile, "upstream"),
         "selfsup_batch_size": profile["selfsup"]["batch_size"],
@@ -166,7 +198,7 @@ def n_classes(profile: dict, part: str) -> int:
 
 
 # What a run.json from before protocol v2 lacks: the values those runs were made under (the exploration's).
-BEFORE_PROTOCOL_V2 = {"phase": "exploration", "min_evals_after_drop": 2}
+BEFORE_PROTOCOL_V2 = {"phase": "exploration", "min_evals_after_drop": 2, "pretrain_min_accuracy": 0}
 RECORDED_EXCLUDED = ("out_dir", "results_dir", "from_results", "criteria")
 
 class Settings(dict):

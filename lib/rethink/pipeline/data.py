@@ -70,8 +70,8 @@ def build_world(spec: dict, out_dir: str, names: list[str] | None = None) -> Non
     (out / "downstream_scenes_val_coco.json").write_text(json.dumps(W.to_coco(scenes)))
 
 
-# The world files each part of a profile's `data` block replaces with a real dataset (rethink.datasets),
-# and the dataset splits they come from.
+# The world files each part of a profile's `data` block replaces with a real dataset (rethink.core.data.datasets),
+# and the dataset splits they come from; self-training's pool is made from them (real_pool).
 DATA_PARTS = {"upstream": {"upstream_classify_train": "train", "upstream_classify_val": "val"},
               "downstream": {"downstream_classify_train": "train", "downstream_classify_val": "val"},
               "unlabeled": {"unlabeled_classify": "unlabeled"},
@@ -85,18 +85,18 @@ FORMAT_SPLITS = {"cifar10": {"train": "train", "val": "test"}, "stl10": {"train"
 def build_data(spec: dict, out_dir: str, data: dict | None = None, device: str = "cpu") -> None:
     """Every world file of a profile: from the real datasets of its `data` block (config/study.yaml) where it
     names one, from the procedural world otherwise. Real images are resized to the world's image sizes, and
-    each file holds a seeded random sample of at most the world's size for it (all images if fewer)."""
-    import numpy as np
-
+    each file holds a seeded random sample of at most the world's size for it (all images if fewer).
+    Self-training's pool is in domain, as the world's is (`real_pool`)."""
     from ..core.data import datasets
     from ..core.data import world as W
 
     data = dict(data or {})
     if ("upstream" in data) != ("downstream" in data):
         raise ValueError("data: name both `upstream` and `downstream` (a real upstream/downstream split), or neither")
-    real = {name: (part, split) for part in data for name, split in DATA_PARTS[part].items()}
-    if "upstream" in data and "unlabeled" not in data:  # the pool: every training image, labels hidden
-        real["unlabeled_classify"] = ("upstream+downstream", "train")
+    real = {name: (part, split) for part in data if part != "unlabeled"
+            for name, split in DATA_PARTS[part].items()}
+    if "upstream" in data:
+        real["unlabeled_classify"] = ("pool", "train")
     generated = [name for name in world_names(data) if name not in real]
     if generated:
         build_world(spec, out_dir, names=generated if real else None)
@@ -120,16 +120,58 @@ def build_data(spec: dict, out_dir: str, data: dict | None = None, device: str =
 
     for name, (part, split) in real.items():
         started = time.perf_counter()
-        if part == "upstream+downstream":
-            up, down = load("upstream", "train"), load("downstream", "train")
-            arrays = {"images": np.concatenate([up["images"], down["images"]]),
-                      "labels": np.concatenate([up["labels"], down["labels"] + len(up["classes"])]),
-                      "classes": np.concatenate([up["classes"], down["classes"]])}
+        if part == "pool":
+            arrays = real_pool(spec, load("upstream", "train"), load("downstream", "train"),
+                               load("unlabeled", "unlabeled") if "unlabeled" in data else None)
+            source = "the downstream and upstream training images no labelled file keeps" + \
+                     (", and data.unlabeled" if "unlabeled" in data else "")
         else:
             arrays = load(part, split)
-        # A seeded shuffle before the cap: folders list images class by class, and label fractions take prefixes.
-        keep = np.random.default_rng(spec["seed"] * 100 + WORLD_FILES[name][2]).permutation(len(arrays["images"]))
-        keep = keep[:spec[name]]
-        W.save_world(out / f"{name}.npz", {k: (v if k == "classes" else v[keep]) for k, v in arrays.items()})
-        print(f"{name}: {len(keep)} images from {data.get(part, {}).get('format', 'upstream+downstream')} "
-              f"in {time.perf_counter() - started:.1f} s", flush=True)
+            arrays = {k: (v if k == "classes" else v[kept(spec, name, len(arrays["images"]))]) for k, v in arrays.items()}
+            source = data[part].get("format")
+        W.save_world(out / f"{name}.npz", arrays)
+        print(f"{name}: {len(arrays['images'])} images from {source} in {time.perf_counter() - started:.1f} s",
+              flush=True)
+
+
+def kept(spec: dict, name: str, available: int):
+    """The images of a real split that world file `name` keeps: a seeded shuffle (folders list images class by
+    class, and label fractions take prefixes), then at most the world's size for it."""
+    import numpy as np
+
+    return np.random.default_rng(spec["seed"] * 100 + WORLD_FILES[name][2]).permutation(available)[:spec[name]]
+
+
+def real_pool(spec: dict, upstream: dict, downstream: dict, unlabeled: dict | None = None) -> dict:
+    """Self-training's pool on real data, in domain as the world's is: the downstream training images that
+    downstream_classify_train does not keep (never a labelled image, whatever the label share), and data.unlabeled's
+    images where given; of its `unlabeled_classify` images, the share `unlabeled_ood_share` comes from the upstream
+    training images that upstream_classify_train does not keep. Labels index the upstream classes, then the
+    downstream ones (only to grade the pseudo-labels); data.unlabeled's images have none (-1)."""
+    import numpy as np
+
+    def rest(name: str, arrays: dict) -> np.ndarray:
+        n = len(arrays["images"])
+        return np.setdiff1d(np.arange(n), kept(spec, name, n))
+
+    n_up = len(upstream["classes"])
+    unlabelled = rest("downstream_classify_train", downstream)
+    images, labels = downstream["images"][unlabelled], downstream["labels"][unlabelled] + n_up
+    if unlabeled is not None:
+        images = np.concatenate([images, unlabeled["images"]])
+        labels = np.concatenate([labels, np.full(len(unlabeled["images"]), -1, np.int64)])
+    if len(images) == 0:
+        raise ValueError(f"data: self-training's pool (unlabeled_classify) would hold no downstream image: "
+                         f"world.downstream_classify_train keeps all {len(downstream['images'])} downstream training "
+                         f"images. Lower it, or name a pool under data.unlabeled")
+    ood_index = rest("upstream_classify_train", upstream)
+    size = spec["unlabeled_classify"]
+    ood = min(round(size * spec.get("unlabeled_ood_share", 0.0)), len(ood_index))
+    rng = np.random.default_rng(spec["seed"] * 100 + WORLD_FILES["unlabeled_classify"][2])
+    pick = rng.permutation(len(images))[:size - ood]
+    pick_ood = rng.permutation(ood_index)[:ood]
+    images = np.concatenate([images[pick], upstream["images"][pick_ood]])
+    labels = np.concatenate([labels[pick], upstream["labels"][pick_ood]])
+    order = rng.permutation(len(images))
+    return {"images": images[order], "labels": labels[order],
+            "classes": np.concatenate([upstream["classes"], downstream["classes"]])}

@@ -197,7 +197,29 @@ def splice_readme(findings_md: str, readme: str, smoke_benchmarks: str | None = 
                   f"Snakemake's own start-up not counted.\n")
     else:
         table += "".join(f"\n{line}\n" for line in old.splitlines() if line.startswith(SMOKE_LINE))
-    Path(readme).write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
+    text = f"{head}{README_START}\n{table}{README_END}{tail}"
+    if LAPTOP_START in text and LAPTOP_END in text:
+        head, rest = text.split(LAPTOP_START, 1)
+        text = f"{head}{LAPTOP_START}\n{laptop_markdown(Path(findings_md).parent)}{LAPTOP_END}{rest.split(LAPTOP_END, 1)[1]}"
+    Path(readme).write_text(text)
+
+
+LAPTOP_START, LAPTOP_END = "<!-- laptop:start -->", "<!-- laptop:end -->"
+# The classification notebooks a real dataset split by class runs (README, "Your own data on a laptop").
+LAPTOP_NOTEBOOKS = ("04_zo1_zo2_augmentation_data", "05_zo3_zo5_self_training", "08_bl2_iterated_self_training")
+
+
+def laptop_markdown(reports: Path) -> str:
+    """What the classification notebooks cost at the default profile's sizes, from the committed reports: each
+    run's own seconds (results.csv) and the notebook's minutes (its benchmark file), on the machine that made them."""
+    seconds = benchmark_seconds(reports / "benchmarks")
+    lines = ["| notebook | runs | seconds per run: median (fastest-slowest) | notebook minutes |", "|---|---|---|---|"]
+    for notebook in LAPTOP_NOTEBOOKS:
+        results = pd.read_csv(reports / notebook / "results.csv")
+        run = results[results.metric == "seconds"].value
+        minutes = f"{seconds[notebook] / 60:.1f}" if notebook in seconds else "—"
+        lines.append(f"| {notebook} | {len(run)} | {run.median():.0f} ({run.min():.0f}-{run.max():.0f}) | {minutes} |")
+    return "\n".join(lines) + "\n"
 
 
 PAPER_OF = {"HE": "He et al. 2019", "ZO": "Zoph et al. 2020", "ND": "Newell & Deng 2020", "BL": "the overview article"}

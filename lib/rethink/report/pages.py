@@ -26,8 +26,8 @@ def gates_summary(finding: dict) -> str:
 
 def summary_markdown(finding: dict, deviations: list[dict] = ()) -> str:
     """A report's answer for one finding, on its first screen: the verdict with its one-line reason, our primary
-    effect beside the paper's, the criterion with its values, the power where undecided, the gates in one line,
-    the deviations from protocol v2."""
+    effect beside the paper's, the criterion with its values, the power where undecided, how well the checkpoints
+    behind its pre-trained arms learned, the gates in one line, the deviations from protocol v2."""
     cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
     primary = next(c for c in finding["conditions"] if c["primary"])
     why = why_text(finding, most=1)
@@ -37,6 +37,9 @@ def summary_markdown(finding: dict, deviations: list[dict] = ()) -> str:
             ("criterion", finding["criterion"]["text"])]
     if primary["status"] == "undecided":
         rows.append(("to decide it", power_text(primary)))
+    checkpoints = list(dict.fromkeys(g["note"] for g in finding.get("gates", []) if g["gate"] == "pretraining"))
+    if checkpoints:  # what the pre-trained arms start from: how well each checkpoint learned (its worst seed)
+        rows.append(("pre-training", "; ".join(checkpoints)))
     rows += [("gates", gates_summary(finding)), ("deviations from protocol v2", "; ".join(changes) or "none")]
     lines = [f"### {finding_name(finding)}: {verdict_badge(finding['verdict'])}" + (f" — {why}" if why else ""), "",
              f"*{finding['claim']}*", "", "| | |", "|---|---|"] + [f"| **{k}** | {cell(v)} |" for k, v in rows]

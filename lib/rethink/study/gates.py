@@ -13,7 +13,8 @@ block of config/protocol.yaml:
                       says when they span under a tenth of the run (He et al.'s last drop sits at 96%)
   pretraining worked  the run's checkpoint: its pretext loss <= pretext_factor x its chance value (ln 4
                       rotation, ln 24 jigsaw, ln K SwAV, ln(2B - 1) SimCLR, ln C supervised), and its probe
-                      (1-NN or accuracy) above chance
+                      (1-NN or accuracy) above chance; a supervised checkpoint's upstream validation accuracy
+                      also >= its profile's floor (pretrain.min_accuracy, percent)
   self-training       a student's teacher kept >= min_kept_share of the pool
   distinct            two compared arms are not the same run (checked per comparison in verdicts.apply_gates)
 
@@ -50,6 +51,7 @@ def checkpoint_gates(checkpoints: pd.DataFrame, kinds: dict[str, dict], threshol
     report's checkpoints.csv (checkpoint, metric, value); `kinds` names each checkpoint's method, its options
     and batch size: {"name": {"method": "swav", "options": {...}, "batch_size": 256}}."""
     out = {}
+    floor = thresholds.get("pretrain_min_accuracy", 0)
     for name, rows in checkpoints.groupby("checkpoint", sort=False):
         numbers = dict(zip(rows.metric, rows.value))
         kind = kinds.get(name, {"method": "supervised"})
@@ -58,9 +60,13 @@ def checkpoint_gates(checkpoints: pd.DataFrame, kinds: dict[str, dict], threshol
         probe = numbers.get("nn_accuracy", numbers.get("accuracy", math.nan))
         loss_ok = chance is None or loss <= thresholds["pretext_factor"] * chance
         probe_ok = probe > 1 / n_upstream_classes
-        note = (f"{kind['method']} loss {loss:.3f} vs {thresholds['pretext_factor']:g} x chance {chance:.3f}"
-                if chance is not None else f"{kind['method']}: no chance loss") + f"; probe {probe:.3f} vs chance " \
-               f"{1 / n_upstream_classes:.3f}"
+        loss_text = (f"loss {loss:.3f} vs {thresholds['pretext_factor']:g} x chance {chance:.3f}"
+                     if chance is not None else "no chance loss")
+        if kind["method"] == "supervised":  # the study's ImageNet model: it must have learned its own task well
+            probe_ok = probe_ok and probe * 100 >= floor
+            note = f"upstream val accuracy {probe:.1%} ({f'floor {floor:g}%' if floor else 'no floor'}); {loss_text}"
+        else:
+            note = f"{kind['method']} {loss_text}; 1-NN probe {probe:.1%} vs chance {1 / n_upstream_classes:.1%}"
         out[name] = dict(value=loss, threshold=thresholds["pretext_factor"] * chance if chance else math.nan,
                          passed=bool(loss_ok and probe_ok), note=note)
     return out
@@ -152,7 +158,8 @@ def run_gates(results: pd.DataFrame, thresholds: dict, n_classes: int, task: str
 
 # The keys of the config's `gates` block (each notebook gets them as parameters).
 THRESHOLDS = ("learned_loss_factor", "learned_min_above_chance", "learned_min_ap", "learned_min_pose_accuracy",
-              "min_evals", "min_evals_after_drop", "converged_tolerance", "pretext_factor", "min_kept_share")
+              "min_evals", "min_evals_after_drop", "converged_tolerance", "pretext_factor", "min_kept_share",
+              "pretrain_min_accuracy")
 
 
 def checkpoint_by_init(run) -> str | None:

@@ -7,24 +7,23 @@ label), "classes"}; :func:`read_coco` returns the :func:`rethink.world.generate_
 format. :func:`load_dataset` reads one split of a config's dataset spec at a target size.
 
 Formats: CIFAR-10 (python version), STL-10 (binary version), an ImageFolder tree of
-JPEG/PNG files and COCO-style detection (an images folder plus an instances JSON).
+JPEG/PNG files, the handwritten digits that scikit-learn ships, and COCO-style detection (an
+images folder plus an instances JSON; rethink.core.data.coco).
 Files are decoded and resized with a DALI pipeline, on the GPU when the device is CUDA.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import pickle
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from .coco import read_coco
 from .decode import decode_files, resize_images
 
 
-__all__ = ["read_cifar10", "read_stl10", "read_image_folder", "read_coco", "decode_files", "class_subset",
+__all__ = ["read_cifar10", "read_stl10", "read_image_folder", "read_sklearn_digits", "read_coco", "decode_files", "class_subset",
            "resize_images", "FORMATS", "load_dataset"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -37,8 +36,7 @@ _STL10_HELP = ("the binary version of STL-10 (the folder stl10_binary with train
                "rethink downloads nothing")
 _IMAGE_FOLDER_HELP = ("an ImageFolder tree root/<split>/<class>/*.png (or .jpg, .jpeg), one folder per class; "
                       "rethink downloads nothing")
-_COCO_HELP = ("COCO-format detection data: a folder of images and an instances JSON (with 'images', "
-              "'annotations' and 'categories'), e.g. from https://cocodataset.org; rethink downloads nothing")
+
 
 
 def _missing(path: Path, what: str, help_text: str) -> FileNotFoundError:
@@ -170,86 +168,30 @@ def read_image_folder(root: str | Path, split: str, image_size: int, device: str
             "classes": np.array(classes)}
 
 
-# ---------------------------------------------------------------------------- COCO
-def _load_coco(annotations_file: Path):
-    from pycocotools.coco import COCO
+# ------------------------------------------------------------- scikit-learn's digits
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGIT_SPLITS = {"train": (0.0, 0.6), "val": (0.6, 0.8), "test": (0.8, 1.0)}  # shares of a fixed shuffle
 
-    if not annotations_file.is_file():
-        raise _missing(annotations_file, "COCO annotations file", _COCO_HELP)
+
+def read_sklearn_digits(split: str) -> dict[str, np.ndarray]:
+    """The UCI handwritten digits as scikit-learn ships them (sklearn.datasets.load_digits: 1,797 grey 8x8
+    images of 10 classes, read from inside the installed package; nothing is downloaded): a real image set
+    small enough for the tests. It has no splits of its own: "train", "val" and "test" are 60/20/20% of
+    one fixed shuffle. Returns {"images": uint8 [N,8,8,3] (grey in all three channels), "labels": int64 [N],
+    "classes": the digits' names, "zero" ... "nine"}."""
+    _check_split(split, tuple(DIGIT_SPLITS), "sklearn_digits")
     try:
-        dataset = json.loads(annotations_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"COCO annotations file {str(annotations_file)!r} is not valid JSON ({exc})") from exc
-    lacking = [k for k in ("images", "annotations", "categories") if not isinstance(dataset, dict) or k not in dataset]
-    if lacking:
-        raise ValueError(f"COCO annotations file {str(annotations_file)!r} lacks {', '.join(map(repr, lacking))}: "
-                         f"expected {_COCO_HELP}")
-    coco = COCO()
-    coco.dataset = dataset
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        coco.createIndex()
-    return coco
-
-
-def _nearest(a: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour resize of a label map [H,W] to size x size (pixel centres)."""
-    h, w = a.shape
-    rows = np.minimum(((np.arange(size) + 0.5) * h / size).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(size) + 0.5) * w / size).astype(np.int64), w - 1)
-    return a[rows[:, None], cols[None, :]]
-
-
-def read_coco(images_dir: str | Path, annotations_file: str | Path, image_size: int, max_objects: int = 4,
-              device: str = "cpu") -> dict[str, np.ndarray]:
-    """COCO-format detection data in the :func:`rethink.world.generate_scenes` format.
-
-    Images (sorted by id) are squashed to image_size x image_size, x and y scaled separately,
-    and boxes with them. Per image the largest `max_objects` non-crowd annotations are kept,
-    largest first: instance id j <-> labels[:, j-1] <-> boxes[:, j-1]. The masks are painted
-    in that order, so smaller objects lie over larger ones (an annotation without a segmentation
-    paints its box), then resized nearest-neighbour.
-    Labels index the categories sorted by id; "classes" holds their names."""
-    if not 1 <= max_objects <= 255:
-        raise ValueError(f"max_objects must be in [1, 255], got {max_objects}")
-    images_dir, annotations_file = Path(images_dir), Path(annotations_file)
-    coco = _load_coco(annotations_file)
-    if not images_dir.is_dir():
-        raise _missing(images_dir, "COCO images folder", _COCO_HELP)
-    cat_ids = sorted(coco.cats)
-    if len(cat_ids) > 254:
-        raise ValueError(f"{str(annotations_file)!r} has {len(cat_ids)} categories; at most 254 fit the uint8 "
-                         f"semantic map")
-    cat_index = {c: k for k, c in enumerate(cat_ids)}
-    img_ids = sorted(coco.imgs)
-    n, size, m = len(img_ids), int(image_size), int(max_objects)
-    files = [images_dir / coco.imgs[i]["file_name"] for i in img_ids]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise FileNotFoundError(f"COCO images folder {str(images_dir)!r} lacks {len(missing)} of the {n} images "
-                                f"that {str(annotations_file)!r} lists, e.g. {missing[0]!r}")
-    out = {"images": decode_files(files, size, device),
-           "semantic": np.zeros((n, size, size), np.uint8), "instances": np.zeros((n, size, size), np.uint8),
-           "labels": np.full((n, m), -1, np.int64), "boxes": np.zeros((n, m, 4), np.float32)}
-    for row, img_id in enumerate(img_ids):
-        info = coco.imgs[img_id]
-        h, w = int(info["height"]), int(info["width"])
-        anns = [a for a in coco.imgToAnns[img_id] if not a.get("iscrowd", 0)]
-        anns = sorted(anns, key=lambda a: -a.get("area", a["bbox"][2] * a["bbox"][3]))[:m]
-        inst = np.zeros((h, w), np.uint8)
-        for j, ann in enumerate(anns):
-            x, y, bw, bh = ann["bbox"]
-            if ann.get("segmentation"):
-                inst[coco.annToMask(ann) > 0] = j + 1
-            else:  # detection-only files (e.g. converted from VOC) give boxes alone: paint the box
-                inst[round(y):round(y + bh), round(x):round(x + bw)] = j + 1
-            box = np.array([x, y, x + bw, y + bh]) * [size / w, size / h, size / w, size / h]
-            out["boxes"][row, j] = np.clip(box, 0, size)
-            out["labels"][row, j] = cat_index[ann["category_id"]]
-        inst = _nearest(inst, size)
-        out["instances"][row] = inst
-        out["semantic"][row] = np.concatenate([[0], out["labels"][row] + 1])[inst]  # -1 padding never indexed
-    out["classes"] = np.array([str(coco.cats[c]["name"]) for c in cat_ids])
-    return out
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise ImportError("format sklearn_digits reads the digits bundled with scikit-learn, which is not "
+                          "installed: pip install -e '.[dev]' (make setup installs it)") from exc
+    digits = load_digits()
+    order = np.random.default_rng(0).permutation(len(digits.target))
+    start, stop = (round(share * len(order)) for share in DIGIT_SPLITS[split])
+    keep = order[start:stop]
+    grey = np.round(digits.images[keep] * (255 / 16)).astype(np.uint8)  # values 0..16
+    return {"images": np.repeat(grey[..., None], 3, axis=-1), "labels": digits.target[keep].astype(np.int64),
+            "classes": np.array(DIGIT_NAMES)}
 
 
 # --------------------------------------------------------------------- class subsets
@@ -308,17 +250,19 @@ FORMATS: dict[str, Callable[..., dict]] = {
     "cifar10": read_cifar10,
     "stl10": read_stl10,
     "image_folder": read_image_folder,
+    "sklearn_digits": read_sklearn_digits,
     "coco": read_coco,
 }
 # The path keys of each format's spec; "format" and the optional "classes" go with every one.
-_SPEC_PATHS = {"cifar10": ("path",), "stl10": ("path",), "image_folder": ("path",), "coco": ("images", "annotations")}
+_SPEC_PATHS = {"cifar10": ("path",), "stl10": ("path",), "image_folder": ("path",), "sklearn_digits": (),
+               "coco": ("images", "annotations")}
 
 
 def load_dataset(spec: dict, split: str, image_size: int, device: str = "cpu", max_objects: int = 4) -> dict:
     """One split of a dataset spec, in the world-file format at image_size x image_size.
 
-    spec: {"format": one of FORMATS, "path": ... (cifar10, stl10, image_folder) or "images"
-    and "annotations" (coco), "classes": [optional subset, see class_subset]}. A "{split}"
+    spec: {"format": one of FORMATS, "path": ... (cifar10, stl10, image_folder), "images"
+    and "annotations" (coco) or nothing (sklearn_digits), "classes": [optional subset, see class_subset]}. A "{split}"
     in a path is replaced by `split`, e.g. "instances_{split}2017.json"."""
     fmt = spec.get("format")
     if fmt not in FORMATS:
@@ -334,6 +278,8 @@ def load_dataset(spec: dict, split: str, image_size: int, device: str = "cpu", m
         data = read_coco(paths["images"], paths["annotations"], image_size, max_objects, device)
     elif fmt == "image_folder":
         data = read_image_folder(paths["path"], split, image_size, device)
+    elif fmt == "sklearn_digits":
+        data = read_sklearn_digits(split)
     else:
         data = FORMATS[fmt](paths["path"], split)
     if spec.get("classes") is not None:
