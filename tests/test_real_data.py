@@ -171,7 +171,9 @@ def test_notebooks_run_unchanged_on_real_formats(tmp_path):
     notebooks = ["04_zo1_zo2_augmentation_data", "03_he4_normalization"]
     data = folder_coco_data(tmp_path / "data")
     override = tmp_path / "data.yaml"
-    override.write_text(yaml.safe_dump({"profiles": {"smoke": {"data": data}}}))
+    # Half the 16 downstream training images stay unlabelled: self-training's in-domain pool.
+    smoke = {"data": data, "world": {"downstream_classify_train": 8}}
+    override.write_text(yaml.safe_dump({"profiles": {"smoke": smoke}}))
     targets = [f"build/smoke/reports/{n}/findings.json" for n in notebooks]
     result = snakemake("--cores", "2", *targets, "--configfile", str(override), "--config", "profile=smoke",
                        cwd=tmp_path)
@@ -183,6 +185,8 @@ def test_notebooks_run_unchanged_on_real_formats(tmp_path):
     world = load_world(tmp_path / "cache/smoke/world/downstream_classify_train.npz")
     assert set(world["classes"]) == set(data["downstream"]["classes"])
     assert np.asarray(world["images"]).dtype == np.uint8
+    pool = load_world(tmp_path / "cache/smoke/world/unlabeled_classify.npz")
+    assert len(pool["images"]) == 16 - len(world["images"]) == 8  # the downstream images not kept, none labelled twice
 
 
 def test_pseudo_label_quality_is_unknown_for_a_pool_without_labels():

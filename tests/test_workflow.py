@@ -136,7 +136,7 @@ def test_snakemake_rejects_a_bad_profile_before_running(tmp_path):
     result = snakemake("-n", "--cores", "1", "--config", "profile=huge", cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "instance['profile']" in output and "huge" in output
+    assert "profile 'huge' is neither" in output and "config/profiles/huge.yaml" in output
     assert not (tmp_path / "cache").exists()
 
 
