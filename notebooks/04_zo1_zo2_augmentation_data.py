@@ -57,7 +57,7 @@ pages.show_summary(findings, s.deviations, s.out_dir)
 # ## How it was tested
 #
 # **Here.** Downstream classification on the study's world: a grid of augmentation level (`aug_levels`,
-# the ladder of `rethink.core.augment` (ladder, kornia, dali), Kornia or DALI on the training device) × share of the downstream labels
+# the ladder of `rethink.core.augment.ladder`, Kornia or DALI on the training device) × share of the downstream labels
 # (`label_fractions`) × initialisation: random (`scratch`) or the upstream supervised checkpoint (`pretrained`,
 # the study's "ImageNet"). Each augmentation level trains every cell for the same number of iterations
 # (`schedule` × its `epochs_1x` over the full set), so a smaller label share is seen for more epochs, as the

@@ -1,4 +1,4 @@
-"""Tests for the procedural shape world (rethink.world)."""
+"""Tests for the procedural shape world (rethink.core.data.world)."""
 
 import json
 

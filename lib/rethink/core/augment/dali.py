@@ -1,5 +1,5 @@
 """The augmentation ladder on NVIDIA DALI (``aug_backend: dali``): the same levels as
-:mod:`rethink.core.augment.ladder` (ladder, kornia, dali) (its docstring says how the two backends differ), as a DALI graph fed a whole
+:mod:`rethink.core.augment.ladder` (its docstring says how the two backends differ), as a DALI graph fed a whole
 uint8 batch by an external source. The graph is a plain function of a DataNode, apart from the
 ``@pipeline_def`` that feeds it, so that one graph serves file readers and external sources."""
 from __future__ import annotations

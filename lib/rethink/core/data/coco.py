@@ -49,7 +49,7 @@ def _nearest(a: np.ndarray, size: int) -> np.ndarray:
 
 def read_coco(images_dir: str | Path, annotations_file: str | Path, image_size: int, max_objects: int = 4,
               device: str = "cpu") -> dict[str, np.ndarray]:
-    """COCO-format detection data in the :func:`rethink.world.generate_scenes` format.
+    """COCO-format detection data in the :func:`rethink.core.data.world.generate_scenes` format.
 
     Images (sorted by id) are squashed to image_size x image_size, x and y scaled separately,
     and boxes with them. Per image the largest `max_objects` non-crowd annotations are kept,

@@ -3,7 +3,7 @@
 Nothing is ever downloaded: each reader takes a local path and returns numpy arrays in the
 format of :mod:`rethink.core.data.world`, so every notebook runs unchanged on real data.
 Classification readers return {"images": uint8 [N,H,W,3], "labels": int64 [N] (-1 = no
-label), "classes"}; :func:`read_coco` returns the :func:`rethink.world.generate_scenes`
+label), "classes"}; :func:`read_coco` returns the :func:`rethink.core.data.world.generate_scenes`
 format. :func:`load_dataset` reads one split of a config's dataset spec at a target size.
 
 Formats: CIFAR-10 (python version), STL-10 (binary version), an ImageFolder tree of
