@@ -5,13 +5,15 @@
 # make lab    - JupyterLab on the notebooks (jupytext opens the .py files as notebooks)
 # make lock   - refresh requirements.lock: every package pinned, from a fresh venv of pyproject.toml's pins
 # make bench  - benchmarks/bench.py: training-step throughput on this machine -> benchmarks/results/, docs/guide.md table
+# make gpu-check - benchmarks/gpu_check.py on a CUDA machine: set-up, CUDA tests, agreement, bench, timed runs
+#                  -> benchmarks/results/gpu-check/ (make gpu-check --dry-run: the same steps on the CPU, tiny)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup study smoke test render lab lint bench lock clean
+.PHONY: setup study smoke test render lab lint bench gpu-check lock clean
 
 setup: $(VENV)/.installed
 
@@ -53,6 +55,12 @@ render: setup
 
 bench: setup
 	python benchmarks/bench.py
+
+# No `setup` prerequisite: the script sets up itself, and goes on with this Python where it cannot (no index).
+# `make gpu-check --dry-run` (make's -n) still runs it, with --dry-run: the `+` runs a line under -n.
+gpu-check:
+	+$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) benchmarks/gpu_check.py \
+		$(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run) $(ARGS)
 
 lint: setup
 	snakemake --lint --config profile=smoke

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench.py            # writes benchmarks/results/<device>.json and .png,
                                                     # then the table in docs/guide.md (every results/*.json)
     .venv/bin/python benchmarks/bench.py --readme   # only that table, from the JSON files there
+    .venv/bin/python benchmarks/bench.py --quick --rounds 1 --out DIR   # the code paths in a minute (gpu_check)
 
 Every comparison is measured in rounds: each candidate runs once per round, in turn, and its median over the
 rounds is kept, so that a noisy neighbour on a shared machine slows every candidate alike.
@@ -30,15 +31,20 @@ from rethink.core.data.tasks import TaskData
 from rethink.core.models.detection import detection_loss
 from rethink.core.models.nets import build_model
 from rethink.core.training.pseudo import teacher_outputs
-from rethink.study.outputs import cpu_name
-from rethink.core.training.batches import AUG_IMAGES, steps_per_call
+from rethink.study.records import cpu_name
+from rethink.core.training.batches import AUG_IMAGES
 from rethink.core.training.hardware import autocast, resolve_device, resolve_precision
 from rethink.core.training.evaluation import evaluate
+
+from bench_report import TODAY, figure, splice_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BATCH = 128
-README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+# The sizes of a measurement, and of --quick's walk through the same code (gpu_check.py --dry-run): on a CPU
+# without fast bf16 a 2048 bf16 matmul alone takes about a minute.
+SIZES = {"matmul": 2048, "batch": BATCH, "aug_images": AUG_IMAGES, "pool": 4096}
+QUICK = {"matmul": 256, "batch": 16, "aug_images": 32, "pool": 64}
 
 
 def measure(candidates: dict, rounds: int = 7, device: str = "cpu") -> dict[str, float]:
@@ -58,9 +64,8 @@ def measure(candidates: dict, rounds: int = 7, device: str = "cpu") -> dict[str,
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def matmul_gflops(device: str) -> dict[str, float]:
+def matmul_gflops(device: str, n: int = SIZES["matmul"]) -> dict[str, float]:
     """The roofline's ceiling: dense matmul GFLOP/s in fp32 and bf16."""
-    n = 2048
     out = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
@@ -108,11 +113,11 @@ def flops_per_image(kwargs: dict, size: int, batch: int, device: str) -> float:
     return counter.get_total_flops() / batch
 
 
-def augmenter(backend: str, level: str, device: str, seed: int = 0):
+def augmenter(backend: str, level: str, device: str, seed: int = 0, max_batch: int = AUG_IMAGES):
     """uint8 NHWC -> float NCHW. 'kornia_modules' is the Kornia path before the speed-up (its containers)."""
     if backend == "kornia_modules":
         return _Uint8ToKornia(KorniaAugment(level, 32, seed=seed, engine="modules"))
-    return make_augment(backend, level, 32, AUG_IMAGES, device, seed)
+    return make_augment(backend, level, 32, max_batch, device, seed)
 
 
 def torchvision_peer(level: str, batches: int):
@@ -138,31 +143,31 @@ def torchvision_peer(level: str, batches: int):
     return epoch
 
 
-TODAY = "today: Kornia containers, fp32, per batch"
 
 
-def training_steps(device: str, rounds: int) -> dict:
+def training_steps(device: str, rounds: int, levels=LEVELS, sizes: dict = SIZES) -> dict:
     """The whole classification step (augment the uint8 batch, forward, backward, SGD), per level, backend and
     precision, as train.fit runs it: the batches of steps_per_call(128) steps augmented in one call. Beside
     it, today's path: Kornia's containers, fp32, one augmentation call and one host read of the loss per step."""
     torch.manual_seed(0)
-    steps = steps_per_call(BATCH)
-    images = torch.randint(0, 256, (BATCH * steps, 32, 32, 3), dtype=torch.uint8, device=device)
+    batch = sizes["batch"]
+    steps = max(1, sizes["aug_images"] // batch)  # steps_per_call(batch) at the study's sizes
+    images = torch.randint(0, 256, (batch * steps, 32, 32, 3), dtype=torch.uint8, device=device)
     out = {}
-    for level in LEVELS:
+    for level in levels:
         candidates = {}
         for name, backend, precision in [(TODAY, "kornia_modules", "fp32")] + [
                 (f"{b} {p}", b, p) for b in ("kornia", "dali") for p in ("fp32", "bf16")]:
-            augment = augmenter(backend, level, device)
-            model, _, loss_fn, _ = model_step(MODELS["resnet9 classify 32 px"][0], 32, BATCH, device, precision)
+            augment = augmenter(backend, level, device, max_batch=sizes["aug_images"])
+            model, _, loss_fn, _ = model_step(MODELS["resnet9 classify 32 px"][0], 32, batch, device, precision)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             today = name == TODAY
 
             def run(augment=augment, model=model, loss_fn=loss_fn, optimizer=optimizer, precision=precision,
                     today=today):
-                batches = None if today else augment(images).split(BATCH)
+                batches = None if today else augment(images).split(batch)
                 for i in range(steps):
-                    x = augment(images[i * BATCH:(i + 1) * BATCH]) if today else batches[i]
+                    x = augment(images[i * batch:(i + 1) * batch]) if today else batches[i]
                     with autocast(device, precision):
                         loss = loss_fn(model(x))
                     if today:
@@ -171,25 +176,26 @@ def training_steps(device: str, rounds: int) -> dict:
                     loss.backward()
                     optimizer.step()
             candidates[name] = run
-        out[level] = {k: round(BATCH * steps / s, 1) for k, s in measure(candidates, rounds, device).items()}
+        out[level] = {k: round(batch * steps / s, 1) for k, s in measure(candidates, rounds, device).items()}
     return out
 
 
-def augmentation_alone(device: str, rounds: int) -> dict:
+def augmentation_alone(device: str, rounds: int, levels=LEVELS, peer: bool = True, sizes: dict = SIZES) -> dict:
     """Augmentation images/s: calls of one batch (128) and of AUG_IMAGES (as training calls it); the
     torchvision per-sample DataLoader peer (CPU)."""
-    images = torch.randint(0, 256, (AUG_IMAGES, 32, 32, 3), dtype=torch.uint8, device=device)
+    batch, many = sizes["batch"], sizes["aug_images"]
+    images = torch.randint(0, 256, (many, 32, 32, 3), dtype=torch.uint8, device=device)
     out = {}
-    for level in LEVELS:
+    for level in levels:
         candidates = {}
         for backend in ("kornia", "kornia_modules", "dali"):
-            augment = augmenter(backend, level, device)
-            candidates[f"{backend}, calls of {BATCH}"] = lambda a=augment: a(images[:BATCH])
+            augment = augmenter(backend, level, device, max_batch=many)
+            candidates[f"{backend}, calls of {batch}"] = lambda a=augment: a(images[:batch])
             if backend != "kornia_modules":
-                candidates[f"{backend}, calls of {AUG_IMAGES}"] = lambda a=augment: a(images)
+                candidates[f"{backend}, calls of {many}"] = lambda a=augment: a(images)
         seconds = measure(candidates, rounds, device)
         result = {k: round(int(k.rsplit(" ", 1)[1]) / s, 1) for k, s in seconds.items()}
-        if device == "cpu":
+        if device == "cpu" and peer:
             peer_batches = 4
             seconds = measure({"peer": torchvision_peer(level, peer_batches)}, rounds=3)["peer"]
             result["torchvision per-sample, 2 workers"] = round(BATCH * peer_batches / seconds, 1)
@@ -197,12 +203,13 @@ def augmentation_alone(device: str, rounds: int) -> dict:
     return out
 
 
-def inference(device: str, rounds: int) -> dict:
+def inference(device: str, rounds: int, size: int = SIZES["pool"]) -> dict:
     """Pseudo-labelling (a teacher over a uint8 pool) and evaluation (train.evaluate), images/s."""
     torch.manual_seed(0)
     model = build_model(arch="resnet9", width=16, num_classes=10).to(device)
-    pool = torch.randint(0, 256, (4096, 32, 32, 3), dtype=torch.uint8, device=device)
-    val = TaskData("classify", pool[:2048], tuple("abcdefghij"), labels=torch.randint(0, 10, (2048,), device=device))
+    pool = torch.randint(0, 256, (size, 32, 32, 3), dtype=torch.uint8, device=device)
+    half = size // 2
+    val = TaskData("classify", pool[:half], tuple("abcdefghij"), labels=torch.randint(0, 10, (half,), device=device))
     candidates = {}
     for precision in ("fp32", "bf16"):
         candidates[f"pseudo-labelling {precision}"] = lambda p=precision: teacher_outputs(model, pool, p)
@@ -255,14 +262,15 @@ def parallel_runs(runs: int = 4) -> dict:
 def targets(result: dict) -> dict:
     """The speed-up's targets, as ratios within this one run: {target: {value, at_least, met}}."""
     step, s4 = result["training_step_images_per_s"], result["augmentation_images_per_s"]["S4"]
-    new, chunk, batch = f"kornia {result['precision_auto']}", f"kornia, calls of {AUG_IMAGES}", f"kornia, calls of {BATCH}"
-    today_aug = s4[f"kornia_modules, calls of {BATCH}"]
+    n, many = result["batch"], result.get("aug_images", AUG_IMAGES)
+    new, chunk, batch = f"kornia {result['precision_auto']}", f"kornia, calls of {many}", f"kornia, calls of {n}"
+    today_aug = s4[f"kornia_modules, calls of {n}"]
     values = {
         "S1 training step, new / today": (step["S1"][new] / step["S1"][TODAY], 1.4),
         "S4 training step, new / today": (step["S4"][new] / step["S4"][TODAY], 2.0),
-        f"S4 augmentation as training calls it ({AUG_IMAGES} images), new / today's Kornia": (s4[chunk] / today_aug, 3.0),
-        f"S4 augmentation in calls of {BATCH}, new / today's Kornia": (s4[batch] / today_aug, 3.0),
-        f"S4 augmentation in calls of {BATCH}, images/s": (s4[batch], 5000),
+        f"S4 augmentation as training calls it ({many} images), new / today's Kornia": (s4[chunk] / today_aug, 3.0),
+        f"S4 augmentation in calls of {n}, new / today's Kornia": (s4[batch] / today_aug, 3.0),
+        f"S4 augmentation in calls of {n}, images/s": (s4[batch], 5000),
     }
     if "torchvision per-sample, 2 workers" in s4:
         values["S4 augmentation as training calls it, new / torchvision peer"] = (
@@ -270,103 +278,20 @@ def targets(result: dict) -> dict:
     return {k: {"value": round(v, 2), "at_least": t, "met": bool(v >= t)} for k, (v, t) in values.items()}
 
 
-def figure(result: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-    ax = axes[0]
-    names = list(result["models"])
-    for i, precision in enumerate(("fp32", "bf16")):
-        values = [result["models"][n][f"images_per_s {precision}"] for n in names]
-        bars = ax.bar([j + 0.4 * i for j in range(len(names))], values, width=0.4, label=precision)
-        for bar, n in zip(bars, names):
-            ax.annotate(f"{result['models'][n][f'roofline % {precision}']:.0f}%", (bar.get_x() + 0.2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=8)
-    ax.set_xticks([j + 0.2 for j in range(len(names))], names, fontsize=8)
-    ax.set(title="(a) model forward + backward (label: % of matmul peak)", ylabel="images/s")
-    ax.legend()
-    for ax, key, title in ((axes[1], "training_step_images_per_s", "(b) whole training step, batch 128"),
-                           (axes[2], "augmentation_images_per_s", "(c) augmentation alone, batch 128")):
-        table = result[key]
-        series = list(next(iter(table.values())))
-        for name in series:
-            ax.plot(list(table), [table[level].get(name, float("nan")) for level in table], marker="o", label=name)
-        ax.set(title=title, xlabel="augmentation level", ylabel="images/s", yscale="log")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{result['device']} ({result['threads']} threads, torch {result['torch']}): median of "
-                 f"{result['rounds']} interleaved rounds", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def readme_table(results: list[dict]) -> str:
-    """The README's table: one column per device measured (results/*.json), never a typed number."""
-    head = "| images/s | " + " | ".join(r["device"] for r in results) + " |"
-    lines = [head, "|---|" + "---|" * len(results)]
-
-    def row(label, get):
-        cells = []
-        for r in results:
-            try:
-                value = get(r)
-                cells.append(f"{value:,.0f}" if isinstance(value, (int, float)) else str(value))
-            except (KeyError, TypeError):
-                cells.append("not measured")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    for level in ("S1", "S4"):
-        row(f"training step {level}, today's path (Kornia containers, fp32, per batch)",
-            lambda r, level=level: r["training_step_images_per_s"][level][TODAY])
-        row(f"training step {level}, new default (grouped Kornia, precision auto)",
-            lambda r, level=level: r["training_step_images_per_s"][level][f"kornia {r['precision_auto']}"])
-    for name in (f"kornia_modules, calls of {BATCH}", f"kornia, calls of {BATCH}", f"kornia, calls of {AUG_IMAGES}",
-                 f"dali, calls of {AUG_IMAGES}", "torchvision per-sample, 2 workers"):
-        row(f"S4 augmentation, {name.replace('kornia_modules', 'Kornia containers').replace('kornia', 'grouped Kornia')}",
-            lambda r, name=name: r["augmentation_images_per_s"]["S4"][name])
-    for name in MODELS:
-        row(f"{name}, forward + backward, bf16 (% of bf16 matmul peak)",
-            lambda r, name=name: f"{r['models'][name]['images_per_s bf16']:,.0f} "
-                                 f"({r['models'][name]['roofline % bf16']:.0f}%)")
-    row("pseudo-labelling, precision auto", lambda r: r["inference_images_per_s"][f"pseudo-labelling {r['precision_auto']}"])
-    row("evaluation, precision auto", lambda r: r["inference_images_per_s"][f"evaluation {r['precision_auto']}"])
-    goals = ["", "| target (the speed-up), within one run | " + " | ".join(r["device"] for r in results) + " |",
-             "|---|" + "---|" * len(results)]
-    for name in results[0]["targets"]:
-        cells = [r["targets"].get(name) for r in results]
-        goals.append(f"| {name} >= {cells[0]['at_least']:g} | " + " | ".join(
-            "not measured" if c is None else f"{c['value']:,.2f} ({'met' if c['met'] else 'missed'})" for c in cells) + " |")
-    for r in results:
-        p = r.get("parallel_runs")
-        if p:
-            goals += ["", f"Parallel runs ({r['device']}): {p['runs']} short S4 runs took {p['one process, 2 threads (s)']} s "
-                      f"in one process at 2 threads and {p['two processes, 1 thread each (s)']} s as two processes at 1 "
-                      f"thread ({p['speed-up']}x); the numbers were {'' if p['numbers identical to the sequential sweep'] else 'not '}"
-                      f"identical to the sequential sweep's, so this is {'' if p['adopted'] else 'not '}adopted "
-                      f"(it needs >= 1.2x and identical numbers)."]
-    return "\n".join(lines + goals)
-
-
-def splice_readme(readme: Path = ROOT / "docs" / "guide.md") -> None:
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} has no {README_START} ... {README_END} block for the benchmark table")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{readme_table(results)}\n{README_END}{tail}")
-
-
-def main(rounds: int) -> dict:
+def main(rounds: int, out: Path = RESULTS, quick: bool = False) -> dict:
+    """Every measurement on this machine's device, written to out/<cpu|cuda>.json and .png. `quick`: one model,
+    levels S1 and S4, no peer and no parallel sweep (what `gpu_check.py --dry-run` runs: the code paths, not numbers)."""
     device = resolve_device("auto")
+    sizes = QUICK if quick else SIZES
     result = {"device": torch.cuda.get_device_name() if device == "cuda" else f"CPU: {cpu_name()}",
               "threads": torch.get_num_threads(), "torch": torch.__version__, "rounds": rounds,
-              "precision_auto": resolve_precision("auto", device), "batch": BATCH}
-    peak = matmul_gflops(device)
+              "precision_auto": resolve_precision("auto", device), "batch": sizes["batch"],
+              "aug_images": sizes["aug_images"], "quick": quick}
+    peak = matmul_gflops(device, sizes["matmul"])
     result["matmul_gflops"] = peak
     result["models"] = {}
-    for name, (kwargs, size, batch) in MODELS.items():
+    for name, (kwargs, size, batch) in list(MODELS.items())[:1 if quick else None]:
+        batch = min(batch, sizes["batch"])
         flops = flops_per_image(kwargs, size, batch, device)
         steps = {p: model_step(kwargs, size, batch, device, p)[3] for p in ("fp32", "bf16")}
         seconds = measure(steps, rounds, device)
@@ -376,17 +301,18 @@ def main(rounds: int) -> dict:
             entry[f"roofline % {p}"] = round(100 * flops * batch / s / 1e9 / peak[p], 1)
         result["models"][name] = entry
     print("models", json.dumps(result["models"]), file=sys.stderr)
-    result["training_step_images_per_s"] = training_steps(device, rounds)
+    levels = ("S1", "S4") if quick else LEVELS
+    result["training_step_images_per_s"] = training_steps(device, rounds, levels, sizes)
     print("steps", json.dumps(result["training_step_images_per_s"]), file=sys.stderr)
-    result["augmentation_images_per_s"] = augmentation_alone(device, rounds)
-    result["inference_images_per_s"] = inference(device, rounds)
-    if device == "cpu":
+    result["augmentation_images_per_s"] = augmentation_alone(device, rounds, levels, not quick, sizes)
+    result["inference_images_per_s"] = inference(device, rounds, sizes["pool"])
+    if device == "cpu" and not quick:
         result["parallel_runs"] = parallel_runs()
     result["targets"] = targets(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     stem = "cuda" if device == "cuda" else "cpu"
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    figure(result, RESULTS / f"{stem}.png")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    figure(result, out / f"{stem}.png")
     return result
 
 
@@ -394,7 +320,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per comparison (median kept)")
     parser.add_argument("--readme", action="store_true", help="only splice the table of docs/guide.md from results/*.json")
+    parser.add_argument("--quick", action="store_true", help="one model, S1 and S4 only: the code paths, not numbers")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and figure go (default: "
+                        "benchmarks/results, whose files make the table in docs/guide.md)")
     args = parser.parse_args()
     if not args.readme:
-        print(json.dumps(main(args.rounds)["targets"], indent=2))
-    splice_readme()
+        print(json.dumps(main(args.rounds, args.out, args.quick)["targets"], indent=2))
+    if args.out == RESULTS:
+        splice_readme(RESULTS)

@@ -23,9 +23,19 @@ if os.environ.get("RETHINK_WITHOUT_DALI"):
 
 from rethink.core.data import world as W
 from rethink.core.augment.ladder import DALI_EXTRA, dali_installed
-from rethink.core.augment.dali import dali_to_torch
 
 requires_dali = pytest.mark.skipif(not dali_installed(), reason=f"needs NVIDIA DALI ({DALI_EXTRA})")
+
+
+@pytest.fixture
+def accelerator() -> str:
+    """The device of a `cuda`-marked test: CUDA where torch sees one. Without one the test is skipped, unless
+    RETHINK_CUDA_TESTS_ON_CPU=1 (benchmarks/gpu_check.py --dry-run), which walks the same code on the CPU."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if os.environ.get("RETHINK_CUDA_TESTS_ON_CPU") == "1":
+        return "cpu"
+    pytest.skip("needs CUDA (benchmarks/gpu_check.py runs these on a GPU)")
 
 
 @pytest.fixture
@@ -76,7 +86,7 @@ def _threads():
 
 
 # ------------------------------------------------------------------ real-format datasets
-# Writers of tiny datasets in the exact on-disk formats rethink.datasets reads, for tests and
+# Writers of tiny datasets in the exact on-disk formats rethink.core.data.datasets reads, for tests and
 # for trying the notebooks on each format. Every image is its class's solid colour with a
 # white bar over the left half of its top sixth: the colour says the label, the bar the
 # orientation (a transposed or flipped image moves it).
@@ -239,59 +249,3 @@ def image_folder_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def coco_paths(tmp_path_factory) -> tuple[Path, Path]:
     return write_coco(tmp_path_factory.mktemp("coco"))
-
-
-# Deterministic flip + crop, on each backend: the two must agree (test_augment; on CUDA too).
-
-
-def _check_window(h: int, w: int, top: int, left: int, size: int) -> None:
-    if size <= 0 or top < 0 or left < 0 or top + size > h or left + size > w:
-        raise ValueError(f"crop window top={top}, left={left}, size={size} does not fit in {h}x{w}")
-
-
-def flip_crop_kornia(images: torch.Tensor, flip: bool, top: int, left: int, size: int) -> torch.Tensor:
-    """Horizontal flip (if ``flip``) *then* crop of ``size x size`` at (top, left) of the flipped image.
-
-    ``images``: float [B,3,H,W] in [0,1] (uint8 is converted by /255). Returns float [B,3,size,size].
-    """
-    from kornia.geometry.transform import hflip
-
-    x = images if images.is_floating_point() else images.float() / 255.0
-    _check_window(x.shape[-2], x.shape[-1], top, left, size)
-    if flip:
-        x = hflip(x)
-    return x[..., top:top + size, left:left + size].contiguous()
-
-
-def flip_crop_dali(images_uint8_nhwc: torch.Tensor, flip: bool, top: int, left: int, size: int) -> torch.Tensor:
-    """DALI version of :func:`flip_crop_kornia`: uint8 [B,H,W,3] -> float [B,3,size,size] in [0,1].
-
-    Builds a throw-away CPU (or, for CUDA input, GPU) pipeline; meant for tests.
-    """
-    from nvidia.dali import fn, pipeline_def, types
-
-    x = images_uint8_nhwc
-    b, h, w, _ = x.shape
-    _check_window(h, w, top, left, size)
-    on_gpu = x.device.type == "cuda"
-    dev = "gpu" if on_gpu else "cpu"
-
-    @pipeline_def
-    def pipe():
-        imgs = fn.external_source(name="images", device=dev, layout="HWC", dtype=types.UINT8, batch=True)
-        if flip:
-            imgs = fn.flip(imgs, horizontal=1)
-        imgs = fn.slice(imgs, start=[top, left], shape=[size, size], axis_names="HW")
-        return fn.crop_mirror_normalize(imgs, dtype=types.FLOAT, output_layout="CHW",
-                                        mean=[0.0], std=[255.0])
-
-    device_id = None
-    if on_gpu:
-        device_id = x.device.index if x.device.index is not None else torch.cuda.current_device()
-    p = pipe(batch_size=b, num_threads=1, device_id=device_id,
-             seed=0, prefetch_queue_depth=1)
-    p.build()
-    x = x.contiguous()
-    p.feed_input("images", x if on_gpu else x.numpy(), layout="HWC")
-    (out,) = p.run()
-    return dali_to_torch(out, x.device, zero_copy=False)

@@ -1,4 +1,4 @@
-"""Tests for rethink.datasets: each reader on a tiny dataset in the exact real on-disk format
+"""Tests for rethink.core.data.datasets: each reader on a tiny dataset in the exact real on-disk format
 (written by the helpers in conftest.py), DALI decoding on the CPU, class subsets, load_dataset
 and the error messages."""
 from __future__ import annotations
@@ -9,7 +9,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from conftest import (BACKGROUND, CIFAR10_CLASSES, STL10_CLASSES, class_colour, coco_layout, marked_images,
@@ -104,14 +103,6 @@ def test_decode_files_matches_pil_and_keeps_order(tmp_path, monkeypatch, decoder
     assert got.shape == (7, SIZE, SIZE, 3) and diff.mean() < 0.5 and diff.max() <= 10
     np.testing.assert_array_equal(D.decode_files(paths, 48, "cpu", batch_size=4), images)  # no resize: exact
     assert D.decode_files([], SIZE).shape == (0, SIZE, SIZE, 3)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_decode_files_on_the_gpu_agrees_with_the_cpu(image_folder_path):
-    paths = sorted((image_folder_path / "train").rglob("*.png"))
-    cpu = D.decode_files(paths, SIZE, "cpu", batch_size=4).astype(int)
-    gpu = D.decode_files(paths, SIZE, "cuda", batch_size=4).astype(int)
-    assert np.abs(cpu - gpu).max() <= 2
 
 
 def test_coco_in_the_generate_scenes_format(coco_paths):

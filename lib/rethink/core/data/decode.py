@@ -33,22 +33,9 @@ def decode_files(paths: Sequence[str | Path], image_size: int, device: str = "cp
         raise FileNotFoundError(f"{len(missing)} image file(s) do not exist, e.g. {missing[0]!r}")
     if not dali_installed():
         return decode_files_torchvision(paths, size, out)
-    from nvidia.dali import fn, pipeline_def, types
-
     dali_device, device_id = dali_placement(resolve_device(device))
     batch = min(int(batch_size), n)
-
-    @pipeline_def
-    def pipe():
-        # The labels are the files' indices: outputs are placed by them, which also handles
-        # the last batch, where the reader wraps around to the first files again.
-        data, index = fn.readers.file(files=paths, labels=list(range(n)), random_shuffle=False)
-        images = fn.decoders.image(data, device="mixed" if dali_device == "gpu" else "cpu",
-                                   output_type=types.RGB)
-        return fn.resize(images, resize_x=size, resize_y=size), index
-
-    p = pipe(batch_size=batch, num_threads=max(1, min(4, os.cpu_count() or 1)), device_id=device_id,
-             seed=0, prefetch_queue_depth=1)
+    p = _decode_pipeline(paths, size, dali_device, device_id, batch)
     p.build()
     seen = np.zeros(n, bool)
     for start in range(0, n, batch):
@@ -110,3 +97,21 @@ def resize_images(images: np.ndarray, image_size: int) -> np.ndarray:
         y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out[i:i + chunk] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return out
+
+
+def _decode_pipeline(paths: list[str], size: int, dali_device: str, device_id: int | None, batch: int):
+    """The decode_files pipeline, not yet built: on the GPU the decoder is DALI's "mixed" one (the file is read
+    on the CPU, decoded on the GPU) and the resize runs on the GPU."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    @pipeline_def
+    def pipe():
+        # The labels are the files' indices: outputs are placed by them, which also handles
+        # the last batch, where the reader wraps around to the first files again.
+        data, index = fn.readers.file(files=paths, labels=list(range(len(paths))), random_shuffle=False)
+        images = fn.decoders.image(data, device="mixed" if dali_device == "gpu" else "cpu",
+                                   output_type=types.RGB)
+        return fn.resize(images, resize_x=size, resize_y=size), index
+
+    return pipe(batch_size=batch, num_threads=max(1, min(4, os.cpu_count() or 1)), device_id=device_id,
+                seed=0, prefetch_queue_depth=1)
