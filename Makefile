@@ -1,4 +1,6 @@
 # make study  - set up .venv, run the whole study (default profile), write reports/ and README's table
+#              make study PART=he|zo|nd: one part (He 01-03, Zoph 04-05, Newell & Deng 06-08), one session each
+# make verify - rerun the study (or PART=...) from an empty cache into build/verify/ and compare every findings.json
 # make test   - set up .venv, run the tests (including the whole DAG under the smoke profile)
 # make smoke  - the whole DAG under the smoke profile, into build/smoke/
 # make render - re-render every committed report from its results.csv (trains nothing), and docs/exploration.md
@@ -13,7 +15,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup study smoke test render lab lint bench gpu-check lock clean
+.PHONY: setup study verify smoke test render lab lint bench gpu-check lock clean
 
 setup: $(VENV)/.installed
 
@@ -37,10 +39,26 @@ lock:
 # python -m rethink snakemake: snakemake --rerun-incomplete, after removing a killed run's stale lock
 SNAKEMAKE := python -m rethink snakemake
 
+PARTS := he zo nd
+PART ?=
+CHECK_PART = $(if $(PART),$(if $(filter $(PART),$(PARTS)),,$(error PART must be one of: $(PARTS); got '$(PART)')))
+# A fresh clone has the committed reports and no cache: Snakemake would call the reports up to date (their inputs
+# missing, not newer), so with no cache the notebooks are forced to run.
+FRESH = $(if $(wildcard cache/default/world),,--forcerun notebook)
+
 study: setup
-	$(SNAKEMAKE) --cores $(CORES) --config profile=default
+	$(CHECK_PART)
+	$(SNAKEMAKE) $(PART) --cores $(CORES) $(FRESH) --config profile=default
+	$(if $(PART),python -m rethink index --profile default)
 	python -m rethink readme --findings reports/findings.md --readme README.md \
 		$(if $(wildcard build/smoke/reports/benchmarks),--smoke-benchmarks build/smoke/reports/benchmarks)
+
+# A second run from an empty cache in build/verify (its own cache/ and reports/), then the comparison.
+verify: setup
+	$(CHECK_PART)
+	mkdir -p build/verify
+	cd build/verify && $(SNAKEMAKE) -s $(CURDIR)/Snakefile $(or $(PART),all) --cores $(CORES) --config profile=default
+	python -m rethink verify --profile default --rerun build/verify $(if $(PART),--part $(PART))
 
 smoke: setup
 	$(SNAKEMAKE) --cores $(CORES) --config profile=smoke

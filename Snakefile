@@ -7,7 +7,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 # Snakemake parses this file again for every job: the training code (torch) is imported inside the rules.
-from rethink.config import checkpoints_needed, notebook_config, resolve
+from rethink.config import PARTS, notebook_checkpoints, notebook_config, part_notebooks, resolve
 from rethink.pipeline.data import build_data, build_world, world_names
 from rethink.pipeline.notebooks import logged, run_notebook
 
@@ -73,6 +73,18 @@ rule all:
         SITE,
 
 
+# The study in three parts, one working session each (make study PART=he|zo|nd): a part's reports with every world
+# file and checkpoint they need; `python -m rethink index` then writes the index from the reports there are.
+for part in PARTS:
+
+    rule:
+        name:
+            part
+        input:
+            [f"{REPORTS}/{notebook}/findings.json" for notebook in part_notebooks(PROFILE, part)],
+
+
+
 rule world:
     input:
         WORLD_SOURCES,
@@ -110,11 +122,12 @@ rule pretrain:
         WORLD_FILES[:2],
         TRAINING_SOURCES,
     output:
-        f"{CACHE}/checkpoints/{{name}}.pt",
+        f"{CACHE}/checkpoints/{{name}}-seed{{seed}}.pt",
     wildcard_constraints:
         name="|".join(SUPERVISED_PRETRAINING),
+        seed=r"\d+",
     params:
-        spec=lambda wildcards: SUPERVISED_PRETRAINING[wildcards.name],
+        spec=lambda wildcards: {**SUPERVISED_PRETRAINING[wildcards.name], "seed": int(wildcards.seed)},
         device=PROFILE["device"],
         precision=PROFILE["precision"],
         aug_backend=PROFILE["aug_backend"],
@@ -122,9 +135,9 @@ rule pretrain:
     resources:
         gpu=GPUS,
     log:
-        f"{CACHE}/logs/pretrain_{{name}}.log",
+        f"{CACHE}/logs/pretrain_{{name}}-seed{{seed}}.log",
     benchmark:
-        f"{REPORTS}/benchmarks/pretrain_{{name}}.tsv"
+        f"{REPORTS}/benchmarks/pretrain_{{name}}-seed{{seed}}.tsv"
     run:
         from rethink.core.training.pretrain import pretrain
 
@@ -133,9 +146,9 @@ rule pretrain:
 
 
 def selfsup_spec(wildcards):
-    """The `selfsup` block, the method's options, and for the _large variant ND-2's large model."""
+    """The `selfsup` block, the method's options, for the _large variant ND-2's large model, and the seed."""
     large = PROFILE["large_model"] if wildcards.variant == "_large" else {}
-    return {**PROFILE["selfsup"], **PROFILE["selfsup_methods"][wildcards.method], **large}
+    return {**PROFILE["selfsup"], **PROFILE["selfsup_methods"][wildcards.method], **large, "seed": int(wildcards.seed)}
 
 
 rule selfsup:
@@ -143,10 +156,11 @@ rule selfsup:
         lambda wildcards: HARD_WORLD_FILES[:2] if wildcards.variant == "_hard" else WORLD_FILES[:2],
         TRAINING_SOURCES,
     output:
-        f"{CACHE}/checkpoints/{{method}}{{variant}}.pt",
+        f"{CACHE}/checkpoints/{{method}}{{variant}}-seed{{seed}}.pt",
     wildcard_constraints:
         method="|".join(SELFSUP_METHODS),
         variant="|_large|_hard",
+        seed=r"\d+",
     params:
         spec=selfsup_spec,
         device=PROFILE["device"],
@@ -155,9 +169,9 @@ rule selfsup:
     resources:
         gpu=GPUS,
     log:
-        f"{CACHE}/logs/selfsup_{{method}}{{variant}}.log",
+        f"{CACHE}/logs/selfsup_{{method}}{{variant}}-seed{{seed}}.log",
     benchmark:
-        f"{REPORTS}/benchmarks/selfsup_{{method}}{{variant}}.tsv"
+        f"{REPORTS}/benchmarks/selfsup_{{method}}{{variant}}-seed{{seed}}.tsv"
     run:
         from rethink.core.training.pretrain import selfsup_pretrain
 
@@ -166,8 +180,8 @@ rule selfsup:
 
 
 def notebook_inputs(wildcards):
-    """The checkpoints a notebook reads: its block's `needs` (rethink.config.checkpoints_needed)."""
-    return [f"{CACHE}/checkpoints/{name}.pt" for name in checkpoints_needed(PROFILE, wildcards.notebook)]
+    """The checkpoints a notebook reads: each of its block's `needs`, one per seed (rethink.config)."""
+    return [f"{CACHE}/checkpoints/{name}" for name in notebook_checkpoints(PROFILE, wildcards.notebook)]
 
 
 rule notebook:

@@ -42,10 +42,9 @@ results_dir: str = None     # from_results reads here (None: the profile's commi
 
 # %%
 s = config.notebook("01_he1_he2_schedules", globals())  # config/study.yaml under the profile; the cell above wins
-# The longest schedule's detectors are also scored once on the held-out scenes (HE-2).
-grid = lambda: [dict(run, held_out="final") if run["schedule"] == max(s.schedules) else run
-                for run in runs.grid(init=["scratch", "pretrained"], schedule=s.schedules, seed=s.seeds)]
-results = notebook.results(s, lambda: runs.sweep(grid(), s, task="detect").assign(task="detect"),
+# Every detector is also scored once, at its end, on the held-out scenes: what the verdicts read (protocol v2).
+grid = lambda: runs.grid(init=["scratch", "pretrained"], schedule=s.schedules, seed=s.seeds)
+results = notebook.results(s, lambda: runs.sweep(grid(), s, task="detect", held_out="final").assign(task="detect"),
                            checkpoints={"pretrained": s.upstream_checkpoint})
 detect = results[results.task == "detect"]
 findings = notebook.judge(s, [he.he1_finding(detect, "AP", s.criteria["HE-1"], s.profile, figure="he1_schedules.png"),
@@ -98,7 +97,7 @@ display(tables.paper_comparison(effects.final_metric(detect, "AP"), he.PAPER_TAB
 
 # %% [markdown]
 # ## HE-2: AP, AP50 and AP75 at the longest schedule (the paper's Table 2)
-# On the held-out scenes (and, for comparison, on the validation scenes HE-1 reads).
+# On the held-out scenes, which the verdicts read (and, for comparison, on the validation scenes).
 
 # %%
 split = he.held_out_split(detect, "AP75")

@@ -44,7 +44,7 @@ effects.require_member("HE-3's catchup_fraction", s.criteria["HE-3"]["catchup_fr
                        "label_fractions")
 grid = lambda: he.fixed_iteration_runs(s.world_dir, "detect", s.label_fractions, s.schedules, s.seeds,
                                        inits=["scratch", "pretrained"], epochs_1x=s.epochs_1x, batch_size=s.batch_size)
-results = notebook.results(s, lambda: runs.sweep(grid(), s, task="detect"),
+results = notebook.results(s, lambda: runs.sweep(grid(), s, task="detect", held_out="final"),
                            checkpoints={"pretrained": s.upstream_checkpoint})
 findings = notebook.judge(s, [he.he3_finding(results, s.criteria["HE-3"], s.profile, figure="he3_data_size.png")],
                           results, task="detect")

@@ -39,7 +39,8 @@ results_dir: str = None     # from_results reads here (None: the profile's commi
 
 # %%
 s = config.notebook("03_he4_normalization", globals())  # config/study.yaml under the profile; the cell above wins
-results = notebook.results(s, lambda: runs.sweep(he.norm_runs(s.norms, s.seeds, s.bn_batch), s, task="detect"))
+results = notebook.results(s, lambda: runs.sweep(he.norm_runs(s.norms, s.seeds, s.bn_batch), s, task="detect",
+                                                         held_out="final"))
 findings = notebook.judge(s, [he.he4_finding(results, s.criteria["HE-4"], s.profile, figure="he4_normalization.png")],
                           results, task="detect")
 

@@ -41,7 +41,7 @@ results_dir: str = None     # from_results reads here (None: the profile's commi
 # %%
 s = config.notebook("04_zo1_zo2_augmentation_data", globals())  # config/study.yaml under the profile; the cell above wins
 grid = lambda: zo.zo_runs(s.world_dir, s.label_fractions, s.aug_levels, s.seeds, s.inits, s.epochs_1x, s.batch_size)
-results = notebook.results(s, lambda: runs.sweep(grid(), s, task="classify"),
+results = notebook.results(s, lambda: runs.sweep(grid(), s, task="classify", held_out="final"),
                            checkpoints={"pretrained": s.upstream_checkpoint})
 findings = notebook.judge(s, [zo.zo1_finding(results, s.criteria["ZO-1"], s.profile, figure="zo_pretraining_gain.png"),
                               zo.zo2_finding(results, s.criteria["ZO-2"], s.profile, figure="zo_pretraining_gain.png")],

@@ -54,7 +54,8 @@ def train():
     students = zo.derived_runs(teachers, zo.zo3_cells(s.aug_levels, s.label_fractions) + [("simclr", strongest, most)],
                                {"{init}" + zo.STUDENT: dict(method="noisy_student")})
     joint = zo.derived_runs(teachers, [("pretrained", zo5_aug, zo5_label_fraction)], zo.ZO5_ARMS)
-    return runs.sweep(teachers + students + joint, s, task="classify", checkpoints={"simclr": s.simclr_checkpoint})
+    return runs.sweep(teachers + students + joint, s, task="classify", checkpoints={"simclr": s.simclr_checkpoint},
+                      held_out="final")  # each model scored once, at its end, on the 10,000 held-out images
 
 
 results = notebook.results(s, train, checkpoints={"pretrained (supervised)": s.upstream_checkpoint,

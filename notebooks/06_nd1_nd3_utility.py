@@ -42,7 +42,7 @@ results_dir: str = None     # from_results reads here (None: the profile's commi
 # %%
 s = config.notebook("06_nd1_nd3_utility", globals())  # config/study.yaml under the profile; the cell above wins
 large = f"{s.large_arch}-{s.large_width}"
-checkpoint = lambda name: f"{s.checkpoints_dir}/{name}.pt"
+checkpoint = lambda name: f"{s.checkpoints_dir}/{config.checkpoint_file(name)}"  # one per seed
 nd.check_counts(s)
 # Scratch at every count (the curve n̂ is read off); each method at the counts it is fine-tuned at.
 count_runs = lambda counts, inits: nd.label_count_runs(s.world_dir, counts, s.epochs, s.batch_size, s.min_steps,

@@ -28,7 +28,7 @@ from IPython.display import display
 from rethink.core.training.config import FROZEN_STAGES_MAX
 from rethink import config
 from rethink.report import figures, pages, tables
-from rethink.study import bl, effects, nd, notebook, runs
+from rethink.study import bl, effects, gates, nd, notebook, runs
 
 # %% tags=["parameters"]
 profile: str = "default"    # the profile of config/study.yaml whose settings and criteria this runs with
@@ -40,7 +40,7 @@ results_dir: str = None     # from_results reads here (None: the profile's commi
 
 # %%
 s = config.notebook("07_nd4_nd5_bl1_zoo", globals())  # config/study.yaml under the profile; the cell above wins
-checkpoints = {m: f"{s.checkpoints_dir}/{m}.pt" for m in s.selfsup_methods}
+checkpoints = {m: f"{s.checkpoints_dir}/{config.checkpoint_file(m)}" for m in s.selfsup_methods}  # one per seed
 nd.check_counts(s, zoo=True)
 
 
@@ -72,10 +72,9 @@ probe = nd.selected_metric(results[results.experiment == "ND-4"], "accuracy")
 finals = {task: nd.selected_metric(results[(results.experiment == "ND-5") & (results.task == task)],
                                    effects.TASK_METRIC[task]) for task in s.tasks}
 invariance = results[results.experiment == "BL-1"].rename(columns={"arm": "method"})[["method", "seed", "value"]]
-# Each method has one pre-training checkpoint (decided before the runs, for the budget: a checkpoint per method and
-# seed would cost about 3x the zoo's pre-training): the seeds fine-tune the same checkpoint, so the rank
-# correlations and the invariance gap are no independent replicates and are shown, not judged.
-replicated = False  # one pre-training checkpoint per method, shared by every seed
+# The rank correlations and the invariance gap decide only when each seed pre-trained its own checkpoints
+# (protocol v2); results with one checkpoint per method shared by every seed (the exploration's) are shown, not judged.
+replicated = gates.per_seed_pretraining(results[results.experiment.isin(["ND-4", "ND-5"])])
 findings = notebook.judge(s, [nd.nd4_finding(probe, s.selfsup_methods, s.criteria["ND-4"], s.profile, figure="nd4_freeze.png",
                            replicated=replicated),
             nd.nd5_finding(finals, s.selfsup_methods, s.criteria["ND-5"], s.profile, figure="nd5_tasks.png",

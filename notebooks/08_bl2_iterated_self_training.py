@@ -41,8 +41,8 @@ s = config.notebook("08_bl2_iterated_self_training", globals())  # config/study.
 grid = lambda: bl.bl2_runs(s.world_dir, bl2_aug, bl2_label_fraction, "scratch", s.bl2_rounds, s.seeds,
                            zo.level_value(s.epochs_1x, bl2_aug), s.batch_size)
 bl2_aug, bl2_label_fraction = zo.cell_of("BL-2", s)
-results = notebook.results(s, lambda: runs.sweep(grid(), s, task="classify"))
-findings = notebook.judge(s, [bl.bl2_finding(effects.final_metric(results, "accuracy"), s.criteria["BL-2"], s.profile,
+results = notebook.results(s, lambda: runs.sweep(grid(), s, task="classify", held_out="final"))
+findings = notebook.judge(s, [bl.bl2_finding(effects.final_metric(results, "accuracy", effects.scored_split(results, "accuracy")), s.criteria["BL-2"], s.profile,
                                              figure="bl2_rounds.png")], results)
 
 # %% [markdown]

@@ -1,6 +1,5 @@
 """Validity gates and the four verdicts, on constructed results."""
 import math
-import subprocess
 
 import pandas as pd
 import pytest
@@ -260,20 +259,6 @@ def test_the_summary_opens_each_report_with_verdict_effects_gates_and_figure():
     for text in (pages.summary_markdown(cut), pages.verdict_markdown([cut])):
         assert "nan" not in text and "— (not measured) accuracy points" in text
     assert "it would take about 10 minutes" in pages.verdict_sentence(cut)
-
-
-def test_the_index_names_code_that_changed_since_a_report_was_made():
-    from rethink.report.index import changed_since
-
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    first = subprocess.run(["git", "rev-list", "--max-parents=0", "HEAD"], capture_output=True, text=True,
-                           cwd=ROOT).stdout.split()[0]
-    assert changed_since(head, "04_zo1_zo2_augmentation_data") == ""
-    if first == head:
-        pytest.skip("a clone with one commit: nothing older to compare")
-    changed = changed_since(first, "04_zo1_zo2_augmentation_data")  # the first four files, sorted, and a count
-    assert changed.startswith("Snakefile, config/") and changed.endswith(" more")
-    assert changed_since("not-a-commit", "04_zo1_zo2_augmentation_data") == ""  # git cannot tell: no line
 
 
 def test_each_gate_is_shown_at_its_worst_run():

@@ -1,7 +1,6 @@
-"""The study's plumbing: the run cache's code hash, the registries, the notebooks' parameters from the
+"""The study's plumbing: the registries, the notebooks' parameters from the
 config, and re-rendering committed reports from their results.csv."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -9,23 +8,9 @@ import pytest
 from rethink import config
 from rethink.core.training.registry import Registry
 from rethink.core.training.schedule import steps_per_epoch
-from rethink.study import runs
 from rethink.pipeline.notebooks import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_the_code_hash_is_every_file_under_core(tmp_path, monkeypatch):
-    core = tmp_path / "core"
-    shutil.copytree(runs.CORE, core, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(runs, "CORE", core)
-    before = runs.code_hash()
-    (core / "new_module.py").write_text("X = 1\n")  # a module nobody listed still counts
-    added = runs.code_hash()
-    (core / "new_module.py").write_text("X = 2\n")
-    assert len({before, added, runs.code_hash()}) == 3
-    (core / "new_module.py").unlink()
-    assert runs.code_hash() == before
 
 
 def test_a_registry_names_the_setting_and_refuses_a_second_entry():

@@ -13,6 +13,7 @@ import yaml
 from rethink import config as study_config
 from rethink.study.verdicts import VERDICTS
 from rethink.pipeline.notebooks import run_notebook
+from rethink.report.verify import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = study_config.raw()
@@ -188,6 +189,13 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
         assert executed.count('"image/png"') >= 2  # the figures show in the rendered report, not only on disk
     assert {"HE-1", "HE-2", "HE-3", "HE-4", "ZO-1", "ZO-2", "ZO-3", "ZO-4", "ZO-5", "ND-1", "ND-2", "ND-3", "ND-4",
             "ND-5", "BL-1", "BL-2"} <= ids
+    # A pre-training per seed: each pre-trained comparison counts as many checkpoints as seeds.
+    replicates = {f["id"]: f["pretraining_replicates"] for notebook in notebooks
+                  for f in json.loads((reports / notebook / "findings.json").read_text())}
+    assert {replicates[i] for i in ("HE-1", "ZO-1", "ZO-3", "ND-1", "ND-4", "BL-1")} == {2}, replicates
+    assert replicates["BL-2"] is None  # from scratch: no pre-training behind it
+    assert {p.name for p in (tmp_path / "cache/smoke/checkpoints").glob("upstream-seed*.pt")} == \
+        {"upstream-seed0.pt", "upstream-seed1.pt"}
     # ND-4's linear probe trains at its own probe_lr, fine-tuning at lr (each evaluation records its LR).
     smoke = study_config.resolve(copy.deepcopy(CONFIG), "smoke")
     zoo = pd.read_csv(reports / "07_nd4_nd5_bl1_zoo/results.csv")
@@ -206,7 +214,23 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
     for notebook in notebooks:
         out = tmp_path / "build/lab/smoke" / notebook
         run_notebook(str(ROOT / "notebooks" / f"{notebook}.py"), out, {"profile": "smoke"}, cwd=str(tmp_path))
-        assert (out / "findings.json").read_text() == (reports / notebook / "findings.json").read_text(), notebook
+    # make verify's comparison: every report the same, byte for byte, when run again by hand.
+    lines, reproduced, total = compare(reports, tmp_path / "build/lab/smoke", notebooks)
+    assert reproduced == total == len(notebooks) and lines[-1] == f"{total} of {total} reports reproduced", lines
+
+
+def test_the_default_profile_plans_three_parts_with_a_pretraining_per_seed(tmp_path):
+    default = study_config.resolve(copy.deepcopy(CONFIG), "default")
+    for part, first, last in (("he", "01", "03"), ("zo", "04", "05"), ("nd", "06", "08")):
+        plan = snakemake("-n", "--cores", "2", part, "--config", "profile=default", cwd=tmp_path)
+        text = plan.stdout + plan.stderr
+        assert plan.returncode == 0, text[-2000:]
+        notebooks = [nb for nb in default["notebooks"] if first <= nb[:2] <= last]
+        assert all(f"reports/{nb}/findings.json" in text for nb in notebooks), part
+        assert not any(f"reports/{nb}/findings.json" in text for nb in default["notebooks"] if nb not in notebooks)
+        for nb in notebooks:  # every checkpoint the part needs, once per seed
+            for name in study_config.notebook_checkpoints(default, nb):
+                assert f"cache/default/checkpoints/{name}" in text, (part, name)
 
 
 def test_the_hard_world_is_built_only_where_a_profile_runs_nd3(tmp_path):
@@ -216,7 +240,7 @@ def test_the_hard_world_is_built_only_where_a_profile_runs_nd3(tmp_path):
         plan = snakemake("-n", "--cores", "2", "--config", f"profile={profile}", cwd=tmp_path)
         assert plan.returncode == 0, plan.stderr[-2000:]
         assert ("rule world_hard:" in plan.stdout + plan.stderr) == runs_nd3, profile
-        assert ("rotation_hard.pt" in plan.stdout + plan.stderr) == runs_nd3, profile
+        assert ("rotation_hard-seed" in plan.stdout + plan.stderr) == runs_nd3, profile
 
 
 def test_the_slurm_profile_names_real_rules_and_training_asks_for_a_gpu(tmp_path):
@@ -225,7 +249,7 @@ def test_the_slurm_profile_names_real_rules_and_training_asks_for_a_gpu(tmp_path
     rules = set(snakemake("--list-rules", "--config", "profile=smoke", cwd=tmp_path).stdout.split())
     assert set(profile["set-resources"]) | set(profile["set-threads"]) <= rules
     target = "build/smoke/reports/05_zo3_zo5_self_training/findings.json"
-    for device, gpus in (("cuda", 3), ("cpu", 0)):  # pretrain, simclr (its `needs`), the notebook
+    for device, gpus in (("cuda", 5), ("cpu", 0)):  # pretrain and simclr (its `needs`) per seed, the notebook
         plan = snakemake("-n", "--cores", "2", target, "--config", "profile=smoke", f"device={device}", cwd=tmp_path)
         assert (plan.stdout + plan.stderr).count("gpu=1") == gpus, plan.stdout[-2000:]
 

@@ -1,9 +1,11 @@
-"""python -m rethink readme | render | exploration | plan | snakemake
+"""python -m rethink readme | render | index | verify | exploration | plan | snakemake
 
   readme   splice the generated findings table into README.md (run by `make study`)
   exploration  write docs/exploration.md from config/exploration.yaml (the exploration's record)
   plan     write docs/seed_plan.md: the confirmation's seeds against the exploration's spread (protocol v2),
            from the committed findings.json of the exploration; written once, before any confirmatory run
+  index    write a profile's index and findings table from the reports there are (after make study PART=...)
+  verify   compare each committed findings.json with a rerun's (make verify), byte for byte
   render   re-render every report of a profile from its committed results.csv, training nothing: the
            notebooks run with from_results=True (a change of presentation never costs a retrain), then
            the index and the findings table are written again
@@ -46,6 +48,25 @@ def render(profile: str, notebooks: list[str] | None = None) -> list[Path]:
     every = [reports / nb for nb in settings["notebooks"] if (reports / nb / "findings.json").is_file()]
     write_index(every, reports)
     return folders
+
+
+def index(profile: str) -> Path:
+    """The index and findings table of `profile` from every report of it that has a findings.json."""
+    settings = config.load(profile)
+    reports = config.study_dir() / settings["reports_dir"]
+    write_index([reports / nb for nb in settings["notebooks"] if (reports / nb / "findings.json").is_file()], reports)
+    return reports / "index.html"
+
+
+def verify(profile: str, rerun: Path, part: str | None = None) -> int:
+    """Print each report's comparison with the rerun under `rerun` (its reports_dir there); 0 when all reproduced."""
+    from .report.verify import compare
+
+    settings = config.load(profile)
+    lines, reproduced, total = compare(config.study_dir() / settings["reports_dir"], rerun / settings["reports_dir"],
+                                       config.part_notebooks(settings, part))
+    print("\n".join(lines))
+    return 0 if reproduced == total else 1
 
 
 def seed_plan(reports: Path) -> str:
@@ -91,6 +112,12 @@ def main(argv=None) -> None:
     p = sub.add_parser("render", help="re-render committed reports from their results.csv, training nothing")
     p.add_argument("--profile", default="default")
     p.add_argument("notebooks", nargs="*", help="notebook names (default: every report with a results.csv)")
+    p = sub.add_parser("index", help="write a profile's index from the reports there are")
+    p.add_argument("--profile", default="default")
+    p = sub.add_parser("verify", help="compare committed findings.json with a rerun's, byte for byte")
+    p.add_argument("--profile", default="default")
+    p.add_argument("--rerun", default="build/verify", help="the folder the rerun ran in")
+    p.add_argument("--part", choices=config.PARTS, help="only this part's notebooks")
     sub.add_parser("snakemake", help="snakemake --rerun-incomplete, after removing a killed run's stale lock "
                                      "(every later argument is passed to Snakemake)")
     args = parser.parse_args(argv)
@@ -100,6 +127,10 @@ def main(argv=None) -> None:
         Path(args.out).write_text(exploration_markdown(config.exploration_record()))
     elif args.command == "plan":
         Path(args.out).write_text(seed_plan(Path(args.reports)))
+    elif args.command == "index":
+        index(args.profile)
+    elif args.command == "verify":
+        raise SystemExit(verify(args.profile, Path(args.rerun), args.part))
     else:
         render(args.profile, args.notebooks)
 

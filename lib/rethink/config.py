@@ -143,6 +143,7 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
     block = profile["notebooks"][notebook]
     return {
         **block,
+        "notebook": notebook,
         "criteria": {finding: profile["criteria"][finding] for finding in block["findings"]},
         "profile": profile["name"],
         "phase": profile["phase"],
@@ -155,8 +156,8 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
         "world_dir": rel(f"{cache}/world"),
         "hard_world_dir": rel(f"{cache}/world_hard"),
         "checkpoints_dir": rel(f"{cache}/checkpoints"),
-        "upstream_checkpoint": rel(f"{cache}/checkpoints/upstream.pt"),
-        "simclr_checkpoint": rel(f"{cache}/checkpoints/simclr.pt"),
+        "upstream_checkpoint": rel(f"{cache}/checkpoints/{checkpoint_file('upstream')}"),
+        "simclr_checkpoint": rel(f"{cache}/checkpoints/{checkpoint_file('simclr')}"),
         "runs_dir": rel(f"{cache}/runs"),
         "results_dir": rel(f"{profile['reports_dir']}/{notebook}"),
         "out_dir": out_dir or rel(f"build/lab/{profile['name']}/{notebook}"),
@@ -170,6 +171,30 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
         "selfsup_options": {m: {k: v for k, v in options.items() if k not in ("epochs", "lr_drops")}
                             for m, options in profile["selfsup_methods"].items()},
     }
+
+
+# The study's three parts, one working session each (the Snakefile's targets he, zo, nd; make study PART=...):
+# the notebooks whose names start with these numbers.
+PARTS = {"he": ("01", "02", "03"), "zo": ("04", "05"), "nd": ("06", "07", "08")}
+
+
+def part_notebooks(profile: dict, part: str | None) -> list[str]:
+    """The notebooks of a part of the study in a resolved profile (every notebook for None)."""
+    if part is not None and part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}; got {part!r}")
+    return [nb for nb in profile["notebooks"] if part is None or nb[:2] in PARTS[part]]
+
+
+def checkpoint_file(name: str, seed: int | None = None) -> str:
+    """A pre-training's file under cache/<profile>/checkpoints: one per seed (protocol v2), `<name>-seed<k>.pt`.
+    Without a seed, the template `<name>-seed{seed}.pt` that a run fills with its own seed (runs.sweep)."""
+    return f"{name}-seed{{seed}}.pt" if seed is None else f"{name}-seed{int(seed)}.pt"
+
+
+def notebook_checkpoints(profile: dict, notebook: str) -> list[str]:
+    """The checkpoint files a notebook reads: each checkpoint it needs, pre-trained once per seed of its block."""
+    seeds = profile["notebooks"][notebook]["seeds"]
+    return [checkpoint_file(name, seed) for name in checkpoints_needed(profile, notebook) for seed in seeds]
 
 
 def checkpoints_needed(profile: dict, notebook: str) -> list[str]:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..core.training.selfsup import METHODS
 from ..study.effects import METRIC_UNITS, mean_effect
+from ..study.gates import split_seed
 
 ARM_STYLE = {"scratch": dict(color="tab:orange", marker="o"), "pretrained": dict(color="tab:blue", marker="s"),
              "gn": dict(color="tab:green", marker="o"), "bn": dict(color="tab:red", marker="v"),
@@ -143,16 +144,22 @@ def training_curves(results: pd.DataFrame, metric: str, split: str = "val", pane
 def pretraining_losses(pretraining: pd.DataFrame, chance: dict, factor: float):
     """Each checkpoint's pretext loss per epoch (a report's pretraining.csv), one panel each, against its chance
     value (dashed) and the pre-training gate's factor x chance (dotted); a loss with no chance value (the
-    autoencoder's) has no line."""
+    autoencoder's) has no line. A method pre-trained once per seed ('<name> (seed <k>)') has one line per seed."""
     rows = pretraining[pretraining.metric.str.endswith("loss")]
-    names = list(rows.checkpoint.unique())
-    fig, axes = plt.subplots(1, len(names), figsize=(2.9 * len(names), 2.9), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        curve = rows[rows.checkpoint == name]
-        ax.plot(curve.epoch, curve.value, marker="o", markersize=3)
-        if chance.get(name):
-            ax.axhline(chance[name], color="black", linestyle="--", linewidth=0.8, label="chance")
-            ax.axhline(factor * chance[name], color="crimson", linestyle=":", linewidth=1.2, label=f"gate ({factor:g} x chance)")
+    groups: dict[str, list[str]] = {}
+    for checkpoint in rows.checkpoint.unique():
+        groups.setdefault(split_seed(checkpoint)[0], []).append(checkpoint)
+    fig, axes = plt.subplots(1, len(groups), figsize=(2.9 * len(groups), 2.9), squeeze=False)
+    for ax, (name, members) in zip(axes[0], groups.items()):
+        for member in members:
+            curve = rows[rows.checkpoint == member]
+            seed = split_seed(member)[1]
+            ax.plot(curve.epoch, curve.value, marker="o", markersize=3, label=None if seed is None else f"seed {seed}")
+        level = chance.get(members[0])
+        if level:
+            ax.axhline(level, color="black", linestyle="--", linewidth=0.8, label="chance")
+            ax.axhline(factor * level, color="crimson", linestyle=":", linewidth=1.2, label=f"gate ({factor:g} x chance)")
+        if level or len(members) > 1:
             ax.legend(fontsize="x-small")
         ax.set_title(name, fontsize="small")
         ax.set_xlabel("epoch")

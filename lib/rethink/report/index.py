@@ -7,11 +7,11 @@ import fnmatch
 import html
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 
+from ..study.provenance import current_hash
 from .words import (VERDICT_COLOURS, VERDICT_MEANINGS, deviation_line, effect_text, finding_name,
                     phase_text, tally, why_text)
 
@@ -41,21 +41,20 @@ def benchmark_seconds(bench_dir: Path) -> dict[str, float]:
     return seconds
 
 
-# What shapes a report's numbers: the training code, the study's verdict code, the config and its notebook.
-SHAPING = ("lib/rethink/core", "lib/rethink/study", "config", "Snakefile")
-
-
-def changed_since(commit: str, notebook: str) -> str:
-    """The files that shape a report's numbers and changed between the commit that made it and HEAD ("" when none,
-    or when git cannot tell: no repository, an unknown commit)."""
-    root = Path(__file__).resolve().parents[3]
-    paths = [*SHAPING, f"notebooks/{notebook}.py"]
-    try:
-        diff = subprocess.run(["git", "diff", "--name-only", commit.removesuffix("-dirty"), "HEAD", "--", *paths],
-                              capture_output=True, text=True, cwd=root, check=True).stdout.split()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
+def stale_reason(run: dict, profile: str, notebook: str) -> str:
+    """Why a report's results are not what the checkout would make now ("" when they are): its run.json's
+    results_hash (study.provenance: core/, the settings that shape runs, the notebook's sweep half) against the
+    one the checkout gives. A caption edit or a re-render leaves the hash alone; a change that trains differently
+    does not."""
+    recorded = run.get("results_hash")
+    if not recorded:
+        return (f"no results hash recorded (made at {run.get('git_commit', 'an unknown commit')[:7]}, before "
+                f"reports recorded what shaped them): rerun it to make it current")
+    now = current_hash(profile, notebook)
+    if now is None:
+        return f"profile {profile!r} no longer has notebook {notebook}"
+    return "" if now == recorded else (f"the checkout would train differently (results hash {recorded} at "
+                                       f"{run.get('git_commit', '?')[:7]}, {now} now)")
 
 
 STYLE = """body{font-family:sans-serif;max-width:1180px;margin:2em auto;line-height:1.4}td{vertical-align:top;
@@ -85,7 +84,7 @@ def index_row(folder: Path, f: dict, run: dict, out: Path, changed: str) -> str:
     figure = os.path.relpath(plot, out) if plot.is_file() else None
     primary = next(c for c in f["conditions"] if c["primary"])
     why = why_text(f)
-    stale = f"<br><small><b>made by older code or config:</b> {html.escape(changed)}</small>" if changed else ""
+    stale = f"<br><small><b>not current:</b> {html.escape(changed)}</small>" if changed else ""
     return (f"<tr><td><b>{html.escape(finding_name(f))}</b></td>"
             f"<td>{html.escape(f['claim'])}<br><small><b>ours:</b> {html.escape(effect_text(f))} "
             f"({html.escape(primary['label'])}, {f['n_seeds']} seeds)<br><b>paper:</b> "
@@ -107,7 +106,8 @@ def write_index(report_dirs, out_dir: str, docs: str | Path = DOCS) -> None:
     out = Path(out_dir)
     found = load_findings(report_dirs)
     runs = {folder: run for folder, _, run in found}  # one git diff per report, not per finding
-    changed = {folder: changed_since(run["git_commit"], folder.name) for folder, run in runs.items()}
+    changed = {folder: stale_reason(run, run.get("parameters", {}).get("profile", "default"), folder.name)
+               for folder, run in runs.items()}
     findings = [f for _, f, _ in found]
     rows = "".join(index_row(folder, f, run, out, changed[folder]) for folder, f, run in found)
     meanings = "".join(f"<dt>{pill(v)}</dt><dd>{html.escape(m)}</dd>" for v, m in VERDICT_MEANINGS.items())

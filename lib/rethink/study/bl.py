@@ -3,10 +3,13 @@ pretext zoo and the invariance of its features) and BL-2 (iterated self-training
 criteria's values are pre-registered in config/protocol.yaml."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from .effects import because, gap, mean_effect, not_replicated, selector, with_arms
 from .gates import PRETRAINING
+from .records import seeded
 from .runs import iteration_matched_runs, world_file
 from .verdicts import finding
 
@@ -76,7 +79,7 @@ def invariance_table(world_dir: str, checkpoints: dict[str, str | None], arch: s
                      seeds: list[int], device: str) -> pd.DataFrame:
     """BL-1's invariance of each checkpoint's features (None: a randomly initialised network) on the downstream
     validation images, under views of augmentation `level`; one row per (method, seed), each seed a draw of the
-    views: columns method, seed, value."""
+    views and, for a per-seed checkpoint, the seed's own pre-training: columns method, seed, value, checkpoint."""
     from ..core.augment.kornia import KorniaAugment
     from ..core.data.tasks import load_task_data
     from ..core.training.probes import feature_invariance
@@ -87,9 +90,11 @@ def invariance_table(world_dir: str, checkpoints: dict[str, str | None], arch: s
     data = load_task_data(world_file(world_dir, "classify", "val"), "classify", device)
     rows = []
     for name, path in checkpoints.items():
-        model = new_model(data, arch, width, norm, seed=0, init="scratch" if path is None else name,
-                          checkpoint=path).to(device)
-        for seed in seeds:
+        for seed in seeds:  # a per-seed checkpoint (a `{seed}` template) is the seed's own pre-training
+            file = seeded(path, seed)
+            model = new_model(data, arch, width, norm, seed=0, init="scratch" if file is None else name,
+                              checkpoint=file).to(device)
             views = KorniaAugment(level, data.images.shape[1], seed=seed).to(device)
-            rows.append(dict(method=name, seed=seed, value=feature_invariance(model, data.images, views, seed)))
+            rows.append(dict(method=name, seed=seed, value=feature_invariance(model, data.images, views, seed),
+                             **({} if file is None else {"checkpoint": Path(file).stem})))
     return pd.DataFrame(rows)

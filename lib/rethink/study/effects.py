@@ -154,6 +154,14 @@ def final_metric(results: pd.DataFrame, metric: str, split: str = "val") -> pd.D
     return rows.loc[rows.groupby("run_id").step.idxmax()]
 
 
+def scored_split(results: pd.DataFrame, metric: str) -> str:
+    """Where the verdicts read `metric` (protocol v2): 'test' when every run scored it on the held-out split
+    (runs.sweep's held_out), else 'val' (results made before the held-out splits, or a profile without one)."""
+    rows = results[results.metric == metric]
+    tested = set(rows[rows.split == "test"].run_id)
+    return "test" if tested and tested == set(rows.run_id) else "val"
+
+
 def arm_rows(final: pd.DataFrame, arm: str, **where) -> pd.DataFrame:
     """The rows of one arm in `final` that match `where` (e.g. schedule=6.0)."""
     rows = final[final.arm == arm]

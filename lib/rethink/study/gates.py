@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -149,10 +150,15 @@ def run_gates(results: pd.DataFrame, thresholds: dict, n_classes: int, task: str
                              passed=bool(share >= thresholds["min_kept_share"]),
                              note=f"the teacher kept {share:.0%} of the pool", worse="lower"))
         name = checkpoint_of(first) if checkpoint_of else None
-        if name is not None and checkpoints and name in checkpoints:
-            rows.append(dict(ident, gate="pretraining", **checkpoints[name], worse="higher"))
-    rows += [dict(arm=name, experiment=PRETRAINING, gate="pretraining", **gate, worse="higher")
-             for name, gate in (checkpoints or {}).items()]
+        if name is not None and checkpoints:  # the run's own seed's pre-training, else the one shared by every seed
+            seeded = f"{name} (seed {int(first['seed'])})" if pd.notna(first.get("seed")) else None
+            gate = checkpoints.get(seeded) or checkpoints.get(name)
+            if gate:
+                rows.append(dict(ident, gate="pretraining", **gate, worse="higher"))
+    for name, gate in (checkpoints or {}).items():
+        method, seed = split_seed(name)
+        rows.append(dict(arm=method, experiment=PRETRAINING, checkpoint=name, gate="pretraining", **gate,
+                         worse="higher", **({} if seed is None else {"seed": seed})))
     return pd.DataFrame(rows)
 
 
@@ -160,6 +166,20 @@ def run_gates(results: pd.DataFrame, thresholds: dict, n_classes: int, task: str
 THRESHOLDS = ("learned_loss_factor", "learned_min_above_chance", "learned_min_ap", "learned_min_pose_accuracy",
               "min_evals", "min_evals_after_drop", "converged_tolerance", "pretext_factor", "min_kept_share",
               "pretrain_min_accuracy")
+
+
+def split_seed(name: str) -> tuple[str, int | None]:
+    """'<name> (seed <k>)' (records.checkpoint_files) -> (name, k); any other name -> (name, None)."""
+    match = re.fullmatch(r"(.*) \(seed (\d+)\)", name)
+    return (match.group(1), int(match.group(2))) if match else (name, None)
+
+
+def per_seed_pretraining(results: pd.DataFrame) -> bool:
+    """Whether every pre-trained arm of `results` started each seed from its own checkpoint (protocol v2): its
+    `checkpoint` column names more than one file per arm. Results from before that column: one, shared."""
+    if "checkpoint" not in results.columns or results.checkpoint.isna().all():
+        return False
+    return bool(results.dropna(subset=["checkpoint"]).groupby("arm").checkpoint.nunique().min() > 1)
 
 
 def checkpoint_by_init(run) -> str | None:
@@ -241,9 +261,11 @@ def pretraining_replicates(gates: pd.DataFrame, arms: list[dict]) -> int | None:
         rows = _select(gates, sel)
         experiment = rows["experiment"] if "experiment" in rows else pd.Series(None, index=rows.index, dtype=object)
         init = rows["init"].fillna("scratch") if "init" in rows else pd.Series("scratch", index=rows.index)
-        pre = rows[experiment.eq(PRETRAINING) | init.ne("scratch")]
-        if len(pre):
-            counts.append(pre.checkpoint.nunique() if "checkpoint" in pre.columns else 1)
+        # The fine-tuning runs' checkpoints; a pre-training arm of its own (BL-1) counts its checkpoints' rows.
+        pre = rows[experiment.ne(PRETRAINING) & init.ne("scratch")]
+        pre = pre if len(pre) else rows[experiment.eq(PRETRAINING)]
+        if len(pre):  # results from before a pre-training per seed have no checkpoint column: one, shared
+            counts.append(max(1, pre.checkpoint.nunique()) if "checkpoint" in pre.columns else 1)
     return min(counts) if counts else None
 
 

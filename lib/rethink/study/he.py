@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .effects import final_metric, gap, paired_effect, require_member, seed_values
+from .effects import final_metric, gap, paired_effect, require_member, scored_split, seed_values
 from .runs import iteration_matched_runs
 from .verdicts import finding
 
@@ -68,19 +68,21 @@ def schedule_gains(final: pd.DataFrame, by: str | None = None) -> list[dict]:
 
 def he1_finding(results: pd.DataFrame, metric: str, criterion: dict, profile: str, figure: str | None = None) -> dict:
     """HE-1: pre-trained minus scratch, at the shortest schedule (gap_shortest) and at the longest (gap_longest), on
-    the validation scenes; beside it, whether each arm still gains from the longest-but-one schedule to the longest."""
-    final = final_metric(results, metric)
+    the held-out scenes (the validation scenes for results without them); beside it, whether each arm still gains
+    from the longest-but-one schedule to the longest (on validation: a question of the curves)."""
+    final = final_metric(results, metric, scored_split(results, metric))
     shortest, longest = final.schedule.min(), final.schedule.max()
     effects = {"gap_shortest": gap(final, "pretrained", "scratch", metric, schedule=shortest),
                "gap_longest": gap(final, "pretrained", "scratch", metric, schedule=longest)}
     labels = {"gap_shortest": f"pretrained − scratch {metric} at {shortest:g}x",
               "gap_longest": f"pretrained − scratch {metric} at {longest:g}x"}
-    return finding(CLAIMS, "HE-1", criterion, effects, labels, profile, figure, schedule_gains=schedule_gains(final))
+    return finding(CLAIMS, "HE-1", criterion, effects, labels, profile, figure,
+                   schedule_gains=schedule_gains(final_metric(results, metric)))
 
 
 def held_out_split(results: pd.DataFrame, metric: str) -> str:
-    """'test' where the runs scored `metric` on the held-out scenes (runs.sweep's held_out), else 'val'."""
-    return "test" if ((results.split == "test") & (results.metric == metric)).any() else "val"
+    """HE-2's split: 'test' where the longest schedule's runs scored `metric` on the held-out scenes, else 'val'."""
+    return scored_split(results[results.schedule == results.schedule.max()], metric)
 
 
 def he2_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: str | None = None) -> dict:
@@ -106,9 +108,13 @@ def best_schedule(final: pd.DataFrame, by: str = "label_fraction") -> pd.DataFra
 def he3_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: str | None = None) -> dict:
     """HE-3: with each arm at its best schedule, scratch catches up at the criterion's `catchup_fraction` of the
     data (gap_catchup) but not at the smallest (gap_smallest); beside it, whether each arm still gains from its
-    longest-but-one schedule to its longest, per data size."""
+    longest-but-one schedule to its longest, per data size. The best schedule is chosen on the validation scenes;
+    the gaps are read on the held-out scenes where the runs scored them."""
     final = final_metric(results, "AP")
     best = best_schedule(final)
+    if scored_split(results, "AP") == "test":
+        chosen = best[["label_fraction", "arm", "schedule"]].drop_duplicates()
+        best = final_metric(results, "AP", "test").merge(chosen, on=["label_fraction", "arm", "schedule"])
     fractions = sorted(float(f) for f in best.label_fraction.unique())
     catchup = criterion["catchup_fraction"]
     require_member("HE-3's catchup_fraction", catchup, fractions, "label_fractions")
@@ -121,8 +127,8 @@ def he3_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: st
 
 
 def he4_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: str | None = None) -> dict:
-    """HE-4: from scratch, GN beats BatchNorm with a small per-device batch."""
-    final = final_metric(results, "AP")
+    """HE-4: from scratch, GN beats BatchNorm with a small per-device batch (on the held-out scenes where scored)."""
+    final = final_metric(results, "AP", scored_split(results, "AP"))
     effects = {"gn_minus_bn": gap(final, "gn", "bn", "AP")}
     labels = {"gn_minus_bn": "from scratch, GN − small-batch BN AP"}
     return finding(CLAIMS, "HE-4", criterion, effects, labels, profile, figure)

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from ..core.training.hardware import resolve_device
+from .provenance import code_hash, results_hash
 
 LIB = Path(__file__).parent.parent
 
@@ -53,6 +54,21 @@ def environment(device: str = "auto") -> dict:
         packages=dict(sorted((d.metadata["Name"], d.version) for d in metadata.distributions() if d.metadata["Name"])))
 
 
+def seeded(checkpoint: str | None, seed: int) -> str | None:
+    """A checkpoint path for a run of `seed`: a template (config.checkpoint_file: one pre-training per seed) filled
+    in; a plain path as it is (one checkpoint shared by every seed)."""
+    return checkpoint.replace("{seed}", str(int(seed))) if checkpoint else checkpoint
+
+
+def checkpoint_files(checkpoints: dict[str, str], seeds) -> dict[str, str]:
+    """name -> file of every pre-training behind a notebook: a per-seed template becomes one entry per seed,
+    named '<name> (seed <k>)' (gates.checkpoint_kind reads the method from the first word)."""
+    out = {}
+    for name, path in checkpoints.items():
+        out.update({f"{name} (seed {int(k)})": seeded(path, k) for k in seeds} if "{seed}" in path else {name: path})
+    return out
+
+
 def write_results(out_dir: str, results: pd.DataFrame, parameters: dict,
                   checkpoints: dict[str, str] | None = None) -> dict:
     """The sweep's half of a notebook: results.csv, run.json (parameters, git commit, the environment) and,
@@ -61,7 +77,8 @@ def write_results(out_dir: str, results: pd.DataFrame, parameters: dict,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results.to_csv(out / "results.csv", index=False)
-    records = {name: json.loads(Path(path).with_suffix(".json").read_text()) for name, path in (checkpoints or {}).items()}
+    files = checkpoint_files(checkpoints or {}, parameters.get("seeds") or [])
+    records = {name: json.loads(Path(path).with_suffix(".json").read_text()) for name, path in files.items()}
     rows = [dict(checkpoint=name, metric=metric, value=value) for name, record in records.items()
             for metric, value in record["val"].items()]
     if rows:
@@ -71,7 +88,10 @@ def write_results(out_dir: str, results: pd.DataFrame, parameters: dict,
                       for name, record in records.items() for row in record.get("history", [])
                       if row.get("split", "train") == "train"]).to_csv(out / "pretraining.csv", index=False)
     settings = {k: v for k, v in parameters.items() if k != "deviations"}  # a record of the config, not a setting
-    run = dict(parameters=settings, git_commit=git_commit(), **environment(parameters.get("device", "auto")))
+    core = code_hash()
+    run = dict(parameters=settings, git_commit=git_commit(), core_hash=core,
+               results_hash=results_hash(settings, parameters["notebook"], core) if "notebook" in parameters else None,
+               **environment(parameters.get("device", "auto")))
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     return run
 

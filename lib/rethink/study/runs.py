@@ -27,23 +27,13 @@ from ..core.training.hardware import resolve_device, resolve_precision
 from ..core.training.schedule import steps_per_epoch
 from ..core.data.world import load_world
 from .effects import METRIC_UNITS
+from .provenance import code_hash
+from .records import seeded
 
-CORE = Path(__file__).parent.parent / "core"
 
 # The metrics a run whose loss diverged scores 0 on, from the step where it diverged (HE-4's no-norm arm).
 DIVERGED_SCORES = {"classify": ("accuracy",), "segment": ("miou",), "detect": ("AP", "AP50", "AP75"),
                    "pose": ("pose_accuracy",)}
-
-
-def code_hash() -> str:
-    """The code that decides a run's numbers: every source file under rethink/core, found by walking it (a
-    module added there counts without being listed). A cached run is reused only by the code that made it;
-    study, report and workflow code is outside core/, so that changing it never retrains."""
-    h = hashlib.sha256()
-    for path in sorted(CORE.rglob("*.py")):
-        h.update(path.relative_to(CORE).as_posix().encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def file_hash(path: str | Path) -> str:
@@ -207,7 +197,8 @@ def sweep(runs: list[dict], settings: Mapping, *, task: str, arm: str = "init", 
     """Train every run. The base settings are the notebook's (`settings`: its model, TrainConfig and pseudo_* keys,
     its world, upstream checkpoint and run cache; `world_dir` another world), overridden by `overrides`, then by the
     run's own keys. Init 'pretrained' starts from the upstream checkpoint, any other init but 'scratch' from its
-    entry in `checkpoints`. Tidy rows: run_id, arm (the run's "arm" key if it has one, else the value of its setting
+    entry in `checkpoints`; a checkpoint path with `{seed}` is the run's own seed's (a `checkpoint` column names
+    the file each run started from). Tidy rows: run_id, arm (the run's "arm" key if it has one, else the value of its setting
     named by `arm`), the run's keys, step, epoch, split, metric, value. `files` picks the world files
     (study.world_file's kind). `held_out` (or a run's own "held_out" key) also scores the world's held-out test
     split: True at every evaluation (a model selected on validation, nd.selected_metric), "final" the final model
@@ -246,16 +237,19 @@ def sweep(runs: list[dict], settings: Mapping, *, task: str, arm: str = "init", 
         run = {k: v for k, v in run.items() if k != "held_out"}  # how a run is scored is no part of its name
         run_id = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items())
         held_out_file = str(world_file(world_dir, task, "test", files)) if test else None
+        checkpoint = seeded(checkpoints.get(spec["init"]), spec.get("seed", cfg.seed))
         _, history = run_arm(train_file=str(world_file(world_dir, task, "train", files)),
                              val_file=str(world_file(world_dir, task, "val", files)), task=task, init=spec["init"],
-                             checkpoint=checkpoints.get(spec["init"]), runs_dir=runs_dir,
+                             checkpoint=checkpoint, runs_dir=runs_dir,
                              model={k: spec[k] for k in MODEL_KEYS if k in spec},
                              label_fraction=spec["label_fraction"], train=cfg, desc=run_id, method=spec["method"],
                              selftrain=selftrain, unlabeled_file=str(world_file(world_dir, task, "unlabeled", files)),
                              upstream_file=str(Path(world_dir) / "upstream_classify_train.npz"),
                              test_file=held_out_file if test is True else None,
                              final_test_file=held_out_file if test == "final" else None)
-        rows += [dict(run_id=run_id, **{**run, "arm": label}, **r) for r in history]
+        # The checkpoint a run fine-tuned (its file's stem), so that an effect counts its pre-training replicates.
+        source = {"checkpoint": Path(checkpoint).stem} if checkpoint else {}
+        rows += [dict(run_id=run_id, **{**run, "arm": label}, **source, **r) for r in history]
     results = pd.DataFrame(rows)
     percent = results["metric"].isin(METRIC_UNITS)  # fractions -> points, the unit the papers report
     results.loc[percent, "value"] *= 100

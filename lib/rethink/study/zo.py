@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..core.augment.ladder import LEVELS
-from .effects import (METRIC_UNITS, arm_selector, because, cells_mean_effect, failed_bound, final_metric, gap,
+from .effects import (METRIC_UNITS, scored_split, arm_selector, because, cells_mean_effect, failed_bound, final_metric, gap,
                       mean_effect, paired_effect, require_member, seed_gaps, seed_values, with_arms)
 from .runs import iteration_matched_runs
 from .verdicts import condition_status, finding
@@ -154,7 +154,7 @@ def zo1_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: st
     scratch there (the criterion's precondition on scratch at the strongest − at the weakest; if its interval is
     not wholly above its value, the primary condition is not tested). Beside it, with all labels: the gain at the
     strongest level (gain_strongest_all: "until it hurts") and its change (change_all)."""
-    final = final_metric(results, "accuracy")
+    final = final_metric(results, "accuracy", scored_split(results, "accuracy"))
     weakest, strongest, fewest, most = corner_cells(final)
     premise = with_arms(paired_effect(seed_values(final, "scratch", aug=strongest, label_fraction=fewest),
                                       seed_values(final, "scratch", aug=weakest, label_fraction=fewest),
@@ -183,7 +183,7 @@ def zo1_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: st
 def zo2_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: str | None = None) -> dict:
     """ZO-2: at the strongest augmentation, pre-training's gain with all labels minus with the fewest
     (change_strongest, primary), and the gain with the fewest (gain_fewest)."""
-    final = final_metric(results, "accuracy")
+    final = final_metric(results, "accuracy", scored_split(results, "accuracy"))
     _, strongest, fewest, most = corner_cells(final)
     gains = {f: seed_gaps(final, "pretrained", "scratch", aug=strongest, label_fraction=f) for f in (fewest, most)}
     arms = {f: cell_arms(final, "pretrained", "scratch", strongest, f) for f in (fewest, most)}
@@ -216,7 +216,7 @@ def zo3_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: st
     """ZO-3: the mean student − teacher gain over ZO-3's cells (zo3_cells), paired by seed; each teacher is the
     supervised run of the same cell, init and seed. A mean over cells: its interval is the wider of the per-seed
     means' and the cells' pooled one (effects.cells_mean_effect). Each cell's gain is shown beside it, not judged."""
-    final = final_metric(results, "accuracy")
+    final = final_metric(results, "accuracy", scored_split(results, "accuracy"))
     gains = zo3_gains(final)
     arms = tuple(arm for init, aug, f in gains for arm in cell_arms(final, init + STUDENT, init, aug, f))
     cells = "; ".join(f"{init} init at {cell_name(aug, f)}" for init, aug, f in gains)
@@ -235,7 +235,7 @@ def _interval(effect) -> dict:
 def zo4_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: str | None = None) -> dict:
     """ZO-4: at the strongest augmentation with all labels, SimCLR init − scratch (simclr_gain: it hurts where
     supervised pre-training does in the paper), and its self-trained student − SimCLR init (student_gain)."""
-    final = final_metric(results, "accuracy")
+    final = final_metric(results, "accuracy", scored_split(results, "accuracy"))
     _, strongest, _, most = corner_cells(final)
     cell = dict(aug=strongest, label_fraction=most)
     effects = {"simclr_gain": gap(final, "simclr", "scratch", "accuracy", **cell),
@@ -256,7 +256,7 @@ ZO5_STEPS = {"joint_gain": ("pretrained+joint", "pretrained"),
 def zo5_finding(results: pd.DataFrame, criterion: dict, profile: str, figure: str | None = None) -> dict:
     """ZO-5: at the criterion's cell (aug, label_fraction), each step of pre-training -> + joint training (the
     upstream labelled task in the same run) -> + self-training, paired by seed."""
-    final = final_metric(results, "accuracy")
+    final = final_metric(results, "accuracy", scored_split(results, "accuracy"))
     cell = dict(aug=criterion["aug"], label_fraction=criterion["label_fraction"])
     effects = {name: gap(final, a, b, "accuracy", **cell) for name, (a, b) in ZO5_STEPS.items()}
     where = cell_name(criterion["aug"], criterion["label_fraction"])
