@@ -143,7 +143,7 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
     block = profile["notebooks"][notebook]
     return {
         **block,
-        "notebook": notebook,
+        "notebook_name": notebook,  # not `notebook`: papermill would shadow the notebooks' `notebook` module
         "criteria": {finding: profile["criteria"][finding] for finding in block["findings"]},
         "profile": profile["name"],
         "phase": profile["phase"],

@@ -90,7 +90,7 @@ def write_results(out_dir: str, results: pd.DataFrame, parameters: dict,
     settings = {k: v for k, v in parameters.items() if k != "deviations"}  # a record of the config, not a setting
     core = code_hash()
     run = dict(parameters=settings, git_commit=git_commit(), core_hash=core,
-               results_hash=results_hash(settings, parameters["notebook"], core) if "notebook" in parameters else None,
+               results_hash=results_hash(settings, parameters["notebook_name"], core) if "notebook_name" in parameters else None,
                **environment(parameters.get("device", "auto")))
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     return run
