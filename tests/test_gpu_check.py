@@ -30,7 +30,8 @@ def test_the_dry_run_walks_every_step_on_the_cpu(tmp_path):
     assert bench["quick"] and set(bench["training_step_images_per_s"]) == {"S1", "S4"} and bench["targets"]
     assert (tmp_path / "bench" / "cpu.png").stat().st_size > 10_000
     rules = {p.stem for p in (tmp_path / "notebook-benchmarks").glob("*.tsv")}
-    assert {"world", "pretrain_upstream", gpu_check.NOTEBOOK} <= rules  # from an empty cache: its inputs too
+    # From an empty cache: its inputs too, a pre-training per seed of the smoke profile's two.
+    assert {"world", "pretrain_upstream-seed0", "pretrain_upstream-seed1", gpu_check.NOTEBOOK} <= rules, rules
     assert "-n" in summary["steps"][-1]["commands"][0].split()  # the smoke DAG is planned, not run, on the CPU
 
 

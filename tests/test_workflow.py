@@ -263,12 +263,12 @@ def test_a_killed_run_resumes_without_redoing_what_finished(tmp_path):
 
     from rethink.core.training.checkpoints import load_checkpoint
 
-    target = "cache/smoke/checkpoints/upstream.pt"
+    target = "cache/smoke/checkpoints/upstream-seed0.pt"
     command = [sys.executable, "-m", "rethink", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "2", target,
                "--config", "profile=smoke"]
     run = subprocess.Popen(command, cwd=tmp_path, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-    log = tmp_path / "cache/smoke/logs/pretrain_upstream.log"
+    log = tmp_path / "cache/smoke/logs/pretrain_upstream-seed0.log"
     deadline = time.monotonic() + 300
     while not log.is_file() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -16,10 +16,13 @@ from .words import (VERDICT_COLOURS, VERDICT_MEANINGS, deviation_line, effect_te
                     phase_text, tally, why_text)
 
 README_START, README_END = "<!-- findings:start -->", "<!-- findings:end -->"
-# Each paper's workflow steps (benchmark file names): its notebooks and the checkpoints they read.
-PAPER_STEPS = {"He et al. (01-03)": ["01_*", "02_*", "03_*", "pretrain_upstream"],
-               "Zoph et al. (04, 05)": ["04_*", "05_*", "pretrain_upstream", "selfsup_simclr"],
-               "Newell & Deng, the overview (06-08)": ["06_*", "07_*", "08_*", "selfsup_*", "world_hard"]}
+# Each part's workflow steps (benchmark file names; make study PART=...): its notebooks, the world and the
+# checkpoints they read (one per seed: <rule>_<name>-seed<k>; the exploration's had one per name).
+PAPER_STEPS = {"He et al. (01-03), PART=he": ["world", "01_*", "02_*", "03_*", "pretrain_upstream*"],
+               "Zoph et al. (04, 05), PART=zo": ["world", "04_*", "05_*", "pretrain_upstream*", "selfsup_simclr",
+                                                 "selfsup_simclr-seed*"],
+               "Newell & Deng, the overview (06-08), PART=nd": ["world", "06_*", "07_*", "08_*", "pretrain_upstream*",
+                                                                "selfsup_*", "world_hard"]}
 
 
 def load_findings(report_dirs) -> list[tuple[Path, dict, dict]]:

@@ -88,9 +88,9 @@ def write_results(out_dir: str, results: pd.DataFrame, parameters: dict,
                       for name, record in records.items() for row in record.get("history", [])
                       if row.get("split", "train") == "train"]).to_csv(out / "pretraining.csv", index=False)
     settings = {k: v for k, v in parameters.items() if k != "deviations"}  # a record of the config, not a setting
-    core = code_hash()
-    run = dict(parameters=settings, git_commit=git_commit(), core_hash=core,
-               results_hash=results_hash(settings, parameters["notebook_name"], core) if "notebook_name" in parameters else None,
+    core, name = code_hash(), parameters.get("notebook_name")
+    run = dict(parameters=settings, git_commit=git_commit(), core_hash=core,  # provenance by content (the index's)
+               results_hash=results_hash(settings, name, core) if name else None,
                **environment(parameters.get("device", "auto")))
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     return run

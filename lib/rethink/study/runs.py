@@ -212,6 +212,10 @@ def sweep(runs: list[dict], settings: Mapping, *, task: str, arm: str = "init", 
     tests = [spec.pop("held_out", held_out) for spec in specs]
     if not set(tests) <= {False, True, "final"}:
         raise ValueError(f"held_out must be False, True (every evaluation) or 'final'; got {sorted(map(str, set(tests)))}")
+    held_out_path = world_file(world_dir, task, "test", files)
+    if any(tests) and not held_out_path.is_file():  # real data without a held-out split: verdicts read validation
+        print(f"no held-out split {held_out_path}: these runs are scored on validation only", file=sys.stderr)
+        tests = [False] * len(tests)
     for spec in specs:
         unknown = sorted(set(spec) - set(RUN_KEYS))
         if unknown:
@@ -236,7 +240,7 @@ def sweep(runs: list[dict], settings: Mapping, *, task: str, arm: str = "init", 
     for run, spec, cfg, selftrain, label, test in bar:
         run = {k: v for k, v in run.items() if k != "held_out"}  # how a run is scored is no part of its name
         run_id = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items())
-        held_out_file = str(world_file(world_dir, task, "test", files)) if test else None
+        held_out_file = str(held_out_path) if test else None
         checkpoint = seeded(checkpoints.get(spec["init"]), spec.get("seed", cfg.seed))
         _, history = run_arm(train_file=str(world_file(world_dir, task, "train", files)),
                              val_file=str(world_file(world_dir, task, "val", files)), task=task, init=spec["init"],
