@@ -1,6 +1,7 @@
-# The whole study as one DAG:  world, world_hard -> pretrain (upstream), selfsup (one
-# checkpoint per self-supervised method, and variants) -> one papermill notebook per finding group -> index.
+# The whole study as one DAG:  world, world_hard -> pretrain (upstream), selfsup (each self-supervised method, and
+# variants), one checkpoint per seed -> one papermill notebook per finding group -> index.
 #   make study                                  (default profile, writes reports/)
+#   make study PART=he                          (the targets he, zo, nd: one part of the study, with what it needs)
 #   snakemake --cores 2 --config profile=smoke  (any profile; see config/study.yaml)
 from pathlib import Path
 

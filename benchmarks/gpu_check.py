@@ -18,7 +18,8 @@ The steps, in order (each a subprocess with what is left of the time limit; summ
   smoke_dag   the whole DAG of the smoke profile from an empty cache, timed
 
 --dry-run walks the same code on the CPU: the cuda tests under RETHINK_CUDA_TESTS_ON_CPU=1, two levels of the
-agreement table, bench.py --quick, notebook 04 of the smoke profile, and `snakemake -n` of the smoke DAG. A first
+agreement table, bench.py --quick, and `snakemake -n` of notebook 04 of the smoke profile and of the smoke DAG (the
+tests run both for real elsewhere). A first
 run on a GPU can then fail only for reasons a GPU brings. Snakemake runs in a scratch folder outside the output
 (its benchmark files are copied back), so the output folder stays small enough to commit.
 """
@@ -80,7 +81,8 @@ def commands(step: str, out: Path, dry_run: bool, scratch: Path) -> list[list[st
     profile = "smoke" if dry_run else "default"
     if step == "notebook":
         reports = "reports" if profile == "default" else f"build/{profile}/reports"
-        return [[*snakemake, f"{reports}/{NOTEBOOK}/findings.json", "--cores", "all", "--config", f"profile={profile}"]]
+        return [[*snakemake, f"{reports}/{NOTEBOOK}/findings.json", "--cores", "all", "--config", f"profile={profile}",
+                 *(["-n"] if dry_run else [])]]
     if step == "smoke_dag":
         return [[*snakemake, "--cores", "all", "--config", "profile=smoke", *(["-n"] if dry_run else [])]]
     raise ValueError(f"unknown step {step!r}; the steps are {', '.join(STEPS)}")

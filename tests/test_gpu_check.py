@@ -29,10 +29,20 @@ def test_the_dry_run_walks_every_step_on_the_cpu(tmp_path):
     bench = json.loads((tmp_path / "bench" / "cpu.json").read_text())
     assert bench["quick"] and set(bench["training_step_images_per_s"]) == {"S1", "S4"} and bench["targets"]
     assert (tmp_path / "bench" / "cpu.png").stat().st_size > 10_000
-    rules = {p.stem for p in (tmp_path / "notebook-benchmarks").glob("*.tsv")}
-    # From an empty cache: its inputs too, a pre-training per seed of the smoke profile's two.
-    assert {"world", "pretrain_upstream-seed0", "pretrain_upstream-seed1", gpu_check.NOTEBOOK} <= rules, rules
-    assert "-n" in summary["steps"][-1]["commands"][0].split()  # the smoke DAG is planned, not run, on the CPU
+    for step in summary["steps"][-2:]:  # notebook 04 and the smoke DAG are planned, not run, on the CPU
+        assert "-n" in step["commands"][0].split() and "profile=smoke" in step["commands"][0], step
+        assert "rule notebook:" in (tmp_path / f"{step['step']}.log").read_text(), step
+
+
+def test_a_steps_snakemake_benchmarks_come_back(tmp_path, monkeypatch):
+    """A Snakemake step runs in its scratch folder; each rule's benchmark file is copied into the output."""
+    writes = ("import pathlib; p = pathlib.Path('build/x/benchmarks'); p.mkdir(parents=True); "
+              "(p / 'world.tsv').write_text('s')")
+    monkeypatch.setattr(gpu_check, "commands", lambda step, out, dry_run, scratch: [[sys.executable, "-c", writes]])
+    scratch = tmp_path / "scratch"
+    record = gpu_check.run_step("notebook", tmp_path, True, scratch, 60)
+    assert record["rc"] == 0 and (tmp_path / "notebook-benchmarks" / "world.tsv").read_text() == "s"
+    assert (scratch / "notebook" / "build/x/benchmarks/world.tsv").is_file()  # it ran in the scratch folder
 
 
 def test_the_time_limit_keeps_what_is_finished(tmp_path):
