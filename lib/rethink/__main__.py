@@ -45,8 +45,7 @@ def render(profile: str, notebooks: list[str] | None = None) -> list[Path]:
                dict(profile=profile, from_results=True, out_dir=relative, results_dir=relative),
                cwd=str(config.study_dir()))
         folders.append(folder)
-    every = [reports / nb for nb in settings["notebooks"] if (reports / nb / "findings.json").is_file()]
-    write_index(every, reports)
+    index(profile)
     return folders
 
 
