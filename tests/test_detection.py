@@ -45,3 +45,37 @@ def test_miou():
     assert metrics.mean_iou(metrics.confusion_matrix(target, target, 3)) == 1.0
     pred = torch.tensor([[0, 1, 1, 1]])  # class 0: 1/2, class 1: 2/3
     assert abs(metrics.mean_iou(metrics.confusion_matrix(pred, target, 3)) - (0.5 + 2 / 3) / 2) < 1e-9
+
+
+def test_box_ap_equals_pycocotools_summarize():
+    """coco_box_ap reads the 'all' area range alone; its AP, AP50 and AP75 must be summarize()'s first three on
+    noisy detections (some right, some shifted, some wrong class, many spurious) over a few dozen images."""
+    import contextlib
+    import io
+
+    import numpy as np
+    from pycocotools.cocoeval import COCOeval
+
+    rng = np.random.default_rng(3)
+    images, annotations, detections = [], [], []
+    for img in range(1, 41):
+        images.append({"id": img, "width": 64, "height": 64})
+        for _ in range(rng.integers(1, 4)):
+            x, y, w, h = *rng.uniform(0, 40, 2), *rng.uniform(2, 24, 2)  # small and medium boxes both
+            cls = int(rng.integers(1, 4))
+            annotations.append({"id": len(annotations) + 1, "image_id": img, "category_id": cls, "iscrowd": 0,
+                                "bbox": [x, y, w, h], "area": w * h})
+            shift = rng.normal(0, 2, 2)
+            detections.append({"image_id": img, "category_id": cls if rng.random() < 0.8 else 1 + cls % 3,
+                               "bbox": [x + shift[0], y + shift[1], w, h], "score": float(rng.uniform(0.3, 1))})
+        detections += [{"image_id": img, "category_id": int(rng.integers(1, 4)),
+                        "bbox": [*rng.uniform(0, 50, 2), *rng.uniform(2, 14, 2)], "score": float(rng.uniform(0, 0.5))}
+                       for _ in range(10)]
+    gt = metrics.coco_from_dict({"images": images, "categories": [{"id": k, "name": str(k)} for k in (1, 2, 3)],
+                                 "annotations": annotations})
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator = COCOeval(gt, gt.loadRes(detections), iouType="bbox")
+        evaluator.evaluate(), evaluator.accumulate(), evaluator.summarize()
+    ap = metrics.coco_box_ap(gt, detections)
+    assert 0.05 < evaluator.stats[0] < 0.95  # neither trivial nor perfect
+    assert [ap["AP"], ap["AP50"], ap["AP75"]] == [float(v) for v in evaluator.stats[:3]]

@@ -37,6 +37,8 @@ def coco_box_ap(gt: COCO | dict, detections: list[dict]) -> dict[str, float]:
     """COCO AP, AP50 and AP75 of `detections` (COCO result format, image_id/category_id/bbox xywh/score).
 
     An empty detection list scores 0 rather than raising, as an untrained detector may emit nothing.
+    The three numbers are summarize()'s first three, read from the precision table of the 'all' area range alone:
+    the small/medium/large ranges, which no finding reads, tripled the evaluation's time.
     """
     gt = gt if isinstance(gt, COCO) else coco_from_dict(gt)
     if not detections:
@@ -44,8 +46,12 @@ def coco_box_ap(gt: COCO | dict, detections: list[dict]) -> dict[str, float]:
     with contextlib.redirect_stdout(io.StringIO()):
         result = gt.loadRes(detections)
         evaluator = COCOeval(gt, result, iouType="bbox")
+        evaluator.params.areaRng, evaluator.params.areaRngLbl = evaluator.params.areaRng[:1], ["all"]
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
-    stats = np.maximum(evaluator.stats[:3], 0.0)  # pycocotools reports -1 where nothing matched
-    return {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2])}
+    params = evaluator.params
+    # precision[iou threshold, recall, class, area range, max detections]; -1 where nothing matched
+    precision = evaluator.eval["precision"][:, :, :, 0, params.maxDets.index(100)]
+    mean = lambda p: float(p[p > -1].mean()) if (p > -1).any() else 0.0
+    at = lambda iou: precision[np.flatnonzero(np.isclose(params.iouThrs, iou))[0]]
+    return {"AP": mean(precision), "AP50": mean(at(0.5)), "AP75": mean(at(0.75))}
