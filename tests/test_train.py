@@ -209,3 +209,22 @@ def test_auto_device_warns_when_gpus_exist_that_torch_cannot_use(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no GPU at all: no warning
         assert hardware.resolve_device("auto") == "cpu"
+
+
+def test_the_test_split_scores_the_model_selected_on_validation(tiny_world):
+    """With a test split, fit keeps the evaluation with the best validation accuracy (the earliest of ties) and
+    scores that model once on the test split at the end. With the validation images as the test split, the test
+    rows must repeat the selected evaluation's validation scores, at its step; the model fit leaves is the last one."""
+    data = load_task_data(tiny_world / "classify_train.npz", "classify")
+    model = new_model(data, "resnet9", 8, "gn", seed=0)
+    # An LR that overshoots late, so that the best evaluation need not be the last.
+    cfg = TrainConfig(epochs_1x=12, batch_size=32, lr=0.3, warmup_steps=2, evals=6, progress=False)
+    history = fit(model, data, data, cfg, test=data)
+    val = {r["step"]: r["value"] for r in history if r["split"] == "val" and r["metric"] == "accuracy"}
+    test = [r for r in history if r["split"] == "test"]
+    best = max(val.values())
+    selected = min(step for step, value in val.items() if value == best)
+    assert {r["step"] for r in test} == {selected} and {r["metric"] for r in test} == {"loss", "accuracy"}
+    assert next(r["value"] for r in test if r["metric"] == "accuracy") == best
+    last_loss = [r["value"] for r in history if r["split"] == "val" and r["metric"] == "loss"][-1]
+    assert evaluate(model, data)["loss"] == pytest.approx(last_loss)

@@ -241,10 +241,15 @@ def test_label_count_runs_give_each_count_the_steps_it_needs(tiny_world, tmp_pat
             nd.label_count_runs(str(tmp_path), bad, 1, 32, seed=[0])
 
 
-def test_a_held_out_split_is_scored_at_every_evaluation(tiny_world):
+def test_a_held_out_split_is_scored_once_for_the_model_selected_on_validation(tiny_world):
+    """Newell & Deng's selection: the test split is scored for one model, the evaluation with the best validation
+    accuracy (the earliest of ties), and nd.selected_metric reads that row back."""
     data = load_task_data(tiny_world / "classify_train.npz", "classify")
     test = load_task_data(tiny_world / "classify_val.npz", "classify")
     history = fit(new_model(data, "resnet9", 8, "gn", seed=0), data, data,
-                  TrainConfig(epochs_1x=1, batch_size=64, evals=2, progress=False), test=test)
-    steps = lambda split: [r["step"] for r in history if r["split"] == split and r["metric"] == "accuracy"]
-    assert steps("test") == steps("val") and len(steps("test")) == 2
+                  TrainConfig(epochs_1x=2, batch_size=64, evals=3, progress=False), test=test)
+    val = [(r["value"], -r["step"]) for r in history if r["split"] == "val" and r["metric"] == "accuracy"]
+    selected = -max(val)[1]
+    assert [r["step"] for r in history if r["split"] == "test" and r["metric"] == "accuracy"] == [selected]
+    rows = pd.DataFrame(history).assign(run_id="r")
+    assert nd.selected_metric(rows, "accuracy").step.tolist() == [selected]

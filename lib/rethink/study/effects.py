@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..core.training.evaluation import SELECTED_BY
+
 CONFIDENCE = 0.95
 
 
@@ -142,7 +144,7 @@ def because(effect: Effect, *reasons: dict) -> Effect:
 # Results tables -> per-seed values
 
 # Each task's headline metric, and the unit of every metric once turned into points.
-TASK_METRIC = {"classify": "accuracy", "segment": "miou", "detect": "AP", "pose": "pose_accuracy"}
+TASK_METRIC = SELECTED_BY
 METRIC_UNITS = {"accuracy": "accuracy points", "miou": "mIoU points", "AP": "AP points", "AP50": "AP50 points",
                 "AP75": "AP75 points", "pose_accuracy": "pose accuracy points"}
 CONTEXT = ("experiment", "world", "task", "schedule")  # columns that tell apart arms of one name (HE-3: its best schedule)

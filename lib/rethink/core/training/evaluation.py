@@ -27,6 +27,10 @@ def task_loss(model: Net, outputs, targets, task: str) -> torch.Tensor:
     return detection.detection_loss(outputs, *targets, stride=model.head.stride)
 
 
+# Each task's headline metric: the validation score that selects a run's model for its test split (loop.fit).
+SELECTED_BY = {"classify": "accuracy", "segment": "miou", "detect": "AP", "pose": "pose_accuracy"}
+
+
 @torch.inference_mode()
 def evaluate(model: Net, data: TaskData, batch_size: int = 256, precision: str = "fp32") -> dict[str, float]:
     """Validation metrics: loss plus accuracy (classify), mIoU (segment), pose accuracy (pose: the angle within

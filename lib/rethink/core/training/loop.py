@@ -15,7 +15,7 @@ from .config import TrainConfig
 from .hardware import resolve_device, resolve_precision, autocast
 from .schedule import steps_per_epoch, evaluation_steps, step_schedule, make_optimizer, make_scheduler
 from .batches import make_batch_augment, steps_per_call, epoch_batches, augmented_batches, side_batches
-from .evaluation import task_loss, evaluate
+from .evaluation import SELECTED_BY, task_loss, evaluate
 
 
 CHECK_EVERY = 25       # steps between host reads of the running loss, to stop a diverged run (NaN/inf) early
@@ -57,8 +57,10 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
     pseudo-labelled images, augmented alike, and `combine(human_loss, pseudo_loss)` gives the loss
     (rethink.pseudo.LossNormaliser). With `auxiliary` (joint training), every step also draws its batch, and
     `auxiliary.combine(loss, auxiliary_loss)` joins it; its head trains with the model and is dropped at the end.
-    The schedule still counts epochs over the labelled set. With `test` (a held-out split), every evaluation also
-    scores it (split 'test'), so that a model selected by its validation score is reported on data it never saw."""
+    The schedule still counts epochs over the labelled set. With `test` (a held-out split), the model of the
+    evaluation with the best validation score (SELECTED_BY; the earliest of ties) is kept and scored on it at the end
+    (split 'test', at that evaluation's step): a model selected on validation, reported on data it never saw, at the
+    cost of one pass over the test split (not one per evaluation)."""
     device = resolve_device(cfg.device)
     model.to(device).train()
     torch.manual_seed(cfg.seed)
@@ -85,6 +87,7 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
     # Losses add up on the device and are read once per evaluation (and every CHECK_EVERY steps, to stop a
     # diverged run early): no host synchronisation per step.
     history, running, running_pseudo, running_aux, seen = [], 0.0, 0.0, 0.0, 0
+    best = None  # (validation score, step, epoch, weights) of the evaluation selected for the test split
     bar = tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
     try:
         for step in range(1, total + 1):
@@ -127,13 +130,29 @@ def fit(model: Net, train: TaskData, val: TaskData, cfg: TrainConfig, desc: str 
                 # The LR of this step: the converged gate reads the evaluations after the last drop.
                 history.append(dict(step=step, epoch=epoch, split="train", metric="lr", value=float(lr_used)))
                 running, running_pseudo, running_aux, seen = 0.0, 0.0, 0.0, 0
-                for split, data in (("val", val), ("test", test)):
-                    scores = evaluate(model, data, precision=precision) if data is not None else {}
-                    history += [dict(step=step, epoch=epoch, split=split, metric=m, value=v) for m, v in scores.items()]
+                scores = evaluate(model, val, precision=precision)
+                history += [dict(step=step, epoch=epoch, split="val", metric=m, value=v) for m, v in scores.items()]
+                if test is not None and (best is None or scores[SELECTED_BY[val.task]] > best[0]):
+                    best = (scores[SELECTED_BY[val.task]], step, epoch,
+                            {k: v.detach().clone() for k, v in model.state_dict().items()})
                 bar.set_postfix({r["metric"]: round(r["value"], 3) for r in history
                                  if r["step"] == step and r["split"] != "test"})
     finally:
         bar.close()
         if auxiliary is not None:
             del model.auxiliary_head  # the run's model (and its checkpoint, diverged or not) is the downstream one
+        if best is not None:  # a diverged run too (Diverged carries this history): its selected model is scored
+            history += selected_test_rows(model, best, test, precision)
     return history
+
+
+def selected_test_rows(model: Net, best: tuple, test: TaskData, precision: str) -> list[dict]:
+    """The test split's rows of the model selected on validation (`best`: score, step, epoch, weights); the run's
+    model is left as it ended."""
+    _, step, epoch, weights = best
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(weights)
+    rows = [dict(step=step, epoch=epoch, split="test", metric=m, value=v)
+            for m, v in evaluate(model, test, precision=precision).items()]
+    model.load_state_dict(final)
+    return rows
