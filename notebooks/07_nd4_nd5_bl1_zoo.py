@@ -48,12 +48,14 @@ def train():
     """ND-4's runs (each method frozen to each depth; the linear probe at probe_lr: at the fine-tuning lr its head
     was still under-trained after 800 steps, docs/calibration.md), ND-5's (scratch and each method on each task)
     and BL-1's invariance of each checkpoint. The runs notebook 06 has too come from its cache."""
-    zoo_runs = lambda **axes: nd.label_count_runs(s.world_dir, [s.zoo_label_count], s.epochs, s.batch_size,
-                                                  s.min_steps, seed=s.seeds, **axes)
+    zoo_runs = lambda min_steps=s.min_steps, **axes: nd.label_count_runs(s.world_dir, [s.zoo_label_count], s.epochs,
+                                                                         s.batch_size, min_steps, seed=s.seeds, **axes)
     frozen = runs.sweep([dict(run, lr=s.probe_lr) if run["freeze"] == FROZEN_STAGES_MAX else run
                          for run in zoo_runs(init=s.selfsup_methods, freeze=s.freezes)], s, task="classify",
                         held_out=True, checkpoints=checkpoints)
-    by_task = {task: runs.sweep(zoo_runs(init=["scratch", *s.selfsup_methods]), s, task=task, files="classify",
+    # A task's own step floor where it needs more steps than classification to converge (pose: task_min_steps).
+    by_task = {task: runs.sweep(zoo_runs(max(s.min_steps, s.task_min_steps.get(task, 0)),
+                                         init=["scratch", *s.selfsup_methods]), s, task=task, files="classify",
                                 held_out=True, checkpoints=checkpoints, aug="S0" if task == "pose" else s.aug)
                for task in s.tasks}
     invariance = bl.invariance_table(s.world_dir, {**checkpoints, "random init (reference)": None,
@@ -98,7 +100,8 @@ pages.show_summary(findings, s.deviations, s.out_dir)
 # head, the linear probe, trained at its own `probe_lr`). ND-5: scratch and each method fine-tuned on the
 # `tasks` of the same images:
 # classification and pose (the object's angle within its symmetry period, and its tilt; scored as the share of
-# angles within a tenth of the period; trained unaugmented, as geometric augmentation would change the answer).
+# angles within a tenth of the period; trained unaugmented, as geometric augmentation would change the answer, and
+# for at least `task_min_steps` steps: pose converges more slowly than classification).
 # BL-1: the linear-probe and fine-tuned accuracies side by side, and the
 # invariance of each method's features to augmentation: (mean cosine between an image's features and those
 # of an augmented view of it − the mean cosine between an image and a view of another image) / (1 − the
