@@ -1,5 +1,7 @@
 # make study  - set up .venv, run the whole study (default profile), write reports/ and README's table
-#              make study PART=he|zo|nd: one part (He 01-03, Zoph 04-05, Newell & Deng 06-08), one session each
+#              make study PART=he|zo|nd: one part (He 01-03, Zoph 04-05, Newell & Deng 06-08); a part longer
+#              than one working session is split by seeds: PART=zo1, zo2, ... each train a share of its seeds, then
+#              PART=zo writes its reports from the cache (python -m rethink parts lists them; docs/costing.md)
 # make verify - rerun the study (or PART=...) from an empty cache into build/verify/ and compare every findings.json
 # make test   - set up .venv, run the tests (including the whole DAG under the smoke profile)
 # make smoke  - the whole DAG under the smoke profile, into build/smoke/
@@ -39,9 +41,9 @@ lock:
 # python -m rethink snakemake: snakemake --rerun-incomplete, after removing a killed run's stale lock
 SNAKEMAKE := python -m rethink snakemake
 
-PARTS := he zo nd
 PART ?=
-CHECK_PART = $(if $(PART),$(if $(filter $(PART),$(PARTS)),,$(error PART must be one of: $(PARTS); got '$(PART)')))
+# A part (he, zo, nd) or a session of a split one (he1, he2, ...: python -m rethink parts lists them)
+CHECK_PART = $(if $(PART),python -m rethink parts --profile default --check $(PART))
 # A fresh clone has the committed reports and no cache: Snakemake would call the reports up to date (their inputs
 # missing, not newer), so with no cache the notebooks are forced to run.
 FRESH = $(if $(wildcard cache/default/world),,--forcerun notebook)

@@ -8,7 +8,8 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 # Snakemake parses this file again for every job: the training code (torch) is imported inside the rules.
-from rethink.config import PARTS, notebook_checkpoints, notebook_config, part_notebooks, resolve
+from rethink.config import (PARTS, notebook_checkpoints, notebook_config, part_notebooks, resolve, session_seeds,
+                            session_targets)
 from rethink.pipeline.data import build_data, build_world, world_names
 from rethink.pipeline.notebooks import logged, run_notebook
 
@@ -74,8 +75,13 @@ rule all:
         SITE,
 
 
-# The study in three parts, one working session each (make study PART=he|zo|nd): a part's reports with every world
-# file and checkpoint they need; `python -m rethink index` then writes the index from the reports there are.
+# The study in three parts (make study PART=he|zo|nd): a part's reports with every world file and checkpoint they
+# need; `python -m rethink index` then writes the index from the reports there are. A part the profile splits into
+# `sessions` has a target per session (he1, he2, ...): session k trains its share of each notebook's seeds, with
+# their checkpoints, into the run cache (its notebooks' reports go to build/<profile>/sessions/, unread); the
+# part's target then writes the reports from the cache, training only what no session did.
+SESSIONS = session_targets(PROFILE)
+SESSION_DIR = f"build/{PROFILE_NAME}/sessions"
 for part in PARTS:
 
     rule:
@@ -83,6 +89,15 @@ for part in PARTS:
             part
         input:
             [f"{REPORTS}/{notebook}/findings.json" for notebook in part_notebooks(PROFILE, part)],
+
+
+for target, (part, k) in SESSIONS.items():
+
+    rule:
+        name:
+            target
+        input:
+            [f"{SESSION_DIR}/{notebook}/session{k}/findings.json" for notebook in part_notebooks(PROFILE, part)],
 
 
 
@@ -185,12 +200,19 @@ def notebook_inputs(wildcards):
     return [f"{CACHE}/checkpoints/{name}" for name in notebook_checkpoints(PROFILE, wildcards.notebook)]
 
 
+def notebook_sessions(wildcards):
+    """A split part's session outputs of this notebook: its report comes after them, reading their runs back."""
+    return [f"{SESSION_DIR}/{wildcards.notebook}/session{k}/findings.json"
+            for target, (part, k) in SESSIONS.items() if wildcards.notebook in part_notebooks(PROFILE, part)]
+
+
 rule notebook:
     input:
         source=str(BASE / "notebooks/{notebook}.py"),
         world=WORLD_FILES,
         checkpoints=notebook_inputs,
         code=LIB_SOURCES,
+        sessions=notebook_sessions,
     output:
         findings=report(f"{REPORTS}/{{notebook}}/findings.json", category=paper_of, subcategory="{notebook}",
                         labels={"file": "findings.json"}),
@@ -207,6 +229,33 @@ rule notebook:
         f"{CACHE}/logs/{{notebook}}.log",
     benchmark:
         f"{REPORTS}/benchmarks/{{notebook}}.tsv"
+    run:
+        logged(log[0], run_notebook, input.source, Path(output.findings).parent, params.parameters, threads=threads)
+
+
+rule session:
+    input:
+        source=str(BASE / "notebooks/{notebook}.py"),
+        world=WORLD_FILES,
+        checkpoints=lambda wildcards: [f"{CACHE}/checkpoints/{name}" for name in notebook_checkpoints(
+            PROFILE, wildcards.notebook, session_seeds(PROFILE, wildcards.notebook, int(wildcards.k)))],
+        code=LIB_SOURCES,
+    output:
+        findings=f"{SESSION_DIR}/{{notebook}}/session{{k}}/findings.json",
+    wildcard_constraints:
+        k=r"\d+",
+    params:
+        parameters=lambda wildcards: {
+            **notebook_config(PROFILE, wildcards.notebook, f"{SESSION_DIR}/{wildcards.notebook}/session{wildcards.k}",
+                              root="."),
+            "seeds": session_seeds(PROFILE, wildcards.notebook, int(wildcards.k))},
+    threads: PROFILE["threads"]
+    resources:
+        gpu=GPUS,
+    log:
+        f"{CACHE}/logs/{{notebook}}-session{{k}}.log",
+    benchmark:
+        f"{REPORTS}/benchmarks/{{notebook}}-session{{k}}.tsv"
     run:
         logged(log[0], run_notebook, input.source, Path(output.findings).parent, params.parameters, threads=threads)
 

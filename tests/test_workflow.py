@@ -304,3 +304,53 @@ def test_a_live_runs_lock_is_kept(tmp_path):
         live.kill()
         live.wait()
     assert not snakemake_running(tmp_path)
+
+
+SPLIT = {"profiles": {"split": {"sessions": {"zo": 2, "nd": 3}}}}  # a profile that splits two parts by seeds
+
+
+@pytest.mark.parametrize("seeds,n,expected", [([0, 1, 2, 3, 4, 5], 2, [[0, 1, 2], [3, 4, 5]]),
+                                              ([0, 1, 2, 3, 4], 2, [[0, 1, 2], [3, 4]]),
+                                              ([0, 1, 2, 3, 4], 3, [[0, 1], [2, 3], [4]]),
+                                              ([7, 9], 1, [[7, 9]])])
+def test_sessions_cut_each_notebooks_seeds_in_order(seeds, n, expected):
+    """A split part's session k trains the k-th share of every notebook's seeds: together the sessions hold each
+    seed once, in order, the first ones one larger where the seeds do not divide evenly."""
+    config = copy.deepcopy(CONFIG)
+    config["profiles"]["split"] = {"sessions": {"zo": n}, "classification": {"seeds": seeds}}
+    profile = study_config.resolve(config, "split")
+    assert [study_config.session_seeds(profile, "04_zo1_zo2_augmentation_data", k)
+            for k in range(1, n + 1)] == expected
+    assert [t for t in study_config.part_names(profile) if t.startswith("zo")] == \
+        ["zo"] + [f"zo{k}" for k in range(1, n + 1)] * (n > 1)
+
+
+def test_more_sessions_than_seeds_is_an_error_naming_the_key():
+    config = copy.deepcopy(CONFIG)
+    config["profiles"]["split"] = {"sessions": {"zo": 3}, "classification": {"seeds": [0, 1]}}
+    profile = study_config.resolve(config, "split")
+    with pytest.raises(ValueError, match=r"sessions\.zo is 3, more than the 2 seeds.*allowed: 1 to 2"):
+        study_config.session_seeds(profile, "04_zo1_zo2_augmentation_data", 1)
+
+
+def test_a_session_trains_its_seeds_and_the_part_writes_the_reports_after_every_session(tmp_path):
+    """make study PART=zo1: the session jobs of the part's notebooks on the first share of the seeds, with those
+    seeds' checkpoints only, and no report; PART=zo: every session, then each report (from the run cache)."""
+    (tmp_path / "split.yaml").write_text(yaml.safe_dump(SPLIT))
+    profile = study_config.resolve({**copy.deepcopy(CONFIG), "profiles": {**CONFIG["profiles"], **SPLIT["profiles"]}},
+                                   "split")
+    plan = snakemake("-n", "--cores", "2", "zo1", "--configfile", str(tmp_path / "split.yaml"),
+                     "--config", "profile=split", cwd=tmp_path)
+    text = plan.stdout + plan.stderr
+    assert plan.returncode == 0, text[-2000:]
+    first = study_config.session_seeds(profile, "05_zo3_zo5_self_training", 1)
+    assert "rule notebook:" not in text and text.count("rule session:") == 2
+    for seed in profile["classification"]["seeds"]:  # this session's seeds' checkpoints, no other's
+        assert (f"simclr-seed{seed}.pt" in text) == (seed in first), seed
+    whole = snakemake("-n", "--cores", "2", "zo", "--configfile", str(tmp_path / "split.yaml"),
+                      "--config", "profile=split", cwd=tmp_path)
+    text = whole.stdout + whole.stderr
+    assert whole.returncode == 0 and text.count("rule session:") == 4 and text.count("rule notebook:") == 2
+    listed = subprocess.run([sys.executable, "-m", "rethink", "parts", "--check", "zo9"], capture_output=True,
+                            text=True, env=ENV, cwd=tmp_path)
+    assert listed.returncode != 0 and "PART must be one of: he zo nd" in listed.stderr

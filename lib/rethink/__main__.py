@@ -57,11 +57,34 @@ def index(profile: str) -> Path:
     return reports / "index.html"
 
 
+def parts(profile: str, check: str | None = None) -> int:
+    """Print each part (with its notebooks and, for a split part, its sessions' seeds); with `check`, 0 only when it
+    is one of them, else the allowed ones on stderr."""
+    settings = config.load(profile)
+    names = config.part_names(settings)
+    if check is not None:
+        if check in names:
+            return 0
+        print(f"PART must be one of: {' '.join(names)}; got {check!r}", file=sys.stderr)
+        return 2
+    for name in names:
+        notebooks = config.part_notebooks(settings, name)
+        part, k = config.session_targets(settings).get(name, (name, None))
+        seeds = sorted({s for nb in notebooks for s in (config.session_seeds(settings, nb, k) if k
+                                                        else settings["notebooks"][nb]["seeds"])})
+        print(f"{name}: notebooks {', '.join(nb[:2] for nb in notebooks)}; seeds {', '.join(map(str, seeds))}"
+              + (f" (session {k} of {config.sessions(settings, part)} of {part})" if k else ""))
+    return 0
+
+
 def verify(profile: str, rerun: Path, part: str | None = None) -> int:
     """Print each report's comparison with the rerun under `rerun` (its reports_dir there); 0 when all reproduced."""
     from .report.verify import compare
 
     settings = config.load(profile)
+    if part in config.session_targets(settings):
+        raise SystemExit(f"verify takes a part ({', '.join(config.PARTS)}), not one of its sessions ({part!r}): "
+                         f"a session writes no report to compare")
     lines, reproduced, total = compare(config.study_dir() / settings["reports_dir"], rerun / settings["reports_dir"],
                                        config.part_notebooks(settings, part))
     print("\n".join(lines))
@@ -116,7 +139,11 @@ def main(argv=None) -> None:
     p = sub.add_parser("verify", help="compare committed findings.json with a rerun's, byte for byte")
     p.add_argument("--profile", default="default")
     p.add_argument("--rerun", default="build/verify", help="the folder the rerun ran in")
-    p.add_argument("--part", choices=config.PARTS, help="only this part's notebooks")
+    p.add_argument("--part", help="only this part's notebooks (a part, or a session of one: he1)")
+    p = sub.add_parser("parts", help="list the targets `make study PART=` takes (with --check NAME: fail unless NAME "
+                                     "is one, naming the allowed)")
+    p.add_argument("--profile", default="default")
+    p.add_argument("--check", help="a PART to check")
     sub.add_parser("snakemake", help="snakemake --rerun-incomplete, after removing a killed run's stale lock "
                                      "(every later argument is passed to Snakemake)")
     args = parser.parse_args(argv)
@@ -128,6 +155,8 @@ def main(argv=None) -> None:
         Path(args.out).write_text(seed_plan(Path(args.reports)))
     elif args.command == "index":
         index(args.profile)
+    elif args.command == "parts":
+        raise SystemExit(parts(args.profile, args.check))
     elif args.command == "verify":
         raise SystemExit(verify(args.profile, Path(args.rerun), args.part))
     else:

@@ -173,15 +173,50 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
     }
 
 
-# The study's three parts, one working session each (the Snakefile's targets he, zo, nd; make study PART=...):
-# the notebooks whose names start with these numbers.
+# The study's three parts (the Snakefile's targets he, zo, nd; make study PART=...): the notebooks whose names start
+# with these numbers. A part longer than one working session is split by seeds into the profile's `sessions`
+# (targets he1, he2, ...: each trains its share of every notebook's seeds, with their checkpoints; the part's
+# target then writes the reports from the run cache).
 PARTS = {"he": ("01", "02", "03"), "zo": ("04", "05"), "nd": ("06", "07", "08")}
 
 
+def sessions(profile: dict, part: str) -> int:
+    """How many working sessions (seed groups) the profile splits a part into (1: the part's target trains it)."""
+    return int(profile.get("sessions", {}).get(part, 1))
+
+
+def session_targets(profile: dict) -> dict[str, tuple[str, int]]:
+    """Every session target of a split part: name (he1, he2, ...) -> (part, its number from 1)."""
+    return {f"{part}{k}": (part, k) for part in PARTS if sessions(profile, part) > 1
+            for k in range(1, sessions(profile, part) + 1)}
+
+
+def session_seeds(profile: dict, notebook: str, k: int) -> list[int]:
+    """Session k's share of a notebook's seeds: its seeds cut into the part's sessions in order, the first ones
+    one seed larger where they do not divide evenly (6 seeds in 2: 3 + 3; 5 in 2: 3 + 2)."""
+    part = next(p for p, numbers in PARTS.items() if notebook[:2] in numbers)
+    seeds, n = profile["notebooks"][notebook]["seeds"], sessions(profile, part)
+    if not 1 <= k <= n:
+        raise ValueError(f"part {part!r} has {n} session(s) in profile {profile['name']!r}; got session {k}")
+    size, extra = divmod(len(seeds), n)
+    if size == 0:
+        raise ValueError(f"profile {profile['name']!r}: sessions.{part} is {n}, more than the {len(seeds)} seeds of "
+                         f"{notebook}; allowed: 1 to {len(seeds)}")
+    start = (k - 1) * size + min(k - 1, extra)
+    return list(seeds[start:start + size + (k <= extra)])
+
+
+def part_names(profile: dict) -> list[str]:
+    """The targets `make study PART=` takes: each part, and each session of a split one."""
+    return [*PARTS, *session_targets(profile)]
+
+
 def part_notebooks(profile: dict, part: str | None) -> list[str]:
-    """The notebooks of a part of the study in a resolved profile (every notebook for None)."""
+    """The notebooks of a part of the study (or of a session of it: he1 is he's) in a resolved profile (every
+    notebook for None)."""
+    part = session_targets(profile).get(part, (part,))[0]
     if part is not None and part not in PARTS:
-        raise ValueError(f"part must be one of {', '.join(PARTS)}; got {part!r}")
+        raise ValueError(f"part must be one of {', '.join(part_names(profile))}; got {part!r}")
     return [nb for nb in profile["notebooks"] if part is None or nb[:2] in PARTS[part]]
 
 
@@ -191,9 +226,10 @@ def checkpoint_file(name: str, seed: int | None = None) -> str:
     return f"{name}-seed{{seed}}.pt" if seed is None else f"{name}-seed{int(seed)}.pt"
 
 
-def notebook_checkpoints(profile: dict, notebook: str) -> list[str]:
-    """The checkpoint files a notebook reads: each checkpoint it needs, pre-trained once per seed of its block."""
-    seeds = profile["notebooks"][notebook]["seeds"]
+def notebook_checkpoints(profile: dict, notebook: str, seeds: list[int] | None = None) -> list[str]:
+    """The checkpoint files a notebook reads: each checkpoint it needs, pre-trained once per seed of its block
+    (or of `seeds`, a session's share)."""
+    seeds = profile["notebooks"][notebook]["seeds"] if seeds is None else seeds
     return [checkpoint_file(name, seed) for name in checkpoints_needed(profile, notebook) for seed in seeds]
 
 

@@ -11,18 +11,39 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import config
 from ..study.provenance import current_hash
 from .words import (VERDICT_COLOURS, VERDICT_MEANINGS, deviation_line, effect_text, finding_name,
                     phase_text, tally, why_text)
 
 README_START, README_END = "<!-- findings:start -->", "<!-- findings:end -->"
-# Each part's workflow steps (benchmark file names; make study PART=...): its notebooks, the world and the
-# checkpoints they read (one per seed: <rule>_<name>-seed<k>; the exploration's had one per name).
-PAPER_STEPS = {"He et al. (01-03), PART=he": ["world", "01_*", "02_*", "03_*", "pretrain_upstream*"],
-               "Zoph et al. (04, 05), PART=zo": ["world", "04_*", "05_*", "pretrain_upstream*", "selfsup_simclr",
-                                                 "selfsup_simclr-seed*"],
-               "Newell & Deng, the overview (06-08), PART=nd": ["world", "06_*", "07_*", "08_*", "pretrain_upstream*",
-                                                                "selfsup_*", "world_hard"]}
+PAPERS = {"he": "He et al. (01-03)", "zo": "Zoph et al. (04, 05)", "nd": "Newell & Deng, the overview (06-08)"}
+
+
+def part_steps(profile: dict, name: str) -> list[str]:
+    """The workflow steps (benchmark file names, fnmatch patterns) of a part or a session of one (make study PART=):
+    its notebooks' jobs, the world files it reads and the checkpoints of its seeds. A session counts its own
+    notebook jobs; its part, every job, the report-writing ones included."""
+    part, k = config.session_targets(profile).get(name, (name, None))
+    notebooks = config.part_notebooks(profile, part)
+    files = {file for nb in notebooks for file in config.notebook_checkpoints(
+        profile, nb, config.session_seeds(profile, nb, k) if k else None)}
+    rules = [f"{'pretrain' if f.startswith('upstream-') else 'selfsup'}_{f.removesuffix('.pt')}" for f in files]
+    world = ["world"] + ["world_hard"] * any("_hard-" in f for f in files)
+    jobs = [f"{nb}-session{k}" for nb in notebooks] if k else [f"{nb}*" for nb in notebooks]
+    seedless = {r.rsplit("-seed", 1)[0] for r in rules}  # the exploration's: one checkpoint per name
+    return (world if k in (None, 1) else []) + jobs + sorted(rules) + sorted(seedless) * (k is None)
+
+
+def part_minutes(profile: dict, seconds: dict[str, float]) -> list[str]:
+    """The README's table of each part's (and each session's) minutes, from the benchmark files there are."""
+    lines = []
+    for name in config.part_names(profile):
+        part, k = config.session_targets(profile).get(name, (name, None))
+        steps = [n for n in seconds if any(fnmatch.fnmatch(n, p) for p in part_steps(profile, name))]
+        label = f"{PAPERS[part]}, PART={name}" + (f" (session {k} of {config.sessions(profile, part)})" if k else "")
+        lines.append(f"| {label} | {sum(seconds[n] for n in steps) / 60:.1f} |" if steps else f"| {label} | not run yet |")
+    return lines
 
 
 def load_findings(report_dirs) -> list[tuple[Path, dict, dict]]:
@@ -159,9 +180,8 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
         lines += ["", "Minutes on the machine that made these reports (Snakemake's benchmark files under "
                       "`reports/benchmarks/`; a checkpoint a part needs counts in it):", "",
                   "| part | minutes |", "|---|---|"]
-        for paper, patterns in PAPER_STEPS.items():
-            steps = [name for name in seconds if any(fnmatch.fnmatch(name, p) for p in patterns)]
-            lines.append(f"| {paper} | {sum(seconds[n] for n in steps) / 60:.1f} |")
+        profile = config.load(findings[0]["profile"] if findings else "default")
+        lines += part_minutes(profile, seconds)
         lines.append(f"| **every step once** | **{sum(seconds.values()) / 60:.1f}** |")
     return "\n".join(lines) + "\n"
 
