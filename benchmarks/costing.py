@@ -1,0 +1,119 @@
+"""The costing of the confirmation's parts (docs/costing.md) from one-seed probes: a run of each part under the
+`probe` profile (config/profiles/probe.yaml: the default profile on seed 900, outside the confirmation's seeds),
+whose Snakemake benchmark files give every rule's seconds. A part of n seeds costs its fixed rules (the world
+files and each notebook's start-up) once and everything else (each seed's checkpoints and runs) n times:
+
+    python benchmarks/costing.py build/probe/reports/benchmarks --save benchmarks/results/costing
+
+copies the benchmark files it read under --save (so that the table can be rebuilt from the repository) and
+prints the tables that docs/costing.md holds between its costing markers (--doc docs/costing.md writes them there).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+from pathlib import Path
+
+from rethink import config
+
+BUDGET_MINUTES = 100       # a part, from an empty cache, on 2 cores (DEVELOPERS: one working session)
+FIXED_RULES = ("world", "world_hard")
+START, END = "<!-- costing:start -->", "<!-- costing:end -->"
+
+
+def seconds(folder: Path) -> dict[str, float]:
+    """Each benchmark file's wall-clock seconds (its `s` column), by rule name with the probe's seed removed."""
+    out = {}
+    for path in sorted(folder.glob("*.tsv")):
+        with path.open() as f:
+            row = next(csv.DictReader(f, delimiter="\t"))
+        out[path.stem.replace("-seed900", "")] = float(row["s"])
+    return out
+
+
+def part_rules(profile: dict, part: str) -> tuple[list[str], list[str]]:
+    """The notebooks of a part and the checkpoints they need (names without seeds)."""
+    notebooks = config.part_notebooks(profile, part)
+    names = []
+    for notebook in notebooks:
+        for file in config.notebook_checkpoints(profile, notebook):
+            name = file.rsplit("-seed", 1)[0]
+            if name not in names:
+                names.append(name)
+    return notebooks, names
+
+
+def rule_of(name: str) -> str:
+    return f"pretrain_{name}" if name == "upstream" else f"selfsup_{name}"
+
+
+def table(measured: dict[str, float], startup: float, seeds: dict[str, int]) -> str:
+    profile = config.load("default")
+    lines = ["Minutes on 2 cores:", "",
+             "| part | notebooks | fixed: world files, notebook start-ups | per seed: checkpoints | per seed: runs "
+             "| per seed | seeds planned | at the planned seeds | seeds that fit in 100 minutes |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for part in config.PARTS:
+        notebooks, names = part_rules(profile, part)
+        missing = [r for r in [*notebooks, *map(rule_of, names)] if r not in measured]
+        if missing:
+            lines.append(f"| {part} | {', '.join(nb[:2] for nb in notebooks)} | not probed yet: "
+                         f"{', '.join(missing)} | | | | {seeds[part]} | | |")
+            continue
+        world = [r for r in FIXED_RULES if r in measured and (r == "world" or any(n.endswith("_hard") for n in names))]
+        fixed = sum(measured[r] for r in world) + startup * len(notebooks)
+        checkpoints = sum(measured[rule_of(n)] for n in names)
+        work = sum(measured[nb] - startup for nb in notebooks)
+        per_seed = checkpoints + work
+        n = seeds[part]
+        fit = int((BUDGET_MINUTES * 60 - fixed) // per_seed)
+        lines.append(f"| {part} | {', '.join(nb[:2] for nb in notebooks)} | {fixed / 60:.1f} | {checkpoints / 60:.1f} "
+                     f"| {work / 60:.1f} | {per_seed / 60:.1f} | {n} | {(fixed + n * per_seed) / 60:.0f} | {fit} |")
+    lines += ["", "The default profile's sessions (`sessions`; the world files counted in a part's first session, each "
+                  "session's notebook jobs with a start-up each; the part's report-writing jobs, which read every run "
+                  "back from the cache, come after its last session):", "",
+              "| session (make study PART=) | seeds | minutes |", "|---|---|---|"]
+    for name, (part, k) in config.session_targets(profile).items():
+        notebooks, names = part_rules(profile, part)
+        if any(r not in measured for r in [*notebooks, *map(rule_of, names)]):
+            continue
+        world = [r for r in FIXED_RULES if r in measured and (r == "world" or any(n.endswith("_hard") for n in names))]
+        per_seed = sum(measured[rule_of(n)] for n in names) + sum(measured[nb] - startup for nb in notebooks)
+        n = len(config.session_seeds(profile, notebooks[0], k))
+        total = (k == 1) * sum(measured[r] for r in world) + startup * len(notebooks) + n * per_seed
+        lines.append(f"| {name} | {n} | {total / 60:.0f} |")
+    rules = ["| rule (one seed) | seconds |", "|---|---|"] + [f"| {k} | {v:.0f} |" for k, v in measured.items()]
+    return "\n".join(lines) + "\n\nEvery rule of the probes (Snakemake's benchmark files):\n\n" + "\n".join(rules)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("benchmarks", type=Path, help="the probe's benchmark folder (its reports_dir/benchmarks)")
+    parser.add_argument("--startup", type=float, default=None,
+                        help="seconds a notebook takes with every run cached (default: the smallest notebook rule "
+                             "that trained nothing, given as --startup-rule)")
+    parser.add_argument("--startup-rule", default="04_zo1_zo2_augmentation_data",
+                        help="a notebook whose every run came from the cache in the probe: its seconds are a start-up")
+    parser.add_argument("--save", type=Path, help="copy the benchmark files read here")
+    parser.add_argument("--doc", type=Path, help="write the tables into this file between its costing markers")
+    args = parser.parse_args(argv)
+    measured = seconds(args.benchmarks)
+    startup = args.startup if args.startup is not None else measured[args.startup_rule]
+    profile = config.load("default")
+    seeds = {part: len(profile["notebooks"][config.part_notebooks(profile, part)[0]]["seeds"]) for part in config.PARTS}
+    text = table(measured, startup, seeds) + f"\n\nA notebook's start-up (every run cached): {startup:.0f} s."
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        for path in args.benchmarks.glob("*.tsv"):
+            shutil.copy2(path, args.save / path.name)
+    if args.doc:
+        doc = args.doc.read_text()
+        head, rest = doc.split(START)
+        doc = head + START + "\n" + text + "\n" + END + rest.split(END, 1)[1]
+        args.doc.write_text(doc)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
