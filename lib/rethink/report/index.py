@@ -41,6 +41,8 @@ def part_minutes(profile: dict, seconds: dict[str, float]) -> list[str]:
     for name in config.part_names(profile):
         part, k = config.session_targets(profile).get(name, (name, None))
         steps = [n for n in seconds if any(fnmatch.fnmatch(n, p) for p in part_steps(profile, name))]
+        if k and not any(n.endswith(f"-session{k}") for n in steps):  # its world files alone are not a session
+            steps = []
         label = f"{PAPERS[part]}, PART={name}" + (f" (session {k} of {config.sessions(profile, part)})" if k else "")
         lines.append(f"| {label} | {sum(seconds[n] for n in steps) / 60:.1f} |" if steps else f"| {label} | not run yet |")
     return lines
