@@ -48,41 +48,46 @@ def rule_of(name: str) -> str:
     return f"pretrain_{name}" if name == "upstream" else f"selfsup_{name}"
 
 
+def part_cost(measured: dict[str, float], startup: float, profile: dict, part: str) -> tuple[float, ...]:
+    """Seconds of a part: (its world files, its notebooks' start-ups, per seed: its checkpoints, per seed: its runs);
+    KeyError naming the rules the probes did not measure."""
+    notebooks, names = part_rules(profile, part)
+    missing = [r for r in [*notebooks, *map(rule_of, names)] if r not in measured]
+    if missing:
+        raise KeyError(", ".join(missing))
+    world = sum(measured[r] for r in FIXED_RULES
+                if r in measured and (r == "world" or any(n.endswith("_hard") for n in names)))
+    return (world, startup * len(notebooks), sum(measured[rule_of(n)] for n in names),
+            sum(measured[nb] - startup for nb in notebooks))
+
+
 def table(measured: dict[str, float], startup: float, seeds: dict[str, int]) -> str:
     profile = config.load("default")
     lines = ["Minutes on 2 cores:", "",
              "| part | notebooks | fixed: world files, notebook start-ups | per seed: checkpoints | per seed: runs "
              "| per seed | seeds planned | at the planned seeds | seeds that fit in 100 minutes |",
              "|---|---|---|---|---|---|---|---|---|"]
+    costs = {}
     for part in config.PARTS:
-        notebooks, names = part_rules(profile, part)
-        missing = [r for r in [*notebooks, *map(rule_of, names)] if r not in measured]
-        if missing:
-            lines.append(f"| {part} | {', '.join(nb[:2] for nb in notebooks)} | not probed yet: "
-                         f"{', '.join(missing)} | | | | {seeds[part]} | | |")
+        numbers = ", ".join(nb[:2] for nb in config.part_notebooks(profile, part))
+        try:
+            costs[part] = world, starts, checkpoints, work = part_cost(measured, startup, profile, part)
+        except KeyError as missing:
+            lines.append(f"| {part} | {numbers} | not probed yet: {missing.args[0]} | | | | {seeds[part]} | | |")
             continue
-        world = [r for r in FIXED_RULES if r in measured and (r == "world" or any(n.endswith("_hard") for n in names))]
-        fixed = sum(measured[r] for r in world) + startup * len(notebooks)
-        checkpoints = sum(measured[rule_of(n)] for n in names)
-        work = sum(measured[nb] - startup for nb in notebooks)
-        per_seed = checkpoints + work
-        n = seeds[part]
+        fixed, per_seed, n = world + starts, checkpoints + work, seeds[part]
         fit = int((BUDGET_MINUTES * 60 - fixed) // per_seed)
-        lines.append(f"| {part} | {', '.join(nb[:2] for nb in notebooks)} | {fixed / 60:.1f} | {checkpoints / 60:.1f} "
-                     f"| {work / 60:.1f} | {per_seed / 60:.1f} | {n} | {(fixed + n * per_seed) / 60:.0f} | {fit} |")
+        lines.append(f"| {part} | {numbers} | {fixed / 60:.1f} | {checkpoints / 60:.1f} | {work / 60:.1f} "
+                     f"| {per_seed / 60:.1f} | {n} | {(fixed + n * per_seed) / 60:.0f} | {fit} |")
     lines += ["", "The default profile's sessions (`sessions`; the world files counted in a part's first session, each "
                   "session's notebook jobs with a start-up each; the part's report-writing jobs, which read every run "
                   "back from the cache, come after its last session):", "",
               "| session (make study PART=) | seeds | minutes |", "|---|---|---|"]
     for name, (part, k) in config.session_targets(profile).items():
-        notebooks, names = part_rules(profile, part)
-        if any(r not in measured for r in [*notebooks, *map(rule_of, names)]):
-            continue
-        world = [r for r in FIXED_RULES if r in measured and (r == "world" or any(n.endswith("_hard") for n in names))]
-        per_seed = sum(measured[rule_of(n)] for n in names) + sum(measured[nb] - startup for nb in notebooks)
-        n = len(config.session_seeds(profile, notebooks[0], k))
-        total = (k == 1) * sum(measured[r] for r in world) + startup * len(notebooks) + n * per_seed
-        lines.append(f"| {name} | {n} | {total / 60:.0f} |")
+        if part in costs:
+            world, starts, checkpoints, work = costs[part]
+            n = len(config.session_seeds(profile, config.part_notebooks(profile, part)[0], k))
+            lines.append(f"| {name} | {n} | {((k == 1) * world + starts + n * (checkpoints + work)) / 60:.0f} |")
     rules = ["| rule (one seed) | seconds |", "|---|---|"] + [f"| {k} | {v:.0f} |" for k, v in measured.items()]
     return "\n".join(lines) + "\n\nEvery rule of the probes (Snakemake's benchmark files):\n\n" + "\n".join(rules)
 
