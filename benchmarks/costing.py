@@ -44,20 +44,16 @@ def part_rules(profile: dict, part: str) -> tuple[list[str], list[str]]:
     return notebooks, names
 
 
-def rule_of(name: str) -> str:
-    return f"pretrain_{name}" if name == "upstream" else f"selfsup_{name}"
-
-
 def part_cost(measured: dict[str, float], startup: float, profile: dict, part: str) -> tuple[float, ...]:
     """Seconds of a part: (its world files, its notebooks' start-ups, per seed: its checkpoints, per seed: its runs);
     KeyError naming the rules the probes did not measure."""
     notebooks, names = part_rules(profile, part)
-    missing = [r for r in [*notebooks, *map(rule_of, names)] if r not in measured]
+    missing = [r for r in [*notebooks, *map(config.checkpoint_step, names)] if r not in measured]
     if missing:
         raise KeyError(", ".join(missing))
     world = sum(measured[r] for r in FIXED_RULES
                 if r in measured and (r == "world" or any(n.endswith("_hard") for n in names)))
-    return (world, startup * len(notebooks), sum(measured[rule_of(n)] for n in names),
+    return (world, startup * len(notebooks), sum(measured[config.checkpoint_step(n)] for n in names),
             sum(measured[nb] - startup for nb in notebooks))
 
 

@@ -69,7 +69,7 @@ def parts(profile: str, check: str | None = None) -> int:
         return 2
     for name in names:
         notebooks = config.part_notebooks(settings, name)
-        part, k = config.session_targets(settings).get(name, (name, None))
+        part, k = config.session_of(settings, name)
         seeds = sorted({s for nb in notebooks for s in (config.session_seeds(settings, nb, k) if k
                                                         else settings["notebooks"][nb]["seeds"])})
         print(f"{name}: notebooks {', '.join(nb[:2] for nb in notebooks)}; seeds {', '.join(map(str, seeds))}"

@@ -206,6 +206,17 @@ def session_seeds(profile: dict, notebook: str, k: int) -> list[int]:
     return list(seeds[start:start + size + (k <= extra)])
 
 
+def session_of(profile: dict, name: str | None) -> tuple[str | None, int | None]:
+    """(part, session number) of a target name: he1 -> ("he", 1); a part (or None) -> (it, None)."""
+    return session_targets(profile).get(name, (name, None))
+
+
+def checkpoint_step(stem: str) -> str:
+    """The workflow step (its benchmark file's name) that pre-trains a checkpoint: upstream-seed3 -> its
+    pretrain job, rotation_large-seed3 -> its selfsup job (the Snakefile's rules; a stem without a seed too)."""
+    return f"{'pretrain' if stem.split('-seed')[0] == 'upstream' else 'selfsup'}_{stem}"
+
+
 def part_names(profile: dict) -> list[str]:
     """The targets `make study PART=` takes: each part, and each session of a split one."""
     return [*PARTS, *session_targets(profile)]
@@ -214,7 +225,7 @@ def part_names(profile: dict) -> list[str]:
 def part_notebooks(profile: dict, part: str | None) -> list[str]:
     """The notebooks of a part of the study (or of a session of it: he1 is he's) in a resolved profile (every
     notebook for None)."""
-    part = session_targets(profile).get(part, (part,))[0]
+    part = session_of(profile, part)[0]
     if part is not None and part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(part_names(profile))}; got {part!r}")
     return [nb for nb in profile["notebooks"] if part is None or nb[:2] in PARTS[part]]

@@ -24,11 +24,11 @@ def part_steps(profile: dict, name: str) -> list[str]:
     """The workflow steps (benchmark file names, fnmatch patterns) of a part or a session of one (make study PART=):
     its notebooks' jobs, the world files it reads and the checkpoints of its seeds. A session counts its own
     notebook jobs; its part, every job, the report-writing ones included."""
-    part, k = config.session_targets(profile).get(name, (name, None))
+    part, k = config.session_of(profile, name)
     notebooks = config.part_notebooks(profile, part)
     files = {file for nb in notebooks for file in config.notebook_checkpoints(
         profile, nb, config.session_seeds(profile, nb, k) if k else None)}
-    rules = [f"{'pretrain' if f.startswith('upstream-') else 'selfsup'}_{f.removesuffix('.pt')}" for f in files]
+    rules = [config.checkpoint_step(f.removesuffix(".pt")) for f in files]
     world = ["world"] + ["world_hard"] * any("_hard-" in f for f in files)
     jobs = [f"{nb}-session{k}" for nb in notebooks] if k else [f"{nb}*" for nb in notebooks]
     seedless = {r.rsplit("-seed", 1)[0] for r in rules}  # the exploration's: one checkpoint per name
@@ -39,7 +39,7 @@ def part_minutes(profile: dict, seconds: dict[str, float]) -> list[str]:
     """The README's table of each part's (and each session's) minutes, from the benchmark files there are."""
     lines = []
     for name in config.part_names(profile):
-        part, k = config.session_targets(profile).get(name, (name, None))
+        part, k = config.session_of(profile, name)
         steps = [n for n in seconds if any(fnmatch.fnmatch(n, p) for p in part_steps(profile, name))]
         if k and not any(n.endswith(f"-session{k}") for n in steps):  # its world files alone are not a session
             steps = []
