@@ -55,7 +55,7 @@ findings = notebook.judge(s, [he.he1_finding(detect, "AP", s.criteria["HE-1"], s
 # ## Summary
 
 # %%
-pages.show_summary(findings, s.deviations, s.out_dir)
+pages.show_summary(findings, s)
 
 # %% [markdown]
 # ## How it was tested

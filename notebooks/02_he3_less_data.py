@@ -53,7 +53,7 @@ findings = notebook.judge(s, [he.he3_finding(results, s.criteria["HE-3"], s.prof
 # ## Summary
 
 # %%
-pages.show_summary(findings, s.deviations, s.out_dir)
+pages.show_summary(findings, s)
 
 # %% [markdown]
 # ## How it was tested

@@ -48,7 +48,7 @@ findings = notebook.judge(s, [he.he4_finding(results, s.criteria["HE-4"], s.prof
 # ## Summary
 
 # %%
-pages.show_summary(findings, s.deviations, s.out_dir)
+pages.show_summary(findings, s)
 
 # %% [markdown]
 # ## How it was tested
@@ -76,6 +76,18 @@ figures.save(figures.arm_points(final, "AP", f"HE-4: from scratch at {s.schedule
                      f"normalization (mean with 95% CI; grey lines: one seed each). The paper's claim is in its "
                      f"Sections 4-5 ([He et al. 2019](https://arxiv.org/abs/1811.08883)).")
 display(tables.metric_table(results.assign(schedule=s.schedule), s.schedule))
+
+# %% [markdown]
+# ## No normalization: what the exploration saw
+# The exploration's runs, from its archive (docs/exploration-results/), beside the paper's network without
+# normalization.
+
+# %%
+from IPython.display import Markdown
+
+from rethink.report import compare
+
+display(Markdown(he.norm_exploration_text(effects.final_metric(compare.exploration_results(s.notebook_name), "AP"))))
 
 # %% [markdown]
 # ## Training curves

@@ -51,7 +51,7 @@ findings = notebook.judge(s, [zo.zo1_finding(results, s.criteria["ZO-1"], s.prof
 # ## Summary
 
 # %%
-pages.show_summary(findings, s.deviations, s.out_dir)
+pages.show_summary(findings, s)
 
 # %% [markdown]
 # ## How it was tested

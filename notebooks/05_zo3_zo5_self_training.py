@@ -70,7 +70,7 @@ findings = notebook.judge(s, [zo.zo3_finding(results, s.criteria["ZO-3"], s.prof
 # ## Summary
 
 # %%
-pages.show_summary(findings, s.deviations, s.out_dir)
+pages.show_summary(findings, s)
 
 # %% [markdown]
 # ## How it was tested

@@ -100,7 +100,7 @@ findings = notebook.judge(s, [nd.nd1_finding(final["easy"], s.selfsup_methods, s
 # ## Summary
 
 # %%
-pages.show_summary(findings, s.deviations, s.out_dir)
+pages.show_summary(findings, s)
 
 # %% [markdown]
 # ## How it was tested

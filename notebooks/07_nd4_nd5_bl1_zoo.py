@@ -88,7 +88,7 @@ findings = notebook.judge(s, [nd.nd4_finding(probe, s.selfsup_methods, s.criteri
 # ## Summary
 
 # %%
-pages.show_summary(findings, s.deviations, s.out_dir)
+pages.show_summary(findings, s)
 
 # %% [markdown]
 # ## How it was tested

@@ -49,7 +49,7 @@ findings = notebook.judge(s, [bl.bl2_finding(effects.final_metric(results, "accu
 # ## Summary
 
 # %%
-pages.show_summary(findings, s.deviations, s.out_dir)
+pages.show_summary(findings, s)
 
 # %% [markdown]
 # ## How it was tested

@@ -3,7 +3,7 @@
   readme   splice the generated findings table into README.md (run by `make study`)
   exploration  write docs/exploration.md from config/exploration.yaml (the exploration's record)
   plan     write docs/seed_plan.md: the confirmation's seeds against the exploration's spread (protocol v2),
-           from the committed findings.json of the exploration; written once, before any confirmatory run
+           from the exploration's findings.json kept in docs/exploration-results/; written before any confirmatory run
   index    write a profile's index and findings table from the reports there are (after make study PART=...)
   verify   compare each committed findings.json with a rerun's (make verify), byte for byte
   render   re-render every report of a profile from its committed results.csv, training nothing: the
@@ -130,7 +130,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=str(config.ROOT / "docs" / "exploration.md"))
     p = sub.add_parser("plan", help="write the confirmation's seed plan from the exploration's findings.json")
     p.add_argument("--out", default=str(config.ROOT / "docs" / "seed_plan.md"))
-    p.add_argument("--reports", default=str(config.ROOT / "reports"))
+    p.add_argument("--reports", default=str(config.ROOT / "docs" / "exploration-results"))  # kept as committed
     p = sub.add_parser("render", help="re-render committed reports from their results.csv, training nothing")
     p.add_argument("--profile", default="default")
     p.add_argument("notebooks", nargs="*", help="notebook names (default: every report with a results.csv)")

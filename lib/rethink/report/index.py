@@ -177,7 +177,8 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
     deviations = deviations_of(found)
     lines += ["", "Deviations from protocol v2: " + ("none." if not deviations else ""),
               *(["", *map(deviation_line, deviations), ""] if deviations else []),
-              "The exploration's changes of design are recorded in [docs/exploration.md](docs/exploration.md)."]
+              "The exploration's changes of design are recorded in [docs/exploration.md](docs/exploration.md); its "
+              "findings and runs, as it committed them, are in [docs/exploration-results/](docs/exploration-results/)."]
     if seconds:
         lines += ["", "Minutes on the machine that made these reports (Snakemake's benchmark files under "
                       "`reports/benchmarks/`; a checkpoint a part needs counts in it):", "",
@@ -260,7 +261,10 @@ def exploration_markdown(record: dict) -> str:
              "read. Each change below was made after the results it corrects existed; most were needed to get arms "
              "that converge, and each is recorded with why and the commit of the reports before it. The confirmation "
              "(docs/protocol.md) is judged under protocol v2, fixed before its runs, on fresh seeds; its own "
-             "deviations are listed in its reports and the README.", ""]
+             "deviations are listed in its reports and the README.", "",
+             "The exploration's findings and runs are kept as it committed them, one folder per notebook in "
+             "docs/exploration-results/ (findings.json: verdicts, conditions, effects, gates; results.csv: every "
+             "run's numbers); each report of the confirmation sets them beside its own, condition by condition.", ""]
     for prefix, paper in PAPER_OF.items():
         entries = [d for d in record["deviations"] if d["findings"][0].startswith(prefix)]
         if entries:

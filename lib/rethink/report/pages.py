@@ -46,19 +46,24 @@ def summary_markdown(finding: dict, deviations: list[dict] = ()) -> str:
     return "\n".join(lines)
 
 
-def show_summary(findings: list[dict], deviations: list[dict], out_dir: str) -> None:
+def show_summary(findings: list[dict], settings) -> None:
     """The report's first screen: a link back to the index, what the results are, then each finding's answer
-    (summary_markdown) with its effect plot."""
+    (summary_markdown) with its effect plot, and for the confirmation the exploration's numbers beside its own."""
     from IPython.display import Markdown, display
 
     from ..report.effect_plots import effect_plot, effect_file, CAPTION
     from ..report import figures
+    from .compare import comparison_markdown, exploration_findings
 
     display(Markdown(f"[← every finding (the index)](../index.html) · These results are the "
                      f"**{phase_text(findings)}**."))
     for finding in findings:
-        display(Markdown(summary_markdown(finding, deviations)))
-        figures.save(effect_plot(finding), Path(out_dir) / effect_file(finding), caption=CAPTION.format(**finding))
+        display(Markdown(summary_markdown(finding, settings["deviations"])))
+        figures.save(effect_plot(finding), Path(settings.out_dir) / effect_file(finding),
+                     caption=CAPTION.format(**finding))
+    comparison = comparison_markdown(findings, exploration_findings(settings.notebook_name))
+    if comparison:
+        display(Markdown(comparison))
 
 
 def condition_line(c: dict) -> str:
@@ -98,6 +103,9 @@ def verdict_markdown(findings: list[dict]) -> str:
             lines.append(f"{'' if g is not f['schedule_gains'][0] else chr(10)}- {g['arm']}{where}: {g['longest']:g}x − "
                          f"{g['before']:g}x {interval_text(g['estimate'], g['ci_low'], g['ci_high'], 'points')}: "
                          f"{'still gains' if g['still_gains'] else 'no gain shown'} (shown, not judged)")
+        for g in f.get("shown", []):
+            effect = interval_text(g["estimate"], g["ci_low"], g["ci_high"], g["unit"])
+            lines.append(f"- {g['label']} ({g['n']} seeds): {effect} (shown, not judged)")
         for g in f.get("cell_gains", []):
             lines.append(f"- cell {g['init']} init at {g['aug']} with {g['label_fraction']:.0%} of the labels: "
                          f"{interval_text(g['estimate'], g['ci_low'], g['ci_high'], 'points')} (shown, not judged)")
