@@ -105,7 +105,8 @@ def verdict_markdown(findings: list[dict]) -> str:
                          f"{'still gains' if g['still_gains'] else 'no gain shown'} (shown, not judged)")
         for g in f.get("shown", []):
             effect = interval_text(g["estimate"], g["ci_low"], g["ci_high"], g["unit"])
-            lines.append(f"- {g['label']} ({g['n']} seeds): {effect} (shown, not judged)")
+            lines.append(f"{'' if g is not f['shown'][0] else chr(10)}- {g['label']} ({g['n']} seeds): {effect} "
+                         f"(shown, not judged)")
         for g in f.get("cell_gains", []):
             lines.append(f"- cell {g['init']} init at {g['aug']} with {g['label_fraction']:.0%} of the labels: "
                          f"{interval_text(g['estimate'], g['ci_low'], g['ci_high'], 'points')} (shown, not judged)")
