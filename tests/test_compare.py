@@ -99,3 +99,33 @@ def test_the_archived_he4_runs_give_the_text_the_report_shows():
 def test_archived_findings_are_the_exploration_as_committed():
     data = json.loads((compare.ARCHIVE / "01_he1_he2_schedules" / "findings.json").read_text())
     assert {f["id"] for f in data} == {"HE-1", "HE-2"} and all(f["seeds"] == [0, 1, 2] for f in data)
+
+
+def test_the_index_says_whether_one_core_made_every_report(tmp_path):
+    from pathlib import Path
+
+    from rethink.report.index import code_line
+
+    run = lambda h: {"core_hash": h} if h else {}
+    one = [(Path("01_a"), {}, run("abc")), (Path("01_a"), {}, run("abc")), (Path("04_b"), {}, run("abc"))]
+    assert code_line(one) == "Training code: every report was made by the same core/, hash `abc`."
+    mixed = [(Path("01_a"), {}, run("abc")), (Path("04_b"), {}, run(None)), (Path("05_c"), {}, run("def"))]
+    assert code_line(mixed) == ("Training code: the reports were made by different core/ code (its hash: the "
+                                "reports) — `abc`: 01; none recorded: 04; `def`: 05.")
+    assert "no report records" in code_line([(Path("01_a"), {}, run(None))])
+
+
+def test_a_split_notebooks_minutes_add_its_sessions(tmp_path):
+    from rethink.report.index import laptop_markdown
+
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    for name, seconds in [("04_zo1_zo2_augmentation_data-session1", 600), ("04_zo1_zo2_augmentation_data-session2",
+                                                                           300), ("04_zo1_zo2_augmentation_data", 60)]:
+        (bench / f"{name}.tsv").write_text(f"s\th:m:s\n{seconds}\t0:00:00\n")
+    for notebook in ("04_zo1_zo2_augmentation_data", "05_zo3_zo5_self_training", "08_bl2_iterated_self_training"):
+        (tmp_path / notebook).mkdir()
+        pd.DataFrame(dict(metric=["seconds", "seconds"], value=[10.0, 30.0])).to_csv(tmp_path / notebook / "results.csv")
+    rows = laptop_markdown(tmp_path).splitlines()
+    assert rows[2] == "| 04_zo1_zo2_augmentation_data | 2 | 20 (10-30) | 16.0 |"  # (600 + 300 + 60) / 60
+    assert rows[3].endswith("| — |")  # no benchmark file: no minutes

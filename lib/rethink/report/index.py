@@ -67,6 +67,21 @@ def benchmark_seconds(bench_dir: Path) -> dict[str, float]:
     return seconds
 
 
+def code_line(found, code=lambda h: f"`{h}`") -> str:
+    """Which training code made the reports: the core/ hash each run.json records (study.provenance.code_hash),
+    one line saying that every report shares it, or which reports have which (`code` marks up a hash)."""
+    by_hash: dict[str, list[str]] = {}
+    for folder, run in {folder: run for folder, _, run in found}.items():
+        by_hash.setdefault(run.get("core_hash"), []).append(folder.name[:2])
+    name = lambda h: code(h) if h else "none recorded"
+    if len(by_hash) == 1:
+        (only, _), = by_hash.items()
+        return (f"Training code: every report was made by the same core/, hash {name(only)}." if only else
+                "Training code: no report records its core/ hash (these reports predate it).")
+    return ("Training code: the reports were made by different core/ code (its hash: the reports) — " +
+            "; ".join(f"{name(h)}: {', '.join(names)}" for h, names in by_hash.items()) + ".")
+
+
 def stale_reason(run: dict, profile: str, notebook: str) -> str:
     """Why a report's results are not what the checkout would make now ("" when they are): its run.json's
     results_hash (study.provenance: core/, the settings that shape runs, the notebook's sweep half) against the
@@ -140,11 +155,13 @@ def write_index(report_dirs, out_dir: str, docs: str | Path = DOCS) -> None:
     deviations = deviations_of(found)
     exploration = os.path.relpath(Path(docs) / "exploration.md", out)
     protocol = os.path.relpath(Path(docs) / "protocol.md", out)
+    code = code_line(found, code=lambda h: f"<code>{html.escape(h)}</code>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rethink: findings</title>
 <style>{STYLE}</style></head><body>
 <h1>rethink: pre-training vs self-training vs training from scratch</h1>
 <p class="tally"><b>{html.escape(tally(findings))}</b></p>
 <p>These results: <b>{html.escape(phase_text(findings))}</b>, profile {html.escape(', '.join(sorted({f['profile'] for f in findings})))}.
+{code}
 Each verdict is computed from the runs against the criterion pre-registered in <code>config/protocol.yaml</code> under
 <a href="{protocol}">protocol v2</a>: effects are means over seeds with 95% confidence intervals, and the verdict is
 the primary condition's.</p>
@@ -165,7 +182,7 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
     """The README's block: the tally, the findings table, the verdict words, what the results are, the deviations
     from protocol v2, and each part's minutes."""
     findings = [f for _, f, _ in found]
-    lines = [f"**{tally(findings)}** — {phase_text(findings)}.", "",
+    lines = [f"**{tally(findings)}** — {phase_text(findings)}.", "", code_line(found), "",
              "| ID | finding | ours (95% CI) | paper | verdict | report |", "|---|---|---|---|---|---|"]
     for folder, f, _ in found:
         link = os.path.relpath(folder / f"{folder.name}.html", out.parent)
@@ -243,7 +260,8 @@ def laptop_markdown(reports: Path) -> str:
     for notebook in LAPTOP_NOTEBOOKS:
         results = pd.read_csv(reports / notebook / "results.csv")
         run = results[results.metric == "seconds"].value
-        minutes = f"{seconds[notebook] / 60:.1f}" if notebook in seconds else "—"
+        steps = [s for name, s in seconds.items() if name == notebook or name.startswith(f"{notebook}-session")]
+        minutes = f"{sum(steps) / 60:.1f}" if steps else "—"  # a split part: its sessions and its report
         lines.append(f"| {notebook} | {len(run)} | {run.median():.0f} ({run.min():.0f}-{run.max():.0f}) | {minutes} |")
     return "\n".join(lines) + "\n"
 
