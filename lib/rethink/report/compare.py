@@ -49,11 +49,10 @@ def comparison_rows(findings: list[dict], explored: list[dict]) -> pd.DataFrame:
                          confirmation=f["verdict"]))
         before = {c["name"]: c for c in (old or {}).get("conditions", [])}
         now = {c["name"]: c for c in f["conditions"]}
-        pre = {k: x for k, x in (("precondition", (old or {}).get("precondition")),) if x}
-        if f.get("precondition") or pre:
-            before.update(pre)
-            now["precondition"] = f.get("precondition")
-        for key in list(now) + [k for k in before if k not in now]:
+        for conditions, source in ((before, old or {}), (now, f)):  # ZO-1's premise, judged like a condition
+            if source.get("precondition"):
+                conditions["precondition"] = source["precondition"]
+        for key in dict.fromkeys([*now, *before]):
             c_new, c_old = now.get(key), before.get(key)
             labels = list(dict.fromkeys(c["label"] for c in (c_old, c_new) if c))
             rows.append(dict(finding=name, condition=" / ".join(labels) if len(labels) > 1 else labels[0],
