@@ -129,3 +129,30 @@ def test_a_split_notebooks_minutes_add_its_sessions(tmp_path):
     rows = laptop_markdown(tmp_path).splitlines()
     assert rows[2] == "| 04_zo1_zo2_augmentation_data | 2 | 20 (10-30) | 16.0 |"  # (600 + 300 + 60) / 60
     assert rows[3].endswith("| — |")  # no benchmark file: no minutes
+
+
+def test_between_the_parts_the_index_counts_each_phase_apart(tmp_path):
+    from rethink.report.index import tally_lines
+    from rethink.report.words import phase_text
+
+    confirmed = [dict(verdict="reproduced", phase="confirmation", seeds=[100, 101, 102, 103, 104, 105])] * 2
+    explored = [dict(verdict="inconclusive", phase="exploration", seeds=[0, 1, 2])]
+    assert phase_text(explored + confirmed) == "confirmation (seeds 100-105); exploration (seeds 0-2)"
+    assert tally_lines(explored + confirmed) == [
+        "confirmation (seeds 100-105): 2 reproduced · 0 not reproduced · 0 inconclusive · 0 not tested.",
+        "exploration (seeds 0-2): 0 reproduced · 0 not reproduced · 1 inconclusive · 0 not tested."]
+    assert tally_lines(confirmed) == ["2 reproduced · 0 not reproduced · 0 inconclusive · 0 not tested — "
+                                      "confirmation (seeds 100-105)."]
+
+
+def test_a_parts_minutes_count_each_seeds_checkpoint_and_not_the_explorations_one():
+    from rethink import config
+    from rethink.report.index import part_minutes
+
+    seconds = {"world": 60, "pretrain_upstream": 600, "pretrain_upstream-seed100": 120,
+               "01_he1_he2_schedules-session1": 1200, "01_he1_he2_schedules": 60}
+    rows = {line.split(" | ")[0].lstrip("| "): line.rsplit(" | ", 1)[1].rstrip(" |")
+            for line in part_minutes(config.load("default"), seconds)}
+    assert rows["He et al. (01-03), PART=he"] == "24.0"  # 60 + 120 + 1200 + 60 seconds: not the 600
+    assert rows["He et al. (01-03), PART=he1 (session 1 of 2)"] == "23.0"  # its session, seed and the world
+    assert rows["He et al. (01-03), PART=he2 (session 2 of 2)"] == "not run yet"

@@ -14,7 +14,7 @@ import pandas as pd
 from .. import config
 from ..study.provenance import current_hash
 from .words import (VERDICT_COLOURS, VERDICT_MEANINGS, deviation_line, effect_text, finding_name,
-                    phase_text, tally, why_text)
+                    phase_text, phases, tally, why_text)
 
 README_START, README_END = "<!-- findings:start -->", "<!-- findings:end -->"
 PAPERS = {"he": "He et al. (01-03)", "zo": "Zoph et al. (04, 05)", "nd": "Newell & Deng, the overview (06-08)"}
@@ -41,6 +41,8 @@ def part_minutes(profile: dict, seconds: dict[str, float]) -> list[str]:
     for name in config.part_names(profile):
         part, k = config.session_of(profile, name)
         steps = [n for n in seconds if any(fnmatch.fnmatch(n, p) for p in part_steps(profile, name))]
+        per_seed = {n.rsplit("-seed", 1)[0] for n in steps if "-seed" in n}
+        steps = [n for n in steps if n not in per_seed]  # the exploration's one checkpoint, once per seed replaced
         if k and not any(n.endswith(f"-session{k}") for n in steps):  # its world files alone are not a session
             steps = []
         label = f"{PAPERS[part]}, PART={name}" + (f" (session {k} of {config.sessions(profile, part)})" if k else "")
@@ -65,6 +67,15 @@ def benchmark_seconds(bench_dir: Path) -> dict[str, float]:
         with path.open() as f:
             seconds[path.stem] = float(next(csv.DictReader(f, delimiter="\t"))["s"])
     return seconds
+
+
+def tally_lines(findings: list[dict]) -> list[str]:
+    """The verdicts counted, one line per phase where the reports are of several (between the confirmation's
+    parts): "confirmation (seeds 100-105, ...): 3 reproduced · ..."."""
+    groups = phases(findings)
+    if len(groups) == 1:
+        return [f"{tally(findings)} — {phase_text(findings)}."]
+    return [f"{phase_text(group)}: {tally(group)}." for group in groups.values()]
 
 
 def code_line(found, code=lambda h: f"`{h}`") -> str:
@@ -117,7 +128,7 @@ def deviations_of(found) -> list[dict]:
     return list(unique.values())
 
 
-def index_row(folder: Path, f: dict, run: dict, out: Path, changed: str) -> str:
+def index_row(folder: Path, f: dict, run: dict, out: Path, changed: str, mixed: bool = False) -> str:
     """One finding on the front page: its claim, our effect beside the paper's, the verdict with its reason, its
     effect plot (click for full size) and a link to its report."""
     link = os.path.relpath(folder / f"{folder.name}.html", out)
@@ -128,7 +139,8 @@ def index_row(folder: Path, f: dict, run: dict, out: Path, changed: str) -> str:
     stale = f"<br><small><b>not current:</b> {html.escape(changed)}</small>" if changed else ""
     return (f"<tr><td><b>{html.escape(finding_name(f))}</b></td>"
             f"<td>{html.escape(f['claim'])}<br><small><b>ours:</b> {html.escape(effect_text(f))} "
-            f"({html.escape(primary['label'])}, {f['n_seeds']} seeds)<br><b>paper:</b> "
+            f"({html.escape(primary['label'])}, {f['n_seeds']} seeds"
+            f"{', ' + html.escape(f.get('phase', 'exploration')) if mixed else ''})<br><b>paper:</b> "
             f"{html.escape(f.get('paper_effect') or f['paper'])}</small></td>"
             f"<td>{pill(f['verdict'])}<br><small>{html.escape(why)}</small>"
             + (f"<br><small>{len(f['deviations'])} deviation(s) from protocol v2</small>" if f.get("deviations") else "")
@@ -150,16 +162,18 @@ def write_index(report_dirs, out_dir: str, docs: str | Path = DOCS) -> None:
     changed = {folder: stale_reason(run, run.get("parameters", {}).get("profile", "default"), folder.name)
                for folder, run in runs.items()}
     findings = [f for _, f, _ in found]
-    rows = "".join(index_row(folder, f, run, out, changed[folder]) for folder, f, run in found)
+    mixed = len(phases(findings)) > 1
+    rows = "".join(index_row(folder, f, run, out, changed[folder], mixed) for folder, f, run in found)
     meanings = "".join(f"<dt>{pill(v)}</dt><dd>{html.escape(m)}</dd>" for v, m in VERDICT_MEANINGS.items())
     deviations = deviations_of(found)
     exploration = os.path.relpath(Path(docs) / "exploration.md", out)
     protocol = os.path.relpath(Path(docs) / "protocol.md", out)
     code = code_line(found, code=lambda h: f"<code>{html.escape(h)}</code>")
+    tallies = "".join(f"<p class='tally'><b>{html.escape(line)}</b></p>" for line in tally_lines(findings))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rethink: findings</title>
 <style>{STYLE}</style></head><body>
 <h1>rethink: pre-training vs self-training vs training from scratch</h1>
-<p class="tally"><b>{html.escape(tally(findings))}</b></p>
+{tallies}
 <p>These results: <b>{html.escape(phase_text(findings))}</b>, profile {html.escape(', '.join(sorted({f['profile'] for f in findings})))}.
 {code}
 Each verdict is computed from the runs against the criterion pre-registered in <code>config/protocol.yaml</code> under
@@ -182,12 +196,14 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
     """The README's block: the tally, the findings table, the verdict words, what the results are, the deviations
     from protocol v2, and each part's minutes."""
     findings = [f for _, f, _ in found]
-    lines = [f"**{tally(findings)}** — {phase_text(findings)}.", "", code_line(found), "",
+    mixed = len(phases(findings)) > 1  # between the confirmation's parts: each row says which its results are
+    lines = [*[text for line in tally_lines(findings) for text in (f"**{line}**", "")], code_line(found), "",
              "| ID | finding | ours (95% CI) | paper | verdict | report |", "|---|---|---|---|---|---|"]
     for folder, f, _ in found:
         link = os.path.relpath(folder / f"{folder.name}.html", out.parent)
         why = why_text(f, most=1)
-        lines.append(f"| {finding_name(f)} | {f['claim']} | {effect_text(f)} ({f['n_seeds']} seeds) | "
+        phase = f", {f.get('phase', 'exploration')}" if mixed else ""
+        lines.append(f"| {finding_name(f)} | {f['claim']} | {effect_text(f)} ({f['n_seeds']} seeds{phase}) | "
                      f"{f.get('paper_effect') or f['paper']} | **{f['verdict']}**{f' ({why})' if why else ''} | "
                      f"[{folder.name}]({link}) |")
     lines += [""] + [f"- **{verdict}**: {meaning}." for verdict, meaning in VERDICT_MEANINGS.items()]

@@ -75,8 +75,19 @@ def why_text(finding: dict, most: int = 2) -> str:
     return f"present, but the whole interval lies short of δ = {primary['delta']:g}" if short else ""
 
 
+def phases(findings: list[dict]) -> dict[str, list[dict]]:
+    """The findings by phase, the confirmation's first: a study between its parts has both."""
+    grouped: dict[str, list[dict]] = {}
+    for f in sorted(findings, key=lambda f: f.get("phase", "exploration") != "confirmation"):
+        grouped.setdefault(f.get("phase", "exploration"), []).append(f)
+    return grouped
+
+
 def phase_text(findings: list[dict]) -> str:
-    """What the results are: "exploration (seeds 0-2, one pre-training per method)"."""
+    """What the results are: "exploration (seeds 0-2, one pre-training per method)"; each phase in turn where the
+    findings have several ("confirmation (seeds 100-105, ...); exploration (seeds 0-4, ...)")."""
+    if len(phases(findings)) > 1:
+        return "; ".join(phase_text(group) for group in phases(findings).values())
     seeds = sorted({s for f in findings for s in f.get("seeds", [])})
     consecutive = seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2
     seed_text = (f"seeds {seeds[0]}-{seeds[-1]}" if consecutive else "seeds " + ", ".join(map(str, seeds))) \
