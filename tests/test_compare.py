@@ -153,6 +153,12 @@ def test_a_parts_minutes_count_each_seeds_checkpoint_and_not_the_explorations_on
                "01_he1_he2_schedules-session1": 1200, "01_he1_he2_schedules": 60}
     rows = {line.split(" | ")[0].lstrip("| "): line.rsplit(" | ", 1)[1].rstrip(" |")
             for line in part_minutes(config.load("default"), seconds)}
-    assert rows["He et al. (01-03), PART=he"] == "24.0"  # 60 + 120 + 1200 + 60 seconds: not the 600
     assert rows["He et al. (01-03), PART=he1 (session 1 of 2)"] == "23.0"  # its session, seed and the world
     assert rows["He et al. (01-03), PART=he2 (session 2 of 2)"] == "not run yet"
+    assert rows["He et al. (01-03), PART=he"] == "not run yet"  # a split part counts once all its sessions ran
+    seconds.update({"02_he3_less_data-session2": 300})
+    rows = {line.split(" | ")[0].lstrip("| "): line.rsplit(" | ", 1)[1].rstrip(" |")
+            for line in part_minutes(config.load("default"), seconds)}
+    assert rows["He et al. (01-03), PART=he"] == "29.0"  # 60 + 120 + 1200 + 60 + 300 seconds: not the 600
+    assert rows["He et al. (01-03), PART=he2 (session 2 of 2)"] == "5.0"  # a later session counts no world
+    assert rows["Zoph et al. (04, 05), PART=zo"] == "not run yet"  # He's sessions are not Zoph's
