@@ -12,6 +12,7 @@ from rethink.config import (PARTS, notebook_checkpoints, notebook_config, part_n
                             session_targets)
 from rethink.pipeline.data import build_data, build_world, world_names
 from rethink.pipeline.notebooks import logged, run_notebook
+from rethink.study.provenance import results_hash
 
 min_version("9.0")
 
@@ -233,22 +234,31 @@ rule notebook:
         logged(log[0], run_notebook, input.source, Path(output.findings).parent, params.parameters, threads=threads)
 
 
+def session_parameters(wildcards) -> dict:
+    """A session's notebook settings: the notebook's, with its share of the seeds."""
+    return {**notebook_config(PROFILE, wildcards.notebook, f"{SESSION_DIR}/{wildcards.notebook}/session{wildcards.k}",
+                              root="."),
+            "seeds": session_seeds(PROFILE, wildcards.notebook, int(wildcards.k))}
+
+
+# A session trains; its findings.json is a by-product, and the part's report reads its runs back. So it reruns only
+# for what would change its runs: core/ (by date), its settings and its notebook's sweep half (the results hash,
+# by value). A change to the study or report code, or to a notebook's prose, re-renders the part's reports from
+# the cache and leaves the sessions, and the minutes their benchmark files recorded, alone.
 rule session:
     input:
-        source=str(BASE / "notebooks/{notebook}.py"),
+        source=ancient(str(BASE / "notebooks/{notebook}.py")),
         world=WORLD_FILES,
         checkpoints=lambda wildcards: [f"{CACHE}/checkpoints/{name}" for name in notebook_checkpoints(
             PROFILE, wildcards.notebook, session_seeds(PROFILE, wildcards.notebook, int(wildcards.k)))],
-        code=LIB_SOURCES,
+        code=TRAINING_SOURCES,
     output:
         findings=f"{SESSION_DIR}/{{notebook}}/session{{k}}/findings.json",
     wildcard_constraints:
         k=r"\d+",
     params:
-        parameters=lambda wildcards: {
-            **notebook_config(PROFILE, wildcards.notebook, f"{SESSION_DIR}/{wildcards.notebook}/session{wildcards.k}",
-                              root="."),
-            "seeds": session_seeds(PROFILE, wildcards.notebook, int(wildcards.k))},
+        parameters=session_parameters,
+        shaped_by=lambda wildcards: results_hash(session_parameters(wildcards), wildcards.notebook),
     threads: PROFILE["threads"]
     resources:
         gpu=GPUS,
