@@ -130,7 +130,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=str(config.ROOT / "docs" / "exploration.md"))
     p = sub.add_parser("plan", help="write the confirmation's seed plan from the exploration's findings.json")
     p.add_argument("--out", default=str(config.ROOT / "docs" / "seed_plan.md"))
-    p.add_argument("--reports", default=str(config.ROOT / "docs" / "exploration-results"))  # kept as committed
+    p.add_argument("--reports", default=str(config.EXPLORATION_RESULTS))
     p = sub.add_parser("render", help="re-render committed reports from their results.csv, training nothing")
     p.add_argument("--profile", default="default")
     p.add_argument("notebooks", nargs="*", help="notebook names (default: every report with a results.csv)")

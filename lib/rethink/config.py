@@ -22,6 +22,7 @@ PROTOCOL = ROOT / "config" / "protocol.yaml"  # what decides a verdict: criteria
 SCHEMA = ROOT / "config" / "study.schema.yaml"
 PROFILES = ROOT / "config" / "profiles"       # profiles of one's own: <name>.yaml, merged over `defaults`
 EXPLORATION = ROOT / "config" / "exploration.yaml"  # the exploration's record (docs/exploration.md)
+EXPLORATION_RESULTS = ROOT / "docs" / "exploration-results"  # its reports' files, <notebook>/ as committed
 
 
 def merge(base: dict, override: dict) -> dict:

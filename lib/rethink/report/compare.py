@@ -11,7 +11,7 @@ import pandas as pd
 from .. import config
 from .words import interval_text, phase_text
 
-ARCHIVE = config.ROOT / "docs" / "exploration-results"  # <notebook>/findings.json and results.csv, as committed
+ARCHIVE = config.EXPLORATION_RESULTS  # <notebook>/findings.json, results.csv and run.json, as committed
 
 
 def exploration_findings(notebook: str, archive: Path = ARCHIVE) -> list[dict]:

@@ -49,7 +49,7 @@ def part_minutes(profile: dict, seconds: dict[str, float]) -> list[str]:
         ran = lambda j: any(f"{nb}-session{j}" in seconds for nb in config.part_notebooks(profile, part))
         if not k and split > 1 and not all(map(ran, range(1, split + 1))):
             steps = []  # a split part counts once every session of it ran
-        label = f"{PAPERS[part]}, PART={name}" + (f" (session {k} of {config.sessions(profile, part)})" if k else "")
+        label = f"{PAPERS[part]}, PART={name}" + (f" (session {k} of {split})" if k else "")
         lines.append(f"| {label} | {sum(seconds[n] for n in steps) / 60:.1f} |" if steps else f"| {label} | not run yet |")
     return lines
 

@@ -86,8 +86,9 @@ def phases(findings: list[dict]) -> dict[str, list[dict]]:
 def phase_text(findings: list[dict]) -> str:
     """What the results are: "exploration (seeds 0-2, one pre-training per method)"; each phase in turn where the
     findings have several ("confirmation (seeds 100-105, ...); exploration (seeds 0-4, ...)")."""
-    if len(phases(findings)) > 1:
-        return "; ".join(phase_text(group) for group in phases(findings).values())
+    grouped = phases(findings)
+    if len(grouped) > 1:
+        return "; ".join(phase_text(group) for group in grouped.values())
     seeds = sorted({s for f in findings for s in f.get("seeds", [])})
     consecutive = seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2
     seed_text = (f"seeds {seeds[0]}-{seeds[-1]}" if consecutive else "seeds " + ", ".join(map(str, seeds))) \
