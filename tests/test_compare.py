@@ -126,9 +126,14 @@ def test_a_split_notebooks_minutes_add_its_sessions(tmp_path):
     for notebook in ("04_zo1_zo2_augmentation_data", "05_zo3_zo5_self_training", "08_bl2_iterated_self_training"):
         (tmp_path / notebook).mkdir()
         pd.DataFrame(dict(metric=["seconds", "seconds"], value=[10.0, 30.0])).to_csv(tmp_path / notebook / "results.csv")
+    run_json = tmp_path / "04_zo1_zo2_augmentation_data/run.json"
+    run_json.write_text(json.dumps({"parameters": {"phase": "confirmation"}}))
     rows = laptop_markdown(tmp_path).splitlines()
     assert rows[2] == "| 04_zo1_zo2_augmentation_data | 2 | 20 (10-30) | 16.0 |"  # (600 + 300 + 60) / 60
     assert rows[3].endswith("| — |")  # no benchmark file: no minutes
+    # The exploration's report beside the confirmation's first sessions: its own notebook job only.
+    run_json.write_text(json.dumps({"parameters": {}}))
+    assert laptop_markdown(tmp_path).splitlines()[2].endswith("| 1.0 |")
 
 
 def test_between_the_parts_the_index_counts_each_phase_apart(tmp_path):
@@ -162,3 +167,7 @@ def test_a_parts_minutes_count_each_seeds_checkpoint_and_not_the_explorations_on
     assert rows["He et al. (01-03), PART=he"] == "29.0"  # 60 + 120 + 1200 + 60 + 300 seconds: not the 600
     assert rows["He et al. (01-03), PART=he2 (session 2 of 2)"] == "5.0"  # a later session counts no world
     assert rows["Zoph et al. (04, 05), PART=zo"] == "not run yet"  # He's sessions are not Zoph's
+    # The last row counts every step the rows count, once: not the exploration's checkpoint, nor a part between
+    # its sessions' exploration notebook job.
+    seconds.update({"04_zo1_zo2_augmentation_data": 900})
+    assert part_minutes(config.load("default"), seconds)[-1] == "| **every step once** | **29.0** |"

@@ -36,8 +36,19 @@ def part_steps(profile: dict, name: str) -> list[str]:
 
 
 def part_minutes(profile: dict, seconds: dict[str, float]) -> list[str]:
-    """The README's table of each part's (and each session's) minutes, from the benchmark files there are."""
-    lines = []
+    """The README's table of each part's (and each session's) minutes, from the benchmark files there are, and a
+    last row with every step those rows count, each once (the exploration's steps of a part that is between its
+    sessions count nowhere: the table is the confirmation's)."""
+    rows = part_steps_counted(profile, seconds)
+    lines = [f"| {label} | {sum(seconds[n] for n in steps) / 60:.1f} |" if steps else f"| {label} | not run yet |"
+             for label, steps in rows]
+    every = {n for _, steps in rows for n in steps}
+    return lines + [f"| **every step once** | **{sum(seconds[n] for n in every) / 60:.1f}** |"]
+
+
+def part_steps_counted(profile: dict, seconds: dict[str, float]) -> list[tuple[str, list[str]]]:
+    """(label, the benchmark files counted) for each part and session of one: none where it has not run."""
+    rows = []
     for name in config.part_names(profile):
         part, k = config.session_of(profile, name)
         steps = [n for n in seconds if any(fnmatch.fnmatch(n, p) for p in part_steps(profile, name))]
@@ -49,9 +60,8 @@ def part_minutes(profile: dict, seconds: dict[str, float]) -> list[str]:
         ran = lambda j: any(f"{nb}-session{j}" in seconds for nb in config.part_notebooks(profile, part))
         if not k and split > 1 and not all(map(ran, range(1, split + 1))):
             steps = []  # a split part counts once every session of it ran
-        label = f"{PAPERS[part]}, PART={name}" + (f" (session {k} of {split})" if k else "")
-        lines.append(f"| {label} | {sum(seconds[n] for n in steps) / 60:.1f} |" if steps else f"| {label} | not run yet |")
-    return lines
+        rows.append((f"{PAPERS[part]}, PART={name}" + (f" (session {k} of {split})" if k else ""), steps))
+    return rows
 
 
 def load_findings(report_dirs) -> list[tuple[Path, dict, dict]]:
@@ -222,7 +232,6 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
                   "| part | minutes |", "|---|---|"]
         profile = config.load(findings[0]["profile"] if findings else "default")
         lines += part_minutes(profile, seconds)
-        lines.append(f"| **every step once** | **{sum(seconds.values()) / 60:.1f}** |")
     return "\n".join(lines) + "\n"
 
 
@@ -280,7 +289,13 @@ def laptop_markdown(reports: Path) -> str:
     for notebook in LAPTOP_NOTEBOOKS:
         results = pd.read_csv(reports / notebook / "results.csv")
         run = results[results.metric == "seconds"].value
-        steps = [s for name, s in seconds.items() if name == notebook or name.startswith(f"{notebook}-session")]
+        # The sessions' minutes count with the report they made: a report of the exploration (no phase recorded)
+        # beside a confirmation's first sessions counts its own notebook job only.
+        run_json = reports / notebook / "run.json"
+        made = json.loads(run_json.read_text())["parameters"] if run_json.is_file() else {}
+        confirmed = made.get("phase") == "confirmation"
+        steps = [s for name, s in seconds.items()
+                 if name == notebook or (confirmed and name.startswith(f"{notebook}-session"))]
         minutes = f"{sum(steps) / 60:.1f}" if steps else "—"  # a split part: its sessions and its report
         lines.append(f"| {notebook} | {len(run)} | {run.median():.0f} ({run.min():.0f}-{run.max():.0f}) | {minutes} |")
     return "\n".join(lines) + "\n"
