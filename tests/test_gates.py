@@ -165,6 +165,13 @@ def test_a_chance_level_arm_makes_its_condition_not_tested():
     assert failed and all(g["arm"]["arm"] == "scratch" and g["arm"]["aug"] == "S4" for g in failed)
 
 
+def test_a_gate_reason_without_detail_ends_at_its_number():
+    reason = dict(kind="gate_failed", arm={"arm": "scratch", "schedule": 1}, gate="learned", runs=6, failed_runs=2,
+                  value=4.41, threshold=5.0, detail="")
+    assert words.reason_text(reason).endswith("the learned gate failed in 2 of 6 runs (worst 4.41 against 5)")
+    assert words.reason_text(dict(reason, detail="below the floor")).endswith("against 5): below the floor")
+
+
 def test_power_matches_a_hand_computation():
     effect = effects.mean_effect([-0.5, 0.5, 1.5])  # three seeds with sample sd 1
     result = verdicts.power(effect, directional("gain"))
@@ -192,11 +199,25 @@ def test_an_undecided_condition_states_its_power_and_no_other_does():
     assert "minimum detectable effect" not in pages.condition_line(settled)
 
 
-@pytest.mark.parametrize("rhos", [[1.0, 1.0, 1.0], [0.9, 1.0, -0.5], [-1.0, -0.99, 0.2], [0.5]])
+@pytest.mark.parametrize("rhos", [[1.0, 1.0, 1.0], [0.9, 1.0, -0.5], [-1.0, -0.99, 0.2]])
 def test_a_rank_correlation_interval_stays_in_minus_one_one(rhos):
     effect = effects.rank_effect(rhos)
-    assert -1 <= effect.ci_low <= effect.estimate <= effect.ci_high <= 1 or len(rhos) == 1
-    assert -1 <= effect.estimate <= 1
+    assert -1 <= effect.ci_low <= effect.estimate <= effect.ci_high <= 1
+
+
+def test_one_rank_correlation_says_nothing_about_its_spread():
+    effect = effects.rank_effect([0.5])
+    assert effect.estimate == pytest.approx(0.5) and (effect.ci_low, effect.ci_high) == (-1.0, 1.0)
+
+
+def test_the_fisher_z_interval_matches_a_hand_computation():
+    # z = atanh(0.5, 0.7, 0.9) = 0.549306, 0.867301, 1.472219; mean 0.962942, sample sd 0.468831, se 0.270680;
+    # t(0.975, 2) = 4.302653: z interval 0.962942 -/+ 1.164641 = [-0.201699, 2.127584]; tanh of each end.
+    effect = effects.rank_effect([0.5, 0.7, 0.9])
+    assert effect.estimate == pytest.approx(math.tanh(0.962942), abs=1e-5)
+    assert effect.ci_low == pytest.approx(math.tanh(-0.201699), abs=1e-5)
+    assert effect.ci_high == pytest.approx(math.tanh(2.127584), abs=1e-5)
+    assert effect.ci_low < 0 < effect.estimate < 0.8  # tanh of the mean z, not the mean rho (0.7)
 
 
 def test_holm_decides_a_family_more_strictly_than_its_members():

@@ -113,7 +113,8 @@ def reason_text(reason: dict) -> str:
         runs = f" in {reason['failed_runs']} of {reason['runs']} runs" if reason.get("runs") else ""
         number = (f" (worst {reason['value']:.3g} against {reason['threshold']:.3g})"
                   if reason.get("value") is not None and reason.get("threshold") is not None else "")
-        return f"{where}the {reason['gate']} gate failed{runs}{number}: {reason['detail']}"
+        detail = f": {reason['detail']}" if reason.get("detail") else ""
+        return f"{where}the {reason['gate']} gate failed{runs}{number}{detail}"
     if reason["kind"] == "not_run":
         cost = f"; it would take about {reason['minutes']:.0f} minutes" if reason.get("minutes") else ""
         return f"not run: {reason['detail']}{cost}"
