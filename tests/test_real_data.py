@@ -5,6 +5,7 @@ import copy
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import write_cifar10, write_coco, write_image_folder, write_stl10
@@ -181,9 +182,16 @@ def test_notebooks_run_unchanged_on_real_formats(tmp_path):
                        cwd=tmp_path)
     logs = "\n".join(p.read_text()[-3000:] for p in (tmp_path / "cache/smoke/logs").glob("*.log"))
     assert result.returncode == 0, result.stderr[-4000:] + logs
+    config = copy.deepcopy(CONFIG)
+    config["profiles"]["smoke"] = study_config.merge(config["profiles"]["smoke"], smoke)  # as --configfile merges
+    smoke_profile = study_config.resolve(config, "smoke")
     for notebook in notebooks:
-        findings = json.loads((tmp_path / f"build/smoke/reports/{notebook}/findings.json").read_text())
-        assert findings and all(f["profile"] == "smoke" for f in findings)
+        folder = tmp_path / f"build/smoke/reports/{notebook}"
+        findings = json.loads((folder / "findings.json").read_text())
+        block = smoke_profile["notebooks"][notebook]
+        assert [f["id"] for f in findings] == block["findings"] and all(f["profile"] == "smoke" for f in findings)
+        results = pd.read_csv(folder / "results.csv")  # every seed of the block trained on the real files
+        assert set(results.seed) == set(block["seeds"]) and results.value.notna().any()
     world = load_world(tmp_path / "cache/smoke/world/downstream_classify_train.npz")
     assert set(world["classes"]) == set(data["downstream"]["classes"])
     assert np.asarray(world["images"]).dtype == np.uint8

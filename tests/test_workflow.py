@@ -270,9 +270,14 @@ def test_a_killed_run_resumes_without_redoing_what_finished(tmp_path):
     deadline = time.monotonic() + 300
     while not log.is_file() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(run.pid, signal.SIGKILL)  # the whole process group: Snakemake and the job it runs
-    run.wait()
-    assert log.is_file() and not (tmp_path / target).is_file(), "the kill came while pre-training ran"
+    early = run.poll()  # None while it runs
+    assert early in (None, 0), "the run failed before the kill"
+    if early is None:
+        os.killpg(run.pid, signal.SIGKILL)  # the whole process group: Snakemake and the job it runs
+        run.wait()
+    if early == 0 or (tmp_path / target).is_file():  # a race this test cannot control: nothing was cut off
+        pytest.skip("pre-training finished before the kill could cut it off")
+    assert log.is_file(), "the kill came while pre-training ran"
     assert any((tmp_path / ".snakemake/locks").iterdir()), "a killed run leaves its lock"
     finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache/smoke/world").glob("*.npz")}
     assert finished
