@@ -37,8 +37,8 @@ def part_steps(profile: dict, name: str) -> list[str]:
 
 def part_minutes(profile: dict, seconds: dict[str, float]) -> list[str]:
     """The README's table of each part's (and each session's) minutes, from the benchmark files there are, and a
-    last row with every step those rows count, each once (the exploration's steps of a part that is between its
-    sessions count nowhere: the table is the confirmation's)."""
+    last row with every step those rows count, each once (the exploration's steps of a part whose sessions have
+    not all run count nowhere: the table is the confirmation's)."""
     rows = part_steps_counted(profile, seconds)
     lines = [f"| {label} | {sum(seconds[n] for n in steps) / 60:.1f} |" if steps else f"| {label} | not run yet |"
              for label, steps in rows]
