@@ -100,11 +100,16 @@ def teacher_and_pool(tiny_world):
     return data, teacher, pool
 
 
+def top_probability(teacher, images: torch.Tensor) -> torch.Tensor:
+    """The teacher's confidence in each image: its top class probability, as pseudo-labelling thresholds it."""
+    with torch.no_grad():
+        return teacher(to_unit_nchw(images)).softmax(1).max(1).values
+
+
 def test_pseudo_labelling_a_pool_matches_the_threshold_and_reports_quality(teacher_and_pool):
     data, teacher, pool = teacher_and_pool
     images = torch.from_numpy(pool["images"])
-    with torch.no_grad():
-        confidence = teacher(to_unit_nchw(images)).softmax(1).max(1).values
+    confidence = top_probability(teacher, images)
     threshold = confidence.median().item()  # a short run's teacher is far from confident: keep about half
     pseudo, info = pseudo_label(teacher, images, "classify", data.classes, threshold=threshold)
     confident = confidence >= threshold
@@ -128,8 +133,7 @@ def test_noisy_student_trains_on_labels_and_pseudo_labels(teacher_and_pool):
     student = new_model(data, "resnet9", 8, "gn", seed=1)
     cfg = TrainConfig(epochs_1x=1, batch_size=64, lr=0.05, aug="S4", evals=1, progress=False)
     images = torch.from_numpy(pool["images"])
-    with torch.no_grad():
-        confidence = teacher(to_unit_nchw(images)).softmax(1).max(1).values
+    confidence = top_probability(teacher, images)
     threshold = confidence.median().item()
     history, info = selftrain.ALGORITHMS["noisy_student"](student, data, data, cfg, "student", teacher=teacher,
                                                         pool=images,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import config
-from .words import interval_text, phase_text
+from .words import interval_text, phase_of, phase_text
 
 ARCHIVE = config.EXPLORATION_RESULTS  # <notebook>/findings.json, results.csv and run.json, as committed
 
@@ -62,7 +62,7 @@ def comparison_rows(findings: list[dict], explored: list[dict]) -> pd.DataFrame:
 
 def comparison_markdown(findings: list[dict], explored: list[dict]) -> str:
     """The comparison as a Markdown table with a heading that says what each column's results are."""
-    if not explored or all(f.get("phase", "exploration") == "exploration" for f in findings):
+    if not explored or all(phase_of(f) == "exploration" for f in findings):
         return ""
     table = comparison_rows(findings, explored)
     seeds = lambda fs: phase_text(fs).split(" ", 1)[1]  # "(seeds 0-2, one pre-training per method)"

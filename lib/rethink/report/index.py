@@ -14,7 +14,7 @@ import pandas as pd
 from .. import config
 from ..study.provenance import current_hash
 from .words import (VERDICT_COLOURS, VERDICT_MEANINGS, deviation_line, effect_text, finding_name,
-                    phase_text, phases, tally, why_text)
+                    phase_of, phase_text, phases, tally, why_text)
 
 README_START, README_END = "<!-- findings:start -->", "<!-- findings:end -->"
 PAPERS = {"he": "He et al. (01-03)", "zo": "Zoph et al. (04, 05)", "nd": "Newell & Deng, the overview (06-08)"}
@@ -154,7 +154,7 @@ def index_row(folder: Path, f: dict, run: dict, out: Path, changed: str, mixed: 
     return (f"<tr><td><b>{html.escape(finding_name(f))}</b></td>"
             f"<td>{html.escape(f['claim'])}<br><small><b>ours:</b> {html.escape(effect_text(f))} "
             f"({html.escape(primary['label'])}, {f['n_seeds']} seeds"
-            f"{', ' + html.escape(f.get('phase', 'exploration')) if mixed else ''})<br><b>paper:</b> "
+            f"{', ' + html.escape(phase_of(f)) if mixed else ''})<br><b>paper:</b> "
             f"{html.escape(f.get('paper_effect') or f['paper'])}</small></td>"
             f"<td>{pill(f['verdict'])}<br><small>{html.escape(why)}</small>"
             + (f"<br><small>{len(f['deviations'])} deviation(s) from protocol v2</small>" if f.get("deviations") else "")
@@ -216,7 +216,7 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
     for folder, f, _ in found:
         link = os.path.relpath(folder / f"{folder.name}.html", out.parent)
         why = why_text(f, most=1)
-        phase = f", {f.get('phase', 'exploration')}" if mixed else ""
+        phase = f", {phase_of(f)}" if mixed else ""
         lines.append(f"| {finding_name(f)} | {f['claim']} | {effect_text(f)} ({f['n_seeds']} seeds{phase}) | "
                      f"{f.get('paper_effect') or f['paper']} | **{f['verdict']}**{f' ({why})' if why else ''} | "
                      f"[{folder.name}]({link}) |")

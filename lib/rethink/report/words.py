@@ -75,11 +75,16 @@ def why_text(finding: dict, most: int = 2) -> str:
     return f"present, but the whole interval lies short of δ = {primary['delta']:g}" if short else ""
 
 
+def phase_of(finding: dict) -> str:
+    """A finding's phase: the exploration's findings.json files predate the field."""
+    return finding.get("phase", "exploration")
+
+
 def phases(findings: list[dict]) -> dict[str, list[dict]]:
     """The findings by phase, the confirmation's first: a study between its parts has both."""
     grouped: dict[str, list[dict]] = {}
-    for f in sorted(findings, key=lambda f: f.get("phase", "exploration") != "confirmation"):
-        grouped.setdefault(f.get("phase", "exploration"), []).append(f)
+    for f in sorted(findings, key=lambda f: phase_of(f) != "confirmation"):
+        grouped.setdefault(phase_of(f), []).append(f)
     return grouped
 
 
@@ -96,7 +101,7 @@ def phase_text(findings: list[dict]) -> str:
     replicates = [f.get("pretraining_replicates") for f in findings if f.get("pretraining_replicates") is not None]
     pre = ("" if not replicates else ", one pre-training per method" if min(replicates) == 1
            else f", {min(replicates)} pre-trainings per method")
-    return f"{findings[0].get('phase', 'exploration') if findings else 'exploration'} ({seed_text}{pre})"
+    return f"{phase_of(findings[0]) if findings else 'exploration'} ({seed_text}{pre})"
 
 
 def deviation_line(d: dict) -> str:
