@@ -4,6 +4,7 @@
 #              PART=zo writes its reports from the cache (python -m rethink parts lists them; docs/costing.md)
 # make verify - rerun the study (or PART=...) from an empty cache into build/verify/ and compare every findings.json
 # make test   - set up .venv, run the tests (including the whole DAG under the smoke profile)
+# make test-fast - the tests not marked slow (no Snakemake run, notebook or long training): the edit loop
 # make smoke  - the whole DAG under the smoke profile, into build/smoke/
 # make render - re-render every committed report from its results.csv (trains nothing), and docs/exploration.md
 # make lab    - JupyterLab on the notebooks (jupytext opens the .py files as notebooks)
@@ -17,7 +18,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup study verify smoke test render lab lint bench gpu-check lock clean
+.PHONY: setup study verify smoke test test-fast render lab lint bench gpu-check lock clean
 
 setup: $(VENV)/.installed
 
@@ -67,6 +68,9 @@ smoke: setup
 
 test: setup
 	python -m pytest -q
+
+test-fast: setup
+	python -m pytest -q -m "not slow"
 
 render: setup
 	python -m rethink exploration

@@ -10,7 +10,7 @@ The steps, in order (each a subprocess with what is left of the time limit; summ
   env         nvidia-smi, torch, CUDA, cuDNN, DALI and Kornia versions, what `device: auto` resolves to
   setup       `make setup` (from requirements.lock); where it fails (a machine without the package index), the
               Python that runs this script is used instead, and the summary says so
-  cuda_tests  the tests marked `cuda` (tests/test_cuda.py): DALI device="gpu" and its "mixed" decoder, Kornia on
+  cuda_tests  the tests marked `cuda` (tests/core/test_cuda.py): DALI device="gpu" and its "mixed" decoder, Kornia on
               CUDA, a fixed flip + crop on both, the ladder's statistics against the CPU's, bf16 training repeated
   agreement   the ladder's output statistics per backend, level and device: agreement.json
   bench       benchmarks/bench.py on this device: bench/cuda.json and cuda.png

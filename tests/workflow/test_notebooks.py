@@ -1,35 +1,14 @@
-"""The study's plumbing: the registries, the notebooks' parameters from the
-config, and re-rendering committed reports from their results.csv."""
+"""The notebooks as a researcher runs them: their parameters from the config (what the cell sets wins), re-rendering
+committed reports from their results.csv, and the jupytext round trip JupyterLab makes."""
 import json
 from pathlib import Path
 
 import pytest
 
 from rethink import config
-from rethink.core.training.registry import Registry
-from rethink.core.training.schedule import steps_per_epoch
 from rethink.pipeline.notebooks import run_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_a_registry_names_the_setting_and_refuses_a_second_entry():
-    table = Registry("method")
-
-    @table.register("a")
-    def a():
-        return 1
-
-    assert table["a"] is a and table.check("a") == "a"
-    with pytest.raises(ValueError, match="method must be one of a; got 'b'"):
-        table.check("b")
-    with pytest.raises(ValueError, match="registered twice"):
-        table.register("a")(a)
-
-
-def test_steps_per_epoch_drops_the_ragged_batch_and_keeps_one():
-    assert steps_per_epoch(100, 32) == 3
-    assert steps_per_epoch(20, 32) == 1  # a set smaller than a batch is one batch
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_notebook_parameters_come_from_the_config_and_what_is_set_wins(tmp_path, monkeypatch):
@@ -75,6 +54,7 @@ def test_from_results_takes_the_settings_that_made_the_results(tmp_path):
             "profile": "smoke", "from_results": True, "results_dir": str(tmp_path)})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", ["04_zo1_zo2_augmentation_data", "07_nd4_nd5_bl1_zoo"])
 def test_a_committed_report_renders_from_its_results_with_identical_findings(tmp_path, notebook):
     committed = ROOT / "reports" / notebook
@@ -117,22 +97,3 @@ def test_jupyterlab_opens_notebook_sources_as_notebooks():
     text = re.sub(r"^\s*//.*$", "", settings.read_text(), flags=re.M)  # Lab's settings files allow comments
     assert json.loads(text)["defaultViewers"]["python"] == "Jupytext Notebook"
     assert "JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings" in (ROOT / "Makefile").read_text()
-
-
-def test_the_readme_keeps_its_smoke_line_when_no_smoke_ran(tmp_path):
-    """`make render` splices the findings without the smoke profile's benchmarks: the measured line must stay."""
-    from rethink.report.index import README_END, README_START, splice_readme
-
-    bench = tmp_path / "bench"
-    bench.mkdir()
-    (bench / "world.tsv").write_text("s\th:m:s\n90.0\t0:01:30\n")
-    findings = tmp_path / "findings.md"
-    findings.write_text("| finding |\n")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{README_START}\nold table\n{README_END}\nrest\n")
-    splice_readme(findings, readme, str(bench))
-    measured = readme.read_text()
-    assert "took 1.5 minutes" in measured and "old table" not in measured
-    findings.write_text("| finding | new |\n")
-    splice_readme(findings, readme)
-    assert readme.read_text() == measured.replace("| finding |\n", "| finding | new |\n")

@@ -7,10 +7,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
@@ -58,9 +59,10 @@ def test_cuda_majors_agree():
         assert torch.version.cuda.split(".")[0] == major
 
 
+@pytest.mark.slow
 def test_core_tests_pass_without_dali():
     """What a laptop without the [dali] extra runs: DALI cannot be imported, its tests skip, the rest pass."""
-    files = ["tests/test_augment.py", "tests/test_policy.py", "tests/test_datasets.py"]  # the ones that use DALI
+    files = ["tests/core/test_augment.py", "tests/core/test_policy.py", "tests/core/test_datasets.py"]  # the ones that use DALI
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files], cwd=ROOT,
                             env={**os.environ, "RETHINK_WITHOUT_DALI": "1"}, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:]

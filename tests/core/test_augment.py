@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from conftest import requires_dali
+from helpers import requires_dali
 from rethink.core.augment.agreement import flip_crop_dali, flip_crop_kornia
 from rethink.core.augment.ladder import (BACKENDS, DALI_EXTRA, ENGINES, LEVELS, check_backend, check_level, dali_installed)
 from rethink.core.augment.kornia import KorniaAugment

@@ -1,5 +1,5 @@
 """Tests for rethink.core.data.datasets: each reader on a tiny dataset in the exact real on-disk format
-(written by the helpers in conftest.py), DALI decoding on the CPU, class subsets, load_dataset
+(written by the writers in tests/helpers.py), DALI decoding on the CPU, class subsets, load_dataset
 and the error messages."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import (BACKGROUND, CIFAR10_CLASSES, STL10_CLASSES, class_colour, coco_layout, marked_images,
+from helpers import (BACKGROUND, CIFAR10_CLASSES, STL10_CLASSES, class_colour, coco_layout, marked_images,
                       requires_dali, write_image_folder)
 from rethink.core.data import datasets as D
 from rethink.core.data import decode

@@ -6,6 +6,8 @@ import torch
 from rethink.core.data.tasks import to_unit_nchw
 from rethink.core.training import batches, hardware, loop
 from rethink.core.data.tasks import load_task_data
+from rethink.core.training.registry import Registry
+from rethink.core.training.schedule import steps_per_epoch
 from rethink.core.training.config import TrainConfig
 from rethink.core.training.evaluation import evaluate
 from rethink.core.training.schedule import evaluation_steps, step_schedule
@@ -228,3 +230,22 @@ def test_the_test_split_scores_the_model_selected_on_validation(tiny_world):
     assert next(r["value"] for r in test if r["metric"] == "accuracy") == best
     last_loss = [r["value"] for r in history if r["split"] == "val" and r["metric"] == "loss"][-1]
     assert evaluate(model, data)["loss"] == pytest.approx(last_loss)
+
+
+def test_a_registry_names_the_setting_and_refuses_a_second_entry():
+    table = Registry("method")
+
+    @table.register("a")
+    def a():
+        return 1
+
+    assert table["a"] is a and table.check("a") == "a"
+    with pytest.raises(ValueError, match="method must be one of a; got 'b'"):
+        table.check("b")
+    with pytest.raises(ValueError, match="registered twice"):
+        table.register("a")(a)
+
+
+def test_steps_per_epoch_drops_the_ragged_batch_and_keeps_one():
+    assert steps_per_epoch(100, 32) == 3
+    assert steps_per_epoch(20, 32) == 1  # a set smaller than a batch is one batch

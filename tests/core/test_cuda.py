@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import requires_dali
+from helpers import requires_dali
 from rethink.core.augment.agreement import agreement, flip_crop_dali, flip_crop_kornia
 from rethink.core.augment.ladder import LEVELS
 from rethink.core.data import decode

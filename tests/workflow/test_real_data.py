@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import write_cifar10, write_coco, write_image_folder, write_stl10
-from test_workflow import CONFIG, snakemake
+from helpers import write_cifar10, write_coco, write_image_folder, write_stl10
+from helpers import CONFIG, snakemake
 
 from rethink import config as study_config
 from rethink.core.data.tasks import load_task_data
@@ -139,6 +139,7 @@ def test_a_bad_data_block_is_rejected_naming_the_key(path, value, named):
         study_config.resolve(config, "smoke")
 
 
+@pytest.mark.slow
 def test_the_digits_profile_runs_a_real_dataset_through_the_whole_dag(tmp_path):
     """A real image set (scikit-learn's handwritten digits) through every rule of a profile of one's own
     (config/profiles/digits.yaml): each notebook it covers renders, with its verdicts judged on gated arms and the
@@ -169,6 +170,7 @@ def test_the_digits_profile_runs_a_real_dataset_through_the_whole_dag(tmp_path):
         assert checkpoint["val"]["accuracy"] * 100 >= profile["pretrain"]["min_accuracy"], seed
 
 
+@pytest.mark.slow
 def test_notebooks_run_unchanged_on_real_formats(tmp_path):
     """An ImageFolder tree and COCO scenes in the smoke profile, through a classification and a detection notebook."""
     notebooks = ["04_zo1_zo2_augmentation_data", "03_he4_normalization"]

@@ -398,7 +398,7 @@ def test_every_notebook_figure_has_a_caption_and_the_paper_is_linked():
     """Reports number and caption every figure, and cite their paper by arXiv link."""
     from pathlib import Path
 
-    for path in sorted((Path(__file__).parents[1] / "notebooks").glob("0*.py")):
+    for path in sorted((Path(__file__).parents[2] / "notebooks").glob("0*.py")):
         text = path.read_text()
         assert text.count("figures.save(") == text.count("caption=") > 0, path.name
         assert "https://arxiv.org/abs/" in text.split("# %% tags")[0], path.name

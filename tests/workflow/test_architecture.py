@@ -3,7 +3,7 @@ hidden inside a function, and no module grows into two ideas."""
 import ast
 from pathlib import Path
 
-LIB = Path(__file__).resolve().parents[1] / "lib" / "rethink"
+LIB = Path(__file__).resolve().parents[2] / "lib" / "rethink"
 LAYERS = {"core": 0, "study": 1, "report": 2}  # a module may import its own layer and the ones below it
 
 

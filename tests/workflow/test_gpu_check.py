@@ -8,11 +8,14 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import gpu_check  # noqa: E402
 
 
+@pytest.mark.slow
 def test_the_dry_run_walks_every_step_on_the_cpu(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", "--out",
                              str(tmp_path)], capture_output=True, text=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REPORTS = sorted(p.parent for p in (ROOT / "reports").glob("*/findings.json"))
 # The four verdicts, as a reader must find them defined (written here, not read from the code).
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not tested")
@@ -76,6 +76,7 @@ def test_the_readme_is_short_and_defines_its_verdict_words_under_the_table():
         assert f"]({doc})" in readme and (ROOT / doc).is_file()
 
 
+@pytest.mark.slow
 def test_the_snakemake_report_zip_resolves_every_link(tmp_path):
     """Built from the committed reports: the site (index, reports, figures, data, docs) packed whole."""
     from rethink.report.site import write_site
@@ -101,3 +102,22 @@ def test_the_snakemake_report_zip_resolves_every_link(tmp_path):
             if target not in names and not any(n.startswith(target + "/") for n in names):
                 broken.append((name, link))
     assert not broken, broken[:5]
+
+
+def test_the_readme_keeps_its_smoke_line_when_no_smoke_ran(tmp_path):
+    """`make render` splices the findings without the smoke profile's benchmarks: the measured line must stay."""
+    from rethink.report.index import README_END, README_START, splice_readme
+
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "world.tsv").write_text("s\th:m:s\n90.0\t0:01:30\n")
+    findings = tmp_path / "findings.md"
+    findings.write_text("| finding |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold table\n{README_END}\nrest\n")
+    splice_readme(findings, readme, str(bench))
+    measured = readme.read_text()
+    assert "took 1.5 minutes" in measured and "old table" not in measured
+    findings.write_text("| finding | new |\n")
+    splice_readme(findings, readme)
+    assert readme.read_text() == measured.replace("| finding |\n", "| finding | new |\n")

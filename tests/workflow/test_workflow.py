@@ -2,10 +2,8 @@
 import copy
 import json
 import os
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,25 +13,7 @@ from rethink.study.verdicts import VERDICTS
 from rethink.pipeline.notebooks import run_notebook
 from rethink.report.verify import compare
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = study_config.raw()
-SCHEMA = str(ROOT / "config/study.schema.yaml")
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-
-def snakemake(*args, cwd):
-    """As make study / make smoke run it: stale locks removed, --rerun-incomplete."""
-    return subprocess.run([sys.executable, "-m", "rethink", "snakemake", "-s", str(ROOT / "Snakefile"), *args],
-                          cwd=cwd, env=ENV, capture_output=True, text=True)
-
-
-def failed_job_logs(result, cwd) -> str:
-    """Snakemake's last words and the end of the log of each job it names as failed (`log: <file>`), which is
-    where a notebook's traceback is."""
-    named = re.findall(r"^\s*log: (\S+)", result.stdout + result.stderr, re.MULTILINE)
-    logs = [f"--- {name}\n" + (Path(cwd) / name).read_text()[-3000:] for name in dict.fromkeys(named)
-            if (Path(cwd) / name).is_file()]
-    return "\n".join([result.stderr[-2000:], *logs])
+from helpers import CONFIG, ENV, ROOT, failed_job_logs, snakemake
 
 
 def test_every_profile_of_the_committed_config_resolves():
@@ -67,6 +47,7 @@ def test_a_profile_of_ones_own_runs_by_name(tmp_path, monkeypatch):
         study_config.load("laptop")
 
 
+@pytest.mark.slow
 def test_snakemake_runs_a_profile_of_ones_own(tmp_path):
     """`--config profile=<name>` for a profile in a file of its own (digits) and one added by a --configfile."""
     plan = snakemake("-n", "--cores", "2", "--config", "profile=digits", cwd=tmp_path)
@@ -142,6 +123,7 @@ def test_a_bad_config_value_is_rejected_naming_the_key(path, value, named):
         study_config.resolve(config, path[1] if path[0] == "profiles" else "default")
 
 
+@pytest.mark.slow
 def test_snakemake_rejects_a_bad_profile_before_running(tmp_path):
     result = snakemake("-n", "--cores", "1", "--config", "profile=huge", cwd=tmp_path)
     output = result.stdout + result.stderr
@@ -150,12 +132,14 @@ def test_snakemake_rejects_a_bad_profile_before_running(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 def test_lint_is_clean(tmp_path):
     result = snakemake("--lint", "--config", "profile=smoke", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
     """The whole DAG in a temporary folder: every report renders and every finding parses. Then each notebook
     alone, as a researcher runs it in JupyterLab: only the profile set, every other setting from the config."""
@@ -222,6 +206,7 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
     assert reproduced == total == len(by_hand) and lines[-1] == f"{total} of {total} reports reproduced", lines
 
 
+@pytest.mark.slow
 def test_the_default_profile_plans_three_parts_with_a_pretraining_per_seed(tmp_path):
     default = study_config.resolve(copy.deepcopy(CONFIG), "default")
     plan = snakemake("-n", "--cores", "2", "he", "zo", "nd", "--config", "profile=default", cwd=tmp_path)
@@ -239,6 +224,7 @@ def test_the_default_profile_plans_three_parts_with_a_pretraining_per_seed(tmp_p
                 assert f"cache/default/checkpoints/{name}" in text, (part, name)
 
 
+@pytest.mark.slow
 def test_the_hard_world_is_built_only_where_a_profile_runs_nd3(tmp_path):
     """The hard world and its checkpoints are in the DAG where a profile runs ND-3 (the default profile: the test of
     its three parts)."""
@@ -250,6 +236,7 @@ def test_the_hard_world_is_built_only_where_a_profile_runs_nd3(tmp_path):
         assert ("rotation_hard-seed" in plan.stdout + plan.stderr) == runs_nd3, profile
 
 
+@pytest.mark.slow
 def test_the_slurm_profile_names_real_rules_and_training_asks_for_a_gpu(tmp_path):
     profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm"
@@ -261,6 +248,7 @@ def test_the_slurm_profile_names_real_rules_and_training_asks_for_a_gpu(tmp_path
         assert (plan.stdout + plan.stderr).count("gpu=1") == gpus, plan.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_without_redoing_what_finished(tmp_path):
     """kill -9 mid-run (power loss, the OOM killer, a closed laptop) leaves Snakemake's lock behind. The next run
     (python -m rethink snakemake, as make study/smoke run it) removes it, keeps every finished output and redoes
@@ -347,6 +335,7 @@ def test_more_sessions_than_seeds_is_an_error_naming_the_key():
         study_config.session_seeds(profile, "04_zo1_zo2_augmentation_data", 1)
 
 
+@pytest.mark.slow
 def test_a_session_trains_its_seeds_and_the_part_writes_the_reports_after_every_session(tmp_path):
     """make study PART=zo1: the session jobs of the part's notebooks on the first share of the seeds, with those
     seeds' checkpoints only, and no report; PART=zo: every session, then each report (from the run cache)."""
