@@ -97,6 +97,70 @@ def test_detection_learned_gate_is_an_ap_floor():
     assert gate_of(table, "trained", "learned").passed and not gate_of(table, "untrained", "learned").passed
 
 
+def task_rows(run_id: str, task: str, metric: str, values, loss: float) -> list[dict]:
+    """A run of `task`: six evaluations of `metric` (points) on val, its train loss at each."""
+    return [row for i, value in enumerate(values) for row in (
+        dict(run_id=run_id, arm=run_id, seed=0, step=100 * (i + 1), epoch=i + 1, split="val", metric=metric,
+             value=value, task=task),
+        dict(run_id=run_id, arm=run_id, seed=0, step=100 * (i + 1), epoch=i + 1, split="train", metric="loss",
+             value=loss, task=task))]
+
+
+def test_segmentation_learns_below_its_loss_ceiling_with_background_as_a_class():
+    """10 classes and background: the ceiling is 0.8 x ln 11 = 1.918 (not 0.8 x ln 10 = 1.842); a high mIoU does not
+    excuse a loss above it (only classification's accuracy does)."""
+    ceiling = 0.8 * math.log(11)
+    table = gates.run_gates(pd.DataFrame(task_rows("under", "segment", "miou", [60] * 6, 1.90)
+                                         + task_rows("over", "segment", "miou", [60] * 6, 1.93)
+                                         + task_rows("at", "segment", "miou", [60] * 6, ceiling)),
+                            THRESHOLDS, n_classes=10)
+    assert gate_of(table, "under", "learned").threshold == pytest.approx(1.9183, abs=1e-4)
+    assert gate_of(table, "under", "learned").passed and not gate_of(table, "over", "learned").passed
+    assert not gate_of(table, "at", "learned").passed  # a loss at the ceiling has not gone below it
+    assert gate_of(table, "under", "converged").passed  # the converged gate reads mIoU: flat
+
+
+def test_pose_learns_above_its_accuracy_floor_and_not_at_it():
+    table = gates.run_gates(pd.DataFrame(task_rows("above", "pose", "pose_accuracy", [30.5] * 6, 5.0)
+                                         + task_rows("at", "pose", "pose_accuracy", [30.0] * 6, 0.1)
+                                         + task_rows("below", "pose", "pose_accuracy", [29.5] * 6, 0.1)),
+                            THRESHOLDS, n_classes=10)
+    assert gate_of(table, "above", "learned").passed  # the floor, not the loss, decides for pose
+    assert not gate_of(table, "at", "learned").passed and not gate_of(table, "below", "learned").passed
+    assert gate_of(table, "at", "learned").threshold == 30.0
+
+
+def test_values_exactly_at_a_gates_threshold():
+    """Strict where a gate asks for more than its threshold (AP above the floor, a metric that moved less than the
+    tolerance), inclusive where it asks for at least (the kept share, the pretext loss at most factor x chance)."""
+    detect = [dict(run_id="floor", arm="floor", seed=0, step=s, epoch=s, split="val", metric="AP", value=5.0)
+              for s in range(1, 7)]
+    assert not gate_of(gates.run_gates(pd.DataFrame(detect), THRESHOLDS, 10, task="detect"), "floor", "learned").passed
+    table = gates.run_gates(pd.DataFrame(run_rows("moved one", "scratch", 0, [80, 85, 89, 90, 90.5, 91], [0.3] * 6)
+                                         + run_rows("kept a tenth", "scratch+ST", 1, [90] * 6, [0.3] * 6,
+                                                    kept_share=0.1)), THRESHOLDS, n_classes=10)
+    moved = gate_of(table, "moved one", "converged")
+    assert moved.value == pytest.approx(1.0) and not moved.passed  # 90 -> 91 over the last third: not < 1
+    assert gate_of(table, "kept a tenth", "self_training").passed
+    chance = math.log(10)  # a supervised checkpoint's pretext at chance: ln C
+    checkpoints = pd.DataFrame([dict(checkpoint="upstream", metric="loss", value=0.9 * chance),
+                                dict(checkpoint="upstream", metric="accuracy", value=0.5)])
+    assert gates.checkpoint_gates(checkpoints, {}, THRESHOLDS, n_upstream_classes=10)["upstream"]["passed"]
+
+
+@pytest.mark.parametrize("interval,condition,status", [
+    ((0.0, 3.0), directional("x"), "undecided"),          # a claim > 0 needs the whole interval above 0
+    ((-2.0, 1.0), directional("x"), "undecided"),         # ... and fails only wholly under delta (1): 1 is not
+    ((-2.0, 0.999), directional("x"), "failed"),
+    ((-2.0, 2.0), dict(name="x", op="abs<=", value=2.0), "met"),      # a bound holds up to its margin
+    ((-3.0, -1.0), dict(name="x", op=">", value=-1.0), "failed"),     # ... and fails where it touches nothing allowed
+])
+def test_an_interval_ending_exactly_at_a_boundary(interval, condition, status):
+    low, high = interval
+    effect = Effect((low + high) / 2, low, high, 5, "points")
+    assert verdicts.condition_status(effect, condition) == status
+
+
 def test_self_training_gate_and_pretraining_gate():
     results = pd.DataFrame(run_rows("student", "scratch+ST", 0, [90] * 6, [0.3] * 6, kept_share=0.05))
     table = gates.run_gates(results, THRESHOLDS, n_classes=10)
