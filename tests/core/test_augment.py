@@ -259,6 +259,37 @@ def test_kornia_image_follows_mask_geometry(level, engine):
     assert total >= 20 and agree >= 0.95 * total, (agree, total)
 
 
+
+
+SQRT2 = 2 ** 0.5
+
+
+def test_a_box_rotated_45_degrees_becomes_its_diamonds_box():
+    """The 2x2 box [4, 6) x [4, 6), rotated 45 degrees about its centre (5, 5): its corners land on a diamond with
+    half-diagonal sqrt 2, so the box comes back as [5 - sqrt 2, 5 + sqrt 2] in x and y (by hand)."""
+    from rethink.core.augment.boxes import box_corners, quads_to_boxes
+
+    boxes = torch.tensor([[[4.0, 4.0, 6.0, 6.0]]])
+    cos = sin = SQRT2 / 2
+    rotation = torch.tensor([[cos, -sin], [sin, cos]])
+    centre = torch.tensor([4.5, 4.5])  # (5, 5) in Kornia's pixel-index coordinates, where pixel i sits at i
+    corners = (box_corners(boxes) - centre) @ rotation.T + centre
+    out = quads_to_boxes(corners, torch.tensor([[True]]), 10, 10)
+    assert out[0, 0].tolist() == pytest.approx([5 - SQRT2, 5 - SQRT2, 5 + SQRT2, 5 + SQRT2], abs=1e-5)
+
+
+def test_a_rotated_bar_cut_by_the_border_keeps_only_its_visible_part():
+    """A bar between the lines x + y = -1 and x + y = 1, running from (-3, 2) to (3, -2): inside the 10x10 image
+    only the triangle (0, 0), (1, 0), (0, 1) shows, so its box is [0, 1] x [0, 1], not the clipped quad's box
+    [0, 3] x [0, 3]."""
+    from rethink.core.augment.boxes import clipped_quad_bbox
+
+    bar = torch.tensor([[-3.0, 2.0], [2.0, -3.0], [3.0, -2.0], [-2.0, 3.0]])
+    assert clipped_quad_bbox(bar, 10.0, 10.0).tolist() == pytest.approx([0.0, 0.0, 1.0, 1.0], abs=1e-5)
+    outside = bar - 20.0  # wholly off the image: nothing left
+    assert clipped_quad_bbox(outside, 10.0, 10.0).tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_kornia_degenerate_boxes_are_zeroed(engine):
     images, boxes, masks = _rectangles(64, seed=2)
