@@ -260,7 +260,6 @@ def test_kornia_image_follows_mask_geometry(level, engine):
 
 
 
-
 SQRT2 = 2 ** 0.5
 
 
