@@ -36,6 +36,28 @@ def test_runs_are_cached_by_everything_that_decides_them(tiny_world, tmp_path, m
     assert calls
 
 
+def test_the_same_run_trained_into_two_empty_caches_gives_the_same_numbers(tiny_world, tmp_path):
+    """Determinism from an empty cache: the run is trained twice (nothing read back) to byte-identical rows, timing
+    aside, and identical weights; another seed gives other numbers, so the comparison can tell."""
+    import json
+
+    import torch
+
+    kwargs = dict(train_file=str(tiny_world / "classify_train.npz"), val_file=str(tiny_world / "classify_val.npz"),
+                  task="classify", init="scratch", checkpoint=None, model=dict(arch="resnet9", width=8, norm="gn"),
+                  label_fraction=1.0, desc="test")
+    cfg = TrainConfig(epochs_1x=1, batch_size=64, evals=2, progress=False, seed=5)
+    numbers = lambda rows: json.dumps([r for r in rows if r["metric"] != "seconds"])
+    first, rows_a = runs.run_arm(train=cfg, runs_dir=str(tmp_path / "a"), **kwargs)
+    second, rows_b = runs.run_arm(train=cfg, runs_dir=str(tmp_path / "b"), **kwargs)
+    assert first == second and numbers(rows_a) == numbers(rows_b)
+    weights = [torch.load(tmp_path / d / f"{first}.pt", weights_only=False) for d in ("a", "b")]
+    state = [w["state_dict"] if "state_dict" in w else w for w in weights]
+    assert state[0].keys() == state[1].keys() and all(torch.equal(state[0][k], state[1][k]) for k in state[0])
+    _, rows_c = runs.run_arm(train=dataclasses.replace(cfg, seed=6), runs_dir=str(tmp_path / "c"), **kwargs)
+    assert numbers(rows_c) != numbers(rows_a)
+
+
 @pytest.mark.parametrize("kind", ["missing", "corrupted"])
 def test_a_bad_cache_file_names_the_command_that_rebuilds_it(tmp_path, kind):
     from rethink.core.training.checkpoints import load_checkpoint
