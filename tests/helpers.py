@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = study_config.raw()
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
+# The four verdicts of protocol v2 (docs/protocol.md), written out here rather than read from the code under test.
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not tested")
+
 requires_dali = pytest.mark.skipif(not dali_installed(), reason=f"needs NVIDIA DALI ({DALI_EXTRA})")
 
 

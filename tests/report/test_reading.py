@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT, VERDICTS  # the four verdicts, as a reader must find them defined
+
 REPORTS = sorted(p.parent for p in (ROOT / "reports").glob("*/findings.json"))
-# The four verdicts, as a reader must find them defined (written here, not read from the code).
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not tested")
 
 
 def text_of(page: Path | str) -> str:

@@ -8,7 +8,8 @@ import pytest
 from rethink import config
 from rethink.pipeline.notebooks import run_notebook
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT
+
 
 
 def test_notebook_parameters_come_from_the_config_and_what_is_set_wins(tmp_path, monkeypatch):

@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 from helpers import write_cifar10, write_coco, write_image_folder, write_stl10
-from helpers import CONFIG, snakemake
+from helpers import CONFIG, VERDICTS, snakemake
 
 from rethink import config as study_config
 from rethink.core.data.tasks import load_task_data
 from rethink.core.data.world import load_world
-from rethink.study.verdicts import VERDICTS
 from rethink.pipeline.data import HELD_OUT, WORLD_FILES, build_data, kept, real_pool, world_names
 
 SMOKE_WORLD = study_config.resolve(copy.deepcopy(CONFIG), "smoke")["world"]

@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 from rethink import config as study_config
-from rethink.study.verdicts import VERDICTS
 from rethink.pipeline.notebooks import run_notebook
 from rethink.report.verify import compare
 
-from helpers import CONFIG, ENV, ROOT, failed_job_logs, snakemake
+from helpers import CONFIG, ENV, ROOT, VERDICTS, failed_job_logs, snakemake
 
 
 def test_every_profile_of_the_committed_config_resolves():
