@@ -325,6 +325,25 @@ def test_zo3_judges_the_mean_gain_over_its_three_cells():
     assert zo.zo3_finding(zo_results(cells), zo3, "test")["verdict"] == "not reproduced"
 
 
+def test_zo4_judges_simclr_against_scratch_at_the_strongest_level_with_all_labels():
+    """SimCLR 2 points under scratch at (S4, 100%) and its student 2 over it there: both conditions met, whatever
+    SimCLR does in the other cells (here: 5 points over scratch at S1 and at 20%)."""
+    cells = zoph_grid(lambda aug, f: 1.0)
+    for aug in ("S1", "S4"):
+        for fraction in (0.2, 1.0):
+            at_corner = (aug, fraction) == ("S4", 1.0)
+            cells[("simclr", aug, fraction)] = cells[("scratch", aug, fraction)] + (-2.0 if at_corner else 5.0)
+    cells[("simclr+ST", "S4", 1.0)] = cells[("simclr", "S4", 1.0)] + 2.0
+    zo4 = {"conditions": [directional("simclr_gain", "<", primary=True), directional("student_gain", delta=1.3)]}
+    finding = zo.zo4_finding(zo_results(cells), zo4, "test")
+    assert {c["name"]: round(c["estimate"], 6) for c in finding["conditions"]} == {"simclr_gain": -2.0,
+                                                                                    "student_gain": 2.0}
+    assert finding["verdict"] == "reproduced" and [c["status"] for c in finding["conditions"]] == ["met", "met"]
+    cells[("simclr", "S4", 1.0)] = cells[("scratch", "S4", 1.0)] + 0.5  # no harm: under delta, on the wrong side
+    cells[("simclr+ST", "S4", 1.0)] = cells[("simclr", "S4", 1.0)] + 2.0
+    assert zo.zo4_finding(zo_results(cells), zo4, "test")["verdict"] == "not reproduced"
+
+
 def test_zo5_judges_each_step_of_pretraining_joint_training_and_self_training():
     cells = {("pretrained", "S1", 0.2): 80.0, ("pretrained+joint", "S1", 0.2): 81.5,
              ("pretrained+joint+ST", "S1", 0.2): 83.0}
