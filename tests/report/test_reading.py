@@ -120,3 +120,19 @@ def test_the_readme_keeps_its_smoke_line_when_no_smoke_ran(tmp_path):
     findings.write_text("| finding | new |\n")
     splice_readme(findings, readme)
     assert readme.read_text() == measured.replace("| finding |\n", "| finding | new |\n")
+
+
+def test_the_committed_index_is_what_the_committed_reports_make(tmp_path):
+    """index.html, findings.md and timings.md, written again from a copy of the committed reports, come out byte
+    for byte as committed: nothing on the front page was edited by hand or left behind by a report's change."""
+    from rethink import config
+    from rethink.report.index import write_index
+
+    copy = tmp_path / "reports"
+    shutil.copytree(ROOT / "reports", copy, ignore=shutil.ignore_patterns("*.ipynb"))
+    names = [nb for nb in config.load("default")["notebooks"] if (copy / nb / "findings.json").is_file()]
+    for name in ("index.html", "findings.md", "timings.md"):
+        (copy / name).unlink()  # written again below
+    write_index([copy / nb for nb in names], str(copy), docs=tmp_path / "docs")
+    for name in ("index.html", "findings.md", "timings.md"):
+        assert (copy / name).read_bytes() == (ROOT / "reports" / name).read_bytes(), name
