@@ -15,15 +15,16 @@ difference of two arms.
 import json
 import math
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from rethink.pipeline.notebooks import run_notebook
-
-from helpers import ROOT
+from helpers import ENV, ROOT
 
 EVALUATED = ("val", "test")  # the splits a verdict reads; the training and pseudo-label rows are left as they are
 
@@ -141,11 +142,37 @@ CASES = {
 VERDICT = {"met": "reproduced", "failed": "not reproduced", "undecided": "inconclusive"}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("notebook", sorted(CASES))
-def test_constructed_gaps_decide_each_notebooks_verdict(tmp_path, notebook):
-    committed, given, out = ROOT / "reports" / notebook, tmp_path / "given", tmp_path / "out"
-    given.mkdir()
+# A render in a process of its own (papermill starts a kernel per notebook): two at a time on two cores.
+RENDER = ("import json, sys; from rethink.pipeline.notebooks import run_notebook; "
+          "run_notebook(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), cwd=sys.argv[4])")
+
+
+def render_all(jobs: list[tuple[str, Path, Path]], workers: int = 2) -> dict[str, str]:
+    """Each (notebook, results folder, out folder) rendered from results, `workers` at a time; returns the end of
+    the output of each render that failed."""
+    pending, running, failed = list(jobs), [], {}
+    while pending or running:
+        while pending and len(running) < workers:
+            notebook, given, out = pending.pop(0)
+            out.mkdir(parents=True)
+            parameters = dict(profile="default", from_results=True, out_dir=str(out), results_dir=str(given))
+            log = open(out.parent / f"{notebook}.log", "w")
+            command = [sys.executable, "-c", RENDER, str(ROOT / "notebooks" / f"{notebook}.py"), str(out),
+                       json.dumps(parameters), str(ROOT)]
+            running.append((notebook, log, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                                            env={**ENV, "OMP_NUM_THREADS": "1"})))
+        notebook, log, process = running.pop(0)
+        process.wait()
+        log.close()
+        if process.returncode:
+            failed[notebook] = Path(log.name).read_text()[-3000:]
+    return failed
+
+
+def construct(notebook: str, committed: Path, given: Path) -> dict:
+    """The committed report's tables in `given`, with each case's gaps written into results.csv; returns, per
+    finding, (condition, the gap per seed, the expected status)."""
+    given.mkdir(parents=True)
     for table in ("results.csv", "run.json", "checkpoints.csv", "pretraining.csv"):
         if (committed / table).is_file():
             shutil.copy(committed / table, given / table)
@@ -159,10 +186,24 @@ def test_constructed_gaps_decide_each_notebooks_verdict(tmp_path, notebook):
             set_gap(results, metric, a, b, {seed: share * gap for seed, gap in gaps.items()})
         expected[finding] = (condition, gaps, status)
     results.to_csv(given / "results.csv", index=False)
+    return expected
 
-    run_notebook(str(ROOT / "notebooks" / f"{notebook}.py"), out, dict(
-        profile="default", from_results=True, out_dir=str(out), results_dir=str(given)), cwd=str(ROOT))
-    findings = {f["id"]: f for f in json.loads((out / "findings.json").read_text())}
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Every case constructed, then rendered: notebook -> (findings by id, expected, the failed render's output)."""
+    root = tmp_path_factory.mktemp("verdict_paths")
+    expected = {nb: construct(nb, ROOT / "reports" / nb, root / nb / "given") for nb in CASES}
+    failed = render_all([(nb, root / nb / "given", root / nb / "out") for nb in CASES])
+    return {nb: ({f["id"]: f for f in json.loads((root / nb / "out" / "findings.json").read_text())}
+                 if nb not in failed else {}, expected[nb], failed.get(nb)) for nb in CASES}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", sorted(CASES))
+def test_constructed_gaps_decide_each_notebooks_verdict(rendered, notebook):
+    findings, expected, failure = rendered[notebook]
+    assert failure is None, failure
     for finding, (condition, gaps, status) in expected.items():
         judged = next(c for c in findings[finding]["conditions"] if c["name"] == condition)
         per_seed = list(gaps.values())
