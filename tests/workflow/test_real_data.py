@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from helpers import write_cifar10, write_coco, write_image_folder, write_stl10
-from helpers import CONFIG, VERDICTS, snakemake
+from helpers import CONFIG, VERDICTS, failed_job_logs, snakemake
 
 from rethink import config as study_config
 from rethink.core.data.tasks import load_task_data
@@ -144,8 +144,7 @@ def test_the_digits_profile_runs_a_real_dataset_through_the_whole_dag(tmp_path):
     (config/profiles/digits.yaml): each notebook it covers renders, with its verdicts judged on gated arms and the
     upstream checkpoint's accuracy beside every pre-training comparison."""
     result = snakemake("--cores", "2", "--config", "profile=digits", cwd=tmp_path)
-    logs = "\n".join(p.read_text()[-3000:] for p in (tmp_path / "cache/digits/logs").glob("*.log"))
-    assert result.returncode == 0, result.stderr[-4000:] + logs
+    assert result.returncode == 0, failed_job_logs(result, tmp_path)
     profile = study_config.load("digits")
     reports = tmp_path / profile["reports_dir"]
     assert set(profile["notebooks"]) == {"04_zo1_zo2_augmentation_data", "05_zo3_zo5_self_training",
@@ -181,8 +180,7 @@ def test_notebooks_run_unchanged_on_real_formats(tmp_path):
     targets = [f"build/smoke/reports/{n}/findings.json" for n in notebooks]
     result = snakemake("--cores", "2", *targets, "--configfile", str(override), "--config", "profile=smoke",
                        cwd=tmp_path)
-    logs = "\n".join(p.read_text()[-3000:] for p in (tmp_path / "cache/smoke/logs").glob("*.log"))
-    assert result.returncode == 0, result.stderr[-4000:] + logs
+    assert result.returncode == 0, failed_job_logs(result, tmp_path)
     config = copy.deepcopy(CONFIG)
     config["profiles"]["smoke"] = study_config.merge(config["profiles"]["smoke"], smoke)  # as --configfile merges
     smoke_profile = study_config.resolve(config, "smoke")
