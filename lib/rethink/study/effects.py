@@ -7,7 +7,7 @@ it decide a condition (`because`: one pre-training replicate, runs a profile did
 A paper's module (he, zo, nd, bl) names its effects with these helpers; rethink.study.verdicts judges them.
 
 Statistics: scipy.stats for t and chi-square quantiles; the interval of a mean over cells (Satterthwaite's
-degrees of freedom) is written by hand, and tests/test_study.py checks it against a hand computation.
+degrees of freedom) is written by hand, and tests/study/test_study.py checks it against a hand computation.
 """
 from __future__ import annotations
 
