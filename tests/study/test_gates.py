@@ -304,8 +304,12 @@ def test_deviations_reach_the_findings_and_the_exploration_is_recorded_once(tmp_
     assert written[0]["phase"] == "confirmation"
     read_back = pd.read_json(tmp_path / "findings.json").iloc[0]
     assert read_back["deviations"][0]["earlier_reports"] == "0250517"  # a commit, quoted: not an octal number
-    # Protocol v2 has no deviation yet; the exploration's record writes each change once, naming its findings.
-    assert config.load("default")["deviations"] == {}
+    # Protocol v2's deviations each name findings of their own notebook; the He and Zoph parts have none. The
+    # exploration's record writes each change once, naming its findings.
+    default = config.load("default")
+    for notebook, entries in default["deviations"].items():
+        assert all(set(d["findings"]) <= set(default["notebooks"][notebook]["findings"]) for d in entries), notebook
+    assert not {"01", "02", "03", "04", "05"} & {notebook[:2] for notebook in default["deviations"]}
     record = config.exploration_record()["deviations"]
     changes = [d["change"] for d in record]
     assert len(changes) == len(set(changes))
@@ -381,6 +385,26 @@ def test_the_converged_gate_needs_its_evaluations_after_the_drop_and_says_when_t
                                            [0.05] * 5 + [0.0005] * 2)),
                           {**THRESHOLDS, "min_evals_after_drop": 3}, n_classes=10, task="detect")
     assert not gate_of(two, "two", "converged").passed and "3 needed" in gate_of(two, "two", "converged").note
+
+
+def test_the_last_third_starts_at_the_evaluation_placed_at_two_thirds_of_the_run():
+    """Newell & Deng's 800-step runs: six evaluations at 800 x k / 6 rounded to a step, the LR dropping at 45% and
+    60%. The fourth evaluation stands for two thirds of the run though it lands at step 533 (800 x 2/3 = 533.3):
+    the gate reads it with the two after it, the three evaluations the loop places after the last drop."""
+    from rethink.core.training.schedule import evaluation_steps, step_schedule
+
+    drops = step_schedule(800, 800, (0.45, 0.6))
+    steps = evaluation_steps(800, 6, drops)
+    assert drops == [360, 480] and steps == [133, 267, 400, 533, 667, 800]
+    accuracies, lrs = [30.0, 34.0, 38.0, 39.0, 39.4, 39.7], [0.1, 0.1, 0.01, 0.001, 0.001, 0.001]
+    rows = ([dict(run_id="nd", arm="scratch", seed=0, step=s, epoch=s, split="val", metric="accuracy", value=v)
+             for s, v in zip(steps, accuracies)]
+            + [dict(run_id="nd", arm="scratch", seed=0, step=s, epoch=s, split="train", metric="lr", value=v)
+               for s, v in zip(steps, lrs)])
+    converged = gate_of(gates.run_gates(pd.DataFrame(rows), {**THRESHOLDS, "min_evals_after_drop": 3}, 10),
+                        "nd", "converged")
+    assert converged.passed and "(3 evaluations)" in converged.note
+    assert converged.value == pytest.approx(39.7 - 39.0)  # over steps 533, 667 and 800; step 400 is before the drop
 
 
 def test_pretraining_replicates_count_the_checkpoints_behind_the_seeds():

@@ -103,7 +103,9 @@ def _converged(run: pd.DataFrame, task: str, thresholds: dict) -> tuple[float, f
     schedule, where the metric jumps at each; a run without LR rows is read over its whole last third."""
     rows = run[(run.split == "val") & (run.metric == TASK_METRIC[task])].sort_values("step")
     evals, needed = len(rows), thresholds.get("min_evals_after_drop", 2)
-    window = rows[rows.step >= rows.step.max() * 2 / 3] if evals else rows
+    # The last third starts at the evaluation the loop places at two thirds of the run, at the step it rounds that
+    # to (rethink.core.training.schedule.evaluation_steps: 800 steps, six evaluations, the fourth at step 533).
+    window = rows[rows.step >= round(rows.step.max() * 2 / 3)] if evals else rows
     lrs = run[(run.split == "train") & (run.metric == "lr")].set_index("step").value
     after = "the last third"
     if len(lrs) and len(window):
