@@ -328,8 +328,9 @@ def notebook_parameters(notebook: str, namespace: dict) -> dict:
     unknown = sorted(k for k in given if k not in params and k not in ("In", "Out"))
     if unknown:
         raise ValueError(f"{notebook}: unknown parameters {unknown}; allowed: {', '.join(sorted(params))}")
-    # Deviations are recorded after the fact: always the config's current list, never an injected one.
-    deviations = profile["deviations"].get(notebook, [])
+    # Deviations are recorded after the fact: always the config's current list, never an injected one. Protocol
+    # v2's concern its confirmation: an exploration report keeps its own record (config/exploration.yaml).
+    deviations = profile["deviations"].get(notebook, []) if params.get("phase") != "exploration" else []
     return {**params, **{k: given[k] for k in params if k in given}, "deviations": deviations}
 
 

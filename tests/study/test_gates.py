@@ -401,10 +401,13 @@ def test_the_last_third_starts_at_the_evaluation_placed_at_two_thirds_of_the_run
              for s, v in zip(steps, accuracies)]
             + [dict(run_id="nd", arm="scratch", seed=0, step=s, epoch=s, split="train", metric="lr", value=v)
                for s, v in zip(steps, lrs)])
-    converged = gate_of(gates.run_gates(pd.DataFrame(rows), {**THRESHOLDS, "min_evals_after_drop": 3}, 10),
-                        "nd", "converged")
+    rule = {**THRESHOLDS, "min_evals_after_drop": 3, "last_third_rounded": True}
+    converged = gate_of(gates.run_gates(pd.DataFrame(rows), rule, 10), "nd", "converged")
     assert converged.passed and "(3 evaluations)" in converged.note
     assert converged.value == pytest.approx(39.7 - 39.0)  # over steps 533, 667 and 800; step 400 is before the drop
+    # The exploration's rule (the last third from exactly 533.3), which its re-rendered reports keep: two of them.
+    exact = gate_of(gates.run_gates(pd.DataFrame(rows), {**rule, "last_third_rounded": False}, 10), "nd", "converged")
+    assert not exact.passed and "2 evaluation(s)" in exact.note and "3 needed" in exact.note
 
 
 def test_pretraining_replicates_count_the_checkpoints_behind_the_seeds():

@@ -103,9 +103,11 @@ def _converged(run: pd.DataFrame, task: str, thresholds: dict) -> tuple[float, f
     schedule, where the metric jumps at each; a run without LR rows is read over its whole last third."""
     rows = run[(run.split == "val") & (run.metric == TASK_METRIC[task])].sort_values("step")
     evals, needed = len(rows), thresholds.get("min_evals_after_drop", 2)
-    # The last third starts at the evaluation the loop places at two thirds of the run, at the step it rounds that
-    # to (rethink.core.training.schedule.evaluation_steps: 800 steps, six evaluations, the fourth at step 533).
-    window = rows[rows.step >= round(rows.step.max() * 2 / 3)] if evals else rows
+    # last_third_rounded: the last third starts at the evaluation the loop places at two thirds of the run, at the
+    # step it rounds that to (rethink.core.training.schedule.evaluation_steps: 800 steps, six evaluations, the
+    # fourth at step 533); without it (the exploration's rule) at exactly two thirds.
+    start = rows.step.max() * 2 / 3 if evals else 0
+    window = rows[rows.step >= (round(start) if thresholds.get("last_third_rounded") else start)]
     lrs = run[(run.split == "train") & (run.metric == "lr")].set_index("step").value
     after = "the last third"
     if len(lrs) and len(window):
@@ -196,6 +198,9 @@ def report_gates(results: pd.DataFrame, parameters: dict, out_dir: str, task: st
     the checkpoints.csv beside its results (a checkpoint named after a self-supervised method, or
     '<method> (...)', is that method's; any other is supervised)."""
     thresholds = {k: parameters[k] for k in THRESHOLDS}
+    # Protocol v2's converged gate starts the last third at the step the loop rounds two thirds to (a recorded
+    # deviation, docs/protocol.md); the exploration's re-rendered reports keep its rule, exactly two thirds.
+    thresholds["last_third_rounded"] = parameters.get("phase") != "exploration"
     path = Path(out_dir) / "checkpoints.csv"
     checkpoints = {}
     if path.is_file():
