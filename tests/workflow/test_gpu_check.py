@@ -48,6 +48,7 @@ def test_a_steps_snakemake_benchmarks_come_back(tmp_path, monkeypatch):
     assert (scratch / "notebook" / "build/x/benchmarks/world.tsv").is_file()  # it ran in the scratch folder
 
 
+@pytest.mark.slow  # waits out its 8-second limit
 def test_the_time_limit_keeps_what_is_finished(tmp_path):
     summary = gpu_check.main(tmp_path, dry_run=True, time_limit=8, steps=("cuda_tests", "bench"))
     first, second = summary["steps"]
