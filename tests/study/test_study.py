@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -481,3 +482,22 @@ def test_results_keep_each_checkpoints_pretraining_curve_for_its_figure(tmp_path
     assert chances == {"rotation": pytest.approx(math.log(4)), "autoencoder": None}
     fig = figures.pretraining_losses(curves, chances, 0.9)
     assert [len(ax.lines) for ax in fig.axes] == [3, 1]  # rotation: curve, chance and gate; autoencoder: curve
+
+
+def test_a_run_cache_file_is_replaced_whole_or_not_at_all(tmp_path):
+    """Two notebooks that share a run may train it at once: a reader sees the old file or the new, never half;
+    a write that fails leaves the old file and no temporary behind."""
+    from rethink.study.runs import write_atomically
+
+    target = tmp_path / "run.json"
+    target.write_text("old")
+    write_atomically(target, lambda tmp: Path(tmp).write_text("new"))
+    assert target.read_text() == "new"
+
+    def broken(tmp):
+        Path(tmp).write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(target, broken)
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["run.json"]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import sys
+import tempfile
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -64,6 +66,20 @@ def cached_record(record: Path, weights: Path) -> dict | None:
         record.unlink(missing_ok=True)
         weights.unlink(missing_ok=True)
         return None
+
+
+def write_atomically(path: Path, write) -> None:
+    """write(temporary file) beside `path`, then rename it onto `path`. Two notebooks that share a run (04 and 05,
+    01 and 02) can train it at once when Snakemake runs two jobs side by side: each then sees the other's weights
+    and record whole or not at all, never half-written (the same run gives the same bytes either way)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint: str | None, runs_dir: str,
@@ -137,9 +153,10 @@ def run_arm(*, train_file: str, val_file: str, task: str, init: str, checkpoint:
                                       for m in DIVERGED_SCORES[task]]
             history.append(dict(step=stop.step, epoch=stop.epoch, split="train", metric="diverged", value=1.0))
         cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(net.state_dict(), weights)  # a later student's teacher; written before the record that names it
+        # The weights (a later student's teacher) are written before the record that names them.
+        write_atomically(weights, lambda tmp: torch.save(net.state_dict(), tmp))
         text = json.dumps({"key": key, "seconds": time.perf_counter() - started, "history": history + quality})
-        cached.write_text(text)
+        write_atomically(cached, lambda tmp: Path(tmp).write_text(text))
         record = json.loads(text)  # the rows exactly as a rerun reads them back
     # The run's training time, measured when it ran, travels with its rows: a rerun that reads the
     # cache back must still report what the run cost.
@@ -168,7 +185,7 @@ def final_scores(record: dict, cached: Path, weights: Path, test_file: str, task
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             scores = evaluate(net.to(device), data, precision=resolve_precision(train.precision, device))
         record.setdefault("held_out", {})[split] = scores
-        cached.write_text(json.dumps(record))
+        write_atomically(cached, lambda tmp: Path(tmp).write_text(json.dumps(record)))
     return scores
 
 
