@@ -329,7 +329,7 @@ def notebook_parameters(notebook: str, namespace: dict) -> dict:
     if unknown:
         raise ValueError(f"{notebook}: unknown parameters {unknown}; allowed: {', '.join(sorted(params))}")
     # Deviations are recorded after the fact: always the config's current list, never an injected one. Protocol
-    # v2's deviations concern its confirmation: an exploration report keeps its own record (config/exploration.yaml).
+    # v2's deviations concern its confirmation; an exploration report keeps its own (config/exploration.yaml).
     deviations = profile["deviations"].get(notebook, []) if params.get("phase") != "exploration" else []
     return {**params, **{k: given[k] for k in params if k in given}, "deviations": deviations}
 
