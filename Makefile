@@ -1,7 +1,8 @@
 # make study  - set up .venv, run the whole study (default profile), write reports/ and README's table
 #              make study PART=he|zo|nd: one part (He 01-03, Zoph 04-05, Newell & Deng 06-08); a part longer
 #              than one working session is split by seeds: PART=zo1, zo2, ... each train a share of its seeds, then
-#              PART=zo writes its reports from the cache (python -m rethink parts lists them; docs/costing.md)
+#              PART=zo assembles its reports from their committed results (python -m rethink parts lists them;
+#              docs/costing.md)
 # make verify - rerun the study (or PART=...) from an empty cache into build/verify/ and compare every findings.json
 # make test   - set up .venv, run the tests (including the whole DAG under the smoke profile)
 # make test-fast - the tests not marked slow (no Snakemake run, notebook or long training): the edit loop
@@ -46,8 +47,11 @@ PART ?=
 # A part (he, zo, nd) or a session of a split one (he1, he2, ...: python -m rethink parts lists them)
 CHECK_PART = $(if $(PART),python -m rethink parts --profile default --check $(PART))
 # A fresh clone has the committed reports and no cache: Snakemake would call the reports up to date (their inputs
-# missing, not newer), so with no cache the notebooks are forced to run.
-FRESH = $(if $(wildcard cache/default/world),,--forcerun notebook)
+# missing, not newer), so with no cache the notebooks are forced to run, and a split part's reports are assembled
+# again from its sessions' committed results. The sessions themselves train again for the whole study or for a
+# session's own target (PART=nd3), not for a part's (PART=nd: its sessions ran in working sessions of their own).
+FORCED_SESSIONS = $(if $(filter he zo nd,$(PART)),,session)
+FRESH = $(if $(wildcard cache/default/world),,--forcerun notebook assemble $(FORCED_SESSIONS))
 
 study: setup
 	$(CHECK_PART)

@@ -3,6 +3,7 @@
 #   make study                                  (default profile, writes reports/)
 #   make study PART=he                          (the targets he, zo, nd: one part of the study, with what it needs)
 #   snakemake --cores 2 --config profile=smoke  (any profile; see config/study.yaml)
+import re
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -11,7 +12,7 @@ from snakemake.utils import min_version, validate
 from rethink.config import (PARTS, notebook_checkpoints, notebook_config, part_notebooks, resolve, session_seeds,
                             session_targets)
 from rethink.pipeline.data import build_data, build_world, world_names
-from rethink.pipeline.notebooks import logged, run_notebook
+from rethink.pipeline.notebooks import assemble_report, logged, run_notebook
 from rethink.study.provenance import results_hash
 
 min_version("9.0")
@@ -79,10 +80,21 @@ rule all:
 # The study in three parts (make study PART=he|zo|nd): a part's reports with every world file and checkpoint they
 # need; `python -m rethink index` then writes the index from the reports there are. A part the profile splits into
 # `sessions` has a target per session (he1, he2, ...): session k trains its share of each notebook's seeds, with
-# their checkpoints, into the run cache (its notebooks' reports go to build/<profile>/sessions/, unread); the
-# part's target then writes the reports from the cache, training only what no session did.
+# their checkpoints, and writes the notebooks' result files to <reports>/sessions/<notebook>/session<k>/ (committed);
+# the part's target then assembles each report from its sessions' results and renders it, training nothing. The run
+# cache need not survive between working sessions.
 SESSIONS = session_targets(PROFILE)
-SESSION_DIR = f"build/{PROFILE_NAME}/sessions"
+SESSION_DIR = f"{REPORTS}/sessions"
+# The notebooks of a split part (their reports: rule assemble) and the others (rule notebook).
+SPLIT = sorted({notebook for part, k in SESSIONS.values() for notebook in part_notebooks(PROFILE, part)})
+UNSPLIT = [notebook for notebook in NOTEBOOKS if notebook not in SPLIT]
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (none: a pattern nothing matches)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
 for part in PARTS:
 
     rule:
@@ -201,10 +213,16 @@ def notebook_inputs(wildcards):
     return [f"{CACHE}/checkpoints/{name}" for name in notebook_checkpoints(PROFILE, wildcards.notebook)]
 
 
-def notebook_sessions(wildcards):
-    """A split part's session outputs of this notebook: its report comes after them, reading their runs back."""
-    return [f"{SESSION_DIR}/{wildcards.notebook}/session{k}/findings.json"
-            for target, (part, k) in SESSIONS.items() if wildcards.notebook in part_notebooks(PROFILE, part)]
+# A notebook's report: findings.json, results.csv (both in Snakemake's report), run.json and the page, which is in
+# Snakemake's report through the site, where its links resolve.
+REPORT_FILES = dict(
+    findings=report(f"{REPORTS}/{{notebook}}/findings.json", category=paper_of, subcategory="{notebook}",
+                    labels={"file": "findings.json"}),
+    results=report(f"{REPORTS}/{{notebook}}/results.csv", category=paper_of, subcategory="{notebook}",
+                   labels={"file": "results.csv"}),
+    run=f"{REPORTS}/{{notebook}}/run.json",
+    html=f"{REPORTS}/{{notebook}}/{{notebook}}.html",
+)
 
 
 rule notebook:
@@ -213,14 +231,10 @@ rule notebook:
         world=WORLD_FILES,
         checkpoints=notebook_inputs,
         code=LIB_SOURCES,
-        sessions=notebook_sessions,
     output:
-        findings=report(f"{REPORTS}/{{notebook}}/findings.json", category=paper_of, subcategory="{notebook}",
-                        labels={"file": "findings.json"}),
-        results=report(f"{REPORTS}/{{notebook}}/results.csv", category=paper_of, subcategory="{notebook}",
-                       labels={"file": "results.csv"}),
-        run=f"{REPORTS}/{{notebook}}/run.json",
-        html=f"{REPORTS}/{{notebook}}/{{notebook}}.html",  # in the report through the site, where its links resolve
+        **REPORT_FILES,
+    wildcard_constraints:
+        notebook=one_of(UNSPLIT),
     params:
         parameters=lambda wildcards: notebook_config(PROFILE, wildcards.notebook, f"{REPORTS}/{wildcards.notebook}", root="."),
     threads: PROFILE["threads"]
@@ -241,20 +255,26 @@ def session_parameters(wildcards) -> dict:
             "seeds": session_seeds(PROFILE, wildcards.notebook, int(wildcards.k))}
 
 
-# A session trains; its findings.json is a by-product, and the part's report reads its runs back. So it reruns only
-# for what would change its runs: core/ (by date), its settings and its notebook's sweep half (the results hash,
-# by value). A change to the study or report code, or to a notebook's prose, re-renders the part's reports from
-# the cache and leaves the sessions, and the minutes their benchmark files recorded, alone.
+# A session trains; its results.csv, run.json and the checkpoints' numbers beside them are what the part's report
+# is assembled from (its findings.json and pages are by-products). So it reruns only for what would change its
+# runs: core/ (by date), its settings and its notebook's sweep half (the results hash, by value). A change to the
+# study or report code, or to a notebook's prose, re-assembles the part's reports and leaves the sessions, and the
+# minutes their benchmark files recorded, alone. Its world and checkpoints count by content, not date (ancient):
+# a working session that builds the world again (the run cache is not kept between them) must not make the
+# sessions committed before it look out of date; they are the same files (the run keys hash them).
 rule session:
     input:
         source=ancient(str(BASE / "notebooks/{notebook}.py")),
-        world=WORLD_FILES,
-        checkpoints=lambda wildcards: [f"{CACHE}/checkpoints/{name}" for name in notebook_checkpoints(
-            PROFILE, wildcards.notebook, session_seeds(PROFILE, wildcards.notebook, int(wildcards.k)))],
+        world=ancient(WORLD_FILES),
+        checkpoints=lambda wildcards: ancient([f"{CACHE}/checkpoints/{name}" for name in notebook_checkpoints(
+            PROFILE, wildcards.notebook, session_seeds(PROFILE, wildcards.notebook, int(wildcards.k)))]),
         code=TRAINING_SOURCES,
     output:
         findings=f"{SESSION_DIR}/{{notebook}}/session{{k}}/findings.json",
+        results=f"{SESSION_DIR}/{{notebook}}/session{{k}}/results.csv",
+        run=f"{SESSION_DIR}/{{notebook}}/session{{k}}/run.json",
     wildcard_constraints:
+        notebook=one_of(SPLIT),
         k=r"\d+",
     params:
         parameters=session_parameters,
@@ -268,6 +288,31 @@ rule session:
         f"{REPORTS}/benchmarks/{{notebook}}-session{{k}}.tsv"
     run:
         logged(log[0], run_notebook, input.source, Path(output.findings).parent, params.parameters, threads=threads)
+
+
+def notebook_sessions(wildcards):
+    """The run.json of each session of this notebook's part (results.csv and the rest beside it)."""
+    return [f"{SESSION_DIR}/{wildcards.notebook}/session{k}/run.json"
+            for part, k in SESSIONS.values() if wildcards.notebook in part_notebooks(PROFILE, part)]
+
+
+# A split part's report, from its sessions' committed results (study.sessions): gathered, then rendered from them.
+rule assemble:
+    input:
+        source=str(BASE / "notebooks/{notebook}.py"),
+        sessions=notebook_sessions,
+        code=LIB_SOURCES,
+    output:
+        **REPORT_FILES,
+    wildcard_constraints:
+        notebook=one_of(SPLIT),
+    log:
+        f"{CACHE}/logs/{{notebook}}.log",
+    benchmark:
+        f"{REPORTS}/benchmarks/{{notebook}}.tsv"
+    run:
+        logged(log[0], assemble_report, input.source, [str(Path(f).parent) for f in input.sessions],
+               str(Path(output.findings).parent), PROFILE_NAME)
 
 
 rule index:

@@ -76,8 +76,8 @@ def table(measured: dict[str, float], startup: float, seeds: dict[str, int]) -> 
         lines.append(f"| {part} | {numbers} | {fixed / 60:.1f} | {checkpoints / 60:.1f} | {work / 60:.1f} "
                      f"| {per_seed / 60:.1f} | {n} | {(fixed + n * per_seed) / 60:.0f} | {fit} |")
     lines += ["", "The default profile's sessions (`sessions`; the world files counted in a part's first session, each "
-                  "session's notebook jobs with a start-up each; the part's report-writing jobs, which read every run "
-                  "back from the cache, come after its last session):", "",
+                  "session's notebook jobs with a start-up each; the part's report-writing jobs, which train nothing, "
+                  "come after its last session):", "",
               "| session (make study PART=) | seeds | minutes |", "|---|---|---|"]
     for name, (part, k) in config.session_targets(profile).items():
         if part in costs:

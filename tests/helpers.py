@@ -30,12 +30,29 @@ def snakemake(*args, cwd):
 
 
 def failed_job_logs(result, cwd) -> str:
-    """Snakemake's last words and the end of the log of each job it names as failed (`log: <file>`), which is
-    where a notebook's traceback is."""
-    named = re.findall(r"^\s*log: (\S+)", result.stdout + result.stderr, re.MULTILINE)
-    logs = [f"--- {name}\n" + (Path(cwd) / name).read_text()[-3000:] for name in dict.fromkeys(named)
-            if (Path(cwd) / name).is_file()]
-    return "\n".join([result.stderr[-2000:], *logs])
+    """Snakemake's last words and, for each job it names under "Error in rule", the end of the job's log and the
+    error its executed notebook holds (papermill keeps a notebook's traceback in the .ipynb, not in the log)."""
+    text = result.stdout + result.stderr
+    parts = [result.stderr[-2000:]]
+    for block in re.findall(r"^Error in rule \S+:\n(.*?)(?=^\S|\Z)", text, re.MULTILINE | re.DOTALL):
+        for name in re.findall(r"^\s*log: (\S+)", block, re.MULTILINE):
+            if (Path(cwd) / name).is_file():
+                parts.append(f"--- {name}\n" + (Path(cwd) / name).read_text()[-3000:])
+        outputs = [o.strip() for line in re.findall(r"^\s*output: (.*)$", block, re.MULTILINE) for o in line.split(",")]
+        for notebook in dict.fromkeys(n for o in outputs for n in sorted((Path(cwd) / o).parent.glob("*.ipynb"))):
+            parts.append(f"--- {notebook.relative_to(cwd)}\n" + notebook_error(notebook)[-3000:])
+    return "\n".join(parts)
+
+
+def notebook_error(path) -> str:
+    """The error outputs of an executed notebook (ename, evalue, traceback without colour codes), or a line saying
+    it has none."""
+    cells = json.loads(Path(path).read_text()).get("cells", [])
+    errors = [out for cell in cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    if not errors:
+        return "(no error output in this notebook)"
+    return "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(out.get("traceback", [])))
+                     or f"{out.get('ename')}: {out.get('evalue')}" for out in errors)
 
 
 # ------------------------------------------------------------------ real-format datasets

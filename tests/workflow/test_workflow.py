@@ -2,8 +2,10 @@
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -253,7 +255,6 @@ def test_a_killed_run_resumes_without_redoing_what_finished(tmp_path):
     (python -m rethink snakemake, as make study/smoke run it) removes it, keeps every finished output and redoes
     the job that was cut off."""
     import signal
-    import time
 
     from rethink.core.training.checkpoints import load_checkpoint
 
@@ -291,7 +292,6 @@ def test_a_live_runs_lock_is_kept(tmp_path):
     lock = tmp_path / ".snakemake/locks/0.input.lock"
     lock.parent.mkdir(parents=True)
     lock.write_text("held")
-    import time
 
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "snakemake"], cwd=tmp_path)
     try:
@@ -337,7 +337,8 @@ def test_more_sessions_than_seeds_is_an_error_naming_the_key():
 @pytest.mark.slow
 def test_a_session_trains_its_seeds_and_the_part_writes_the_reports_after_every_session(tmp_path):
     """make study PART=zo1: the session jobs of the part's notebooks on the first share of the seeds, with those
-    seeds' checkpoints only, and no report; PART=zo: every session, then each report (from the run cache)."""
+    seeds' checkpoints only, and no report; PART=zo: every session, then each report, assembled from the sessions'
+    results under the reports' sessions/ folder (no notebook job: nothing is trained for a report)."""
     (tmp_path / "split.yaml").write_text(yaml.safe_dump(SPLIT))
     profile = study_config.resolve({**copy.deepcopy(CONFIG), "profiles": {**CONFIG["profiles"], **SPLIT["profiles"]}},
                                    "split")
@@ -352,7 +353,24 @@ def test_a_session_trains_its_seeds_and_the_part_writes_the_reports_after_every_
     whole = snakemake("-n", "--cores", "2", "zo", "--configfile", str(tmp_path / "split.yaml"),
                       "--config", "profile=split", cwd=tmp_path)
     text = whole.stdout + whole.stderr
-    assert whole.returncode == 0 and text.count("rule session:") == 4 and text.count("rule notebook:") == 2
+    assert whole.returncode == 0 and text.count("rule session:") == 4 and text.count("rule assemble:") == 2
+    assert "rule notebook:" not in text
+    assert f"{profile['reports_dir']}/sessions/05_zo3_zo5_self_training/session2/results.csv" in text
+    # Sessions done in an earlier working session stay done when a later one builds the world and the checkpoints
+    # again (the run cache is not kept between working sessions, the sessions' results are): only the reports are
+    # assembled, nothing is trained.
+    planned = [o.strip() for line in re.findall(r"^\s*output: (.*)$", text, re.MULTILINE) for o in line.split(",")]
+    sessions, cache = [p for p in planned if "/sessions/" in p], [p for p in planned if p.startswith("cache/")]
+    assert len(sessions) == 4 * 3 and cache
+    for path in sessions + cache:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("")
+    for path in cache:  # built after the sessions ran
+        os.utime(tmp_path / path, ns=(time.time_ns() + 10**10,) * 2)
+    again = snakemake("-n", "--cores", "2", "zo", "--configfile", str(tmp_path / "split.yaml"),
+                      "--config", "profile=split", cwd=tmp_path)
+    text = again.stdout + again.stderr
+    assert again.returncode == 0 and "rule session:" not in text and text.count("rule assemble:") == 2, text[-2000:]
     listed = subprocess.run([sys.executable, "-m", "rethink", "parts", "--check", "zo9"], capture_output=True,
                             text=True, env=ENV, cwd=tmp_path)
     assert listed.returncode != 0 and "PART must be one of: he zo nd" in listed.stderr

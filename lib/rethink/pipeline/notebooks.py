@@ -40,6 +40,16 @@ def run_notebook(source: str, out_dir: str, parameters: dict, cwd: str = ".") ->
     return executed
 
 
+def assemble_report(source: str, session_dirs: list[str], out_dir: str, profile: str) -> Path:
+    """A split part's report: its sessions' committed results gathered into out_dir (study.sessions), then the
+    notebook rendered from them, training nothing."""
+    from ..study.sessions import assemble
+
+    assemble(session_dirs, out_dir, Path(source).stem)
+    return run_notebook(source, out_dir, dict(profile=profile, from_results=True, out_dir=str(out_dir),
+                                              results_dir=str(out_dir)))
+
+
 def report_view(notebook, name: str):
     """The executed notebook as a reader sees it: code hidden (the HTML exporter drops inputs; a first line links
     the executed notebook with its code and names its source), stderr dropped (progress bars and warnings: papermill
