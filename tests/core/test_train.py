@@ -228,8 +228,12 @@ def test_the_test_split_scores_the_model_selected_on_validation(tiny_world):
     selected = min(step for step, value in val.items() if value == best)
     assert {r["step"] for r in test} == {selected} and {r["metric"] for r in test} == {"loss", "accuracy"}
     assert next(r["value"] for r in test if r["metric"] == "accuracy") == best
-    last_loss = [r["value"] for r in history if r["split"] == "val" and r["metric"] == "loss"][-1]
-    assert evaluate(model, data)["loss"] == pytest.approx(last_loss)
+    losses = {r["step"]: r["value"] for r in history if r["split"] == "val" and r["metric"] == "loss"}
+    last_loss = losses[max(losses)]
+    # fit evaluates in its own batches: the sums run in another order, about 1e-6 apart on some CPUs. The tolerance
+    # is far below the gap to the selected evaluation's loss, the model fit would leave if it kept the best.
+    assert evaluate(model, data)["loss"] == pytest.approx(last_loss, rel=1e-4)
+    assert selected == max(losses) or abs(losses[selected] - last_loss) > 1e-3 * last_loss
 
 
 def test_a_registry_names_the_setting_and_refuses_a_second_entry():
