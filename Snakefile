@@ -39,12 +39,22 @@ REPORTS = PROFILE["reports_dir"]
 NOTEBOOKS = list(PROFILE["notebooks"])
 WORLD_FILES = [f"{CACHE}/world/{name}.npz" for name in world_names(PROFILE.get("data"))]
 # The supervised recipe (min_accuracy is its gate's floor, read by the notebooks, not by the training).
-SUPERVISED_PRETRAINING = {"upstream": {k: v for k, v in PROFILE["pretrain"].items() if k != "min_accuracy"}}
+SUPERVISED_PRETRAINING = {"upstream": {k: v for k, v in PROFILE["pretrain"].items()
+                                         if k not in ("min_accuracy", "precision")}}
+# The checkpoints' compute dtype: their block's own, else the top-level setting.
+PRETRAIN_PRECISION = PROFILE["pretrain"].get("precision", PROFILE["precision"])
+SELFSUP_PRECISION = PROFILE["selfsup"].get("precision", PROFILE["precision"])
 # Newell & Deng's harder world (ND-3): the upstream and downstream classification files, every variation knob
 # of `world_hard` turned up.
 HARD_WORLD_SPLITS = ["upstream_classify_train", "upstream_classify_val", "downstream_classify_train",
                      "downstream_classify_val", "downstream_classify_test"]
 HARD_WORLD_FILES = [f"{CACHE}/world_hard/{name}.npz" for name in HARD_WORLD_SPLITS]
+# What makes each world's files. The rules that read a world take its files as ancient (their date does not count)
+# and these settings as params: the world is then a dependency by content, so that a later working session that
+# builds it again (the run cache is not kept between them) leaves the sessions committed before it alone, and a
+# change to a world's settings still reruns what reads it (as a change to its code does, core/ being their input).
+WORLD_SETTINGS = dict(spec=PROFILE["world"], data=PROFILE.get("data", {}))
+HARD_WORLD_SETTINGS = {**PROFILE["world"], **PROFILE["world_hard"]}
 # Self-supervised checkpoints: <method>.pt on the world with the `selfsup` model; <method>_large.pt with
 # ND-2's large model; <method>_hard.pt on the hard world.
 SELFSUP_METHODS = list(PROFILE["selfsup_methods"])
@@ -120,8 +130,8 @@ rule world:
     output:
         WORLD_FILES,
     params:
-        spec=PROFILE["world"],
-        data=PROFILE.get("data", {}),
+        spec=WORLD_SETTINGS["spec"],
+        data=WORLD_SETTINGS["data"],
         device=PROFILE["device"],
     log:
         f"{CACHE}/logs/world.log",
@@ -137,7 +147,7 @@ rule world_hard:
     output:
         HARD_WORLD_FILES,
     params:
-        spec={**PROFILE["world"], **PROFILE["world_hard"]},
+        spec=HARD_WORLD_SETTINGS,
     log:
         f"{CACHE}/logs/world_hard.log",
     benchmark:
@@ -148,7 +158,7 @@ rule world_hard:
 
 rule pretrain:
     input:
-        WORLD_FILES[:2],
+        ancient(WORLD_FILES[:2]),
         TRAINING_SOURCES,
     output:
         f"{CACHE}/checkpoints/{{name}}-seed{{seed}}.pt",
@@ -157,8 +167,9 @@ rule pretrain:
         seed=r"\d+",
     params:
         spec=lambda wildcards: {**SUPERVISED_PRETRAINING[wildcards.name], "seed": int(wildcards.seed)},
+        world=WORLD_SETTINGS,
         device=PROFILE["device"],
-        precision=PROFILE["precision"],
+        precision=PRETRAIN_PRECISION,
         aug_backend=PROFILE["aug_backend"],
     threads: PROFILE["threads"]
     resources:
@@ -177,12 +188,13 @@ rule pretrain:
 def selfsup_spec(wildcards):
     """The `selfsup` block, the method's options, for the _large variant ND-2's large model, and the seed."""
     large = PROFILE["large_model"] if wildcards.variant == "_large" else {}
-    return {**PROFILE["selfsup"], **PROFILE["selfsup_methods"][wildcards.method], **large, "seed": int(wildcards.seed)}
+    selfsup = {k: v for k, v in PROFILE["selfsup"].items() if k != "precision"}
+    return {**selfsup, **PROFILE["selfsup_methods"][wildcards.method], **large, "seed": int(wildcards.seed)}
 
 
 rule selfsup:
     input:
-        lambda wildcards: HARD_WORLD_FILES[:2] if wildcards.variant == "_hard" else WORLD_FILES[:2],
+        lambda wildcards: ancient(HARD_WORLD_FILES[:2] if wildcards.variant == "_hard" else WORLD_FILES[:2]),
         TRAINING_SOURCES,
     output:
         f"{CACHE}/checkpoints/{{method}}{{variant}}-seed{{seed}}.pt",
@@ -192,8 +204,9 @@ rule selfsup:
         seed=r"\d+",
     params:
         spec=selfsup_spec,
+        world=lambda wildcards: HARD_WORLD_SETTINGS if wildcards.variant == "_hard" else WORLD_SETTINGS,
         device=PROFILE["device"],
-        precision=PROFILE["precision"],
+        precision=SELFSUP_PRECISION,
     threads: PROFILE["threads"]
     resources:
         gpu=GPUS,
@@ -259,15 +272,15 @@ def session_parameters(wildcards) -> dict:
 # is assembled from (its findings.json and pages are by-products). So it reruns only for what would change its
 # runs: core/ (by date), its settings and its notebook's sweep half (the results hash, by value). A change to the
 # study or report code, or to a notebook's prose, re-assembles the part's reports and leaves the sessions, and the
-# minutes their benchmark files recorded, alone. Its world and checkpoints count by content, not date (ancient):
-# a working session that builds the world again (the run cache is not kept between them) must not make the
-# sessions committed before it look out of date; they are the same files (the run keys hash them).
+# minutes their benchmark files recorded, alone. The world counts by its settings, not its date (WORLD_SETTINGS);
+# a seed's checkpoints are its session's alone: trained again, they rerun it. A session is also checked when its
+# part's reports are assembled: one that core/, the config or the sweep no longer give is refused (study.sessions).
 rule session:
     input:
         source=ancient(str(BASE / "notebooks/{notebook}.py")),
         world=ancient(WORLD_FILES),
-        checkpoints=lambda wildcards: ancient([f"{CACHE}/checkpoints/{name}" for name in notebook_checkpoints(
-            PROFILE, wildcards.notebook, session_seeds(PROFILE, wildcards.notebook, int(wildcards.k)))]),
+        checkpoints=lambda wildcards: [f"{CACHE}/checkpoints/{name}" for name in notebook_checkpoints(
+            PROFILE, wildcards.notebook, session_seeds(PROFILE, wildcards.notebook, int(wildcards.k)))],
         code=TRAINING_SOURCES,
     output:
         findings=f"{SESSION_DIR}/{{notebook}}/session{{k}}/findings.json",
@@ -279,6 +292,8 @@ rule session:
     params:
         parameters=session_parameters,
         shaped_by=lambda wildcards: results_hash(session_parameters(wildcards), wildcards.notebook),
+        world=WORLD_SETTINGS,
+        hard_world=HARD_WORLD_SETTINGS,
     threads: PROFILE["threads"]
     resources:
         gpu=GPUS,

@@ -150,7 +150,7 @@ def notebook_config(profile: dict, notebook: str, out_dir: str | None = None, ro
         "phase": profile["phase"],
         "device": profile["device"],
         "aug_backend": profile["aug_backend"],
-        "precision": profile["precision"],
+        "precision": block.get("precision", profile["precision"]),  # a block's own wins (config/study.yaml)
         "selfsup_methods": list(profile["selfsup_methods"]),
         "large_arch": profile["large_model"]["arch"],
         "large_width": profile["large_model"]["width"],

@@ -3,22 +3,29 @@ import json
 
 import pandas as pd
 import pytest
-from rethink.study.provenance import results_hash
+from rethink import config
+from rethink.study.provenance import code_hash, current_hash, results_hash
 from rethink.study.sessions import assemble
 
-NOTEBOOK = "06_nd1_nd3_utility"  # any notebook: the results hash reads its sweep half
-CORE = "c0de"
+NOTEBOOK = "06_nd1_nd3_utility"  # a notebook of the default profile's split part (Newell & Deng)
 
 
-def write_session(folder, seeds, *, core=CORE, steps=800, checkpoints=(), recorded_hash=None):
-    """A session's record as its notebook writes it: one result row per seed, run.json with its settings."""
+def settings(seeds, **changed):
+    """A session's settings as its notebook records them: the default profile's, with its seeds."""
+    given = config.notebook_config(config.load("default"), NOTEBOOK, root=".")
+    return json.loads(json.dumps({**given, "seeds": list(seeds), **changed}))
+
+
+def write_session(folder, seeds, *, core=None, checkpoints=(), **changed):
+    """A session's record as its notebook writes it: one result row per seed, run.json with its settings, the
+    core/ that trained it (default: the checkout's) and the results hash they give."""
     folder.mkdir(parents=True)
     pd.DataFrame([dict(arm="scratch", seed=s, metric="accuracy", value=0.5 + s / 1000) for s in seeds]).to_csv(
         folder / "results.csv", index=False)
-    parameters = dict(profile="default", notebook_name=NOTEBOOK, seeds=list(seeds), steps=steps, out_dir=str(folder),
-                      results_dir=str(folder), phase="confirmation")
+    parameters = settings(seeds, **changed)
+    core = core or code_hash()
     run = dict(parameters=parameters, git_commit=f"commit-of-{folder.name}", core_hash=core,
-               results_hash=recorded_hash or results_hash(parameters, NOTEBOOK, core), python="3.11")
+               results_hash=results_hash(parameters, NOTEBOOK, core), python="3.11", cpu="a CPU")
     (folder / "run.json").write_text(json.dumps(run))
     if checkpoints:
         pd.DataFrame([dict(checkpoint=name, metric="loss", value=v) for name, v in checkpoints]).to_csv(
@@ -41,12 +48,17 @@ def test_the_sessions_rows_are_gathered_in_order_with_every_seed_in_the_settings
     written = json.loads((out / "run.json").read_text())
     assert written == run and written["parameters"]["seeds"] == [100, 101, 102]
     assert written["parameters"]["out_dir"] == written["parameters"]["results_dir"] == str(out)
-    # The hash a run of the whole part would record: the same settings with every seed.
-    whole = dict(json.loads((one / "run.json").read_text())["parameters"], seeds=[100, 101, 102])
-    assert written["results_hash"] == results_hash(whole, NOTEBOOK, CORE)
-    assert written["core_hash"] == CORE and written["python"] == "3.11"
+    # The hash a run of the whole part would record: the config's settings with every seed.
+    assert written["results_hash"] == results_hash(settings([100, 101, 102]), NOTEBOOK)
+    assert written["core_hash"] == code_hash() and written["python"] == "3.11"
     assert [(s["seeds"], s["git_commit"]) for s in written["sessions"]] == [([100, 101], "commit-of-session1"),
                                                                             ([102], "commit-of-session2")]
+
+
+def test_the_configured_seeds_in_sessions_give_the_reports_current_hash(tmp_path):
+    seeds = config.load("default")["notebooks"][NOTEBOOK]["seeds"]
+    folders = [write_session(tmp_path / f"session{k}", [seed]) for k, seed in enumerate(seeds, 1)]
+    assert assemble(folders, tmp_path / "report", NOTEBOOK)["results_hash"] == current_hash("default", NOTEBOOK)
 
 
 def test_a_missing_session_names_its_file_and_the_target_that_makes_it(tmp_path):
@@ -58,9 +70,8 @@ def test_a_missing_session_names_its_file_and_the_target_that_makes_it(tmp_path)
 
 @pytest.mark.parametrize("change,message", [
     (dict(seeds=[101, 102]), "a seed appears in two sessions"),
-    (dict(seeds=[102], core="beef"), "different core/ code"),
-    (dict(seeds=[102], steps=400), "differ in settings that shape results"),
-    (dict(seeds=[102], recorded_hash="0123456789abcdef"), "session2: the session's results were shaped by other"),
+    (dict(seeds=[102], core="beef"), r"session2: the session's results were shaped by other code \(core/ beef\)"),
+    (dict(seeds=[102], precision="bf16"), "session2: the session's results were shaped by other"),  # a setting
 ])
 def test_sessions_that_do_not_make_one_report_are_refused(tmp_path, change, message):
     one = write_session(tmp_path / "session1", [100, 101])

@@ -356,21 +356,37 @@ def test_a_session_trains_its_seeds_and_the_part_writes_the_reports_after_every_
     assert whole.returncode == 0 and text.count("rule session:") == 4 and text.count("rule assemble:") == 2
     assert "rule notebook:" not in text
     assert f"{profile['reports_dir']}/sessions/05_zo3_zo5_self_training/session2/results.csv" in text
-    # Sessions done in an earlier working session stay done when a later one builds the world and the checkpoints
-    # again (the run cache is not kept between working sessions, the sessions' results are): only the reports are
-    # assembled, nothing is trained.
+    # Sessions done in an earlier working session stay done when a later one builds the world again (the run cache
+    # is not kept between working sessions, the sessions' results are): only the reports are assembled. A seed's
+    # checkpoint trained again reruns the sessions that read it, and only those.
     planned = [o.strip() for line in re.findall(r"^\s*output: (.*)$", text, re.MULTILINE) for o in line.split(",")]
     sessions, cache = [p for p in planned if "/sessions/" in p], [p for p in planned if p.startswith("cache/")]
     assert len(sessions) == 4 * 3 and cache
-    for path in sessions + cache:
+    world = [p for p in cache if "/world/" in p]
+    for path in sessions + world:  # the world built after the sessions ran; their checkpoints not there (a new cache)
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("")
-    for path in cache:  # built after the sessions ran
-        os.utime(tmp_path / path, ns=(time.time_ns() + 10**10,) * 2)
-    again = snakemake("-n", "--cores", "2", "zo", "--configfile", str(tmp_path / "split.yaml"),
-                      "--config", "profile=split", cwd=tmp_path)
-    text = again.stdout + again.stderr
-    assert again.returncode == 0 and "rule session:" not in text and text.count("rule assemble:") == 2, text[-2000:]
+    for path in world:
+        os.utime(tmp_path / path, ns=(time.time_ns() + 10**11,) * 2)
+
+    def planned_jobs():
+        plan = snakemake("-n", "--cores", "2", "zo", "--configfile", str(tmp_path / "split.yaml"),
+                         "--config", "profile=split", cwd=tmp_path)
+        assert plan.returncode == 0, (plan.stdout + plan.stderr)[-2000:]
+        return plan.stdout + plan.stderr
+
+    text = planned_jobs()
+    assert "rule session:" not in text and text.count("rule assemble:") == 2, text[-2000:]
+    seed = study_config.session_seeds(profile, "05_zo3_zo5_self_training", 2)[0]
+    retrained = tmp_path / f"cache/split/checkpoints/simclr-seed{seed}.pt"
+    retrained.parent.mkdir(parents=True)
+    retrained.write_text("")
+    os.utime(retrained, ns=(time.time_ns() + 2 * 10**11,) * 2)
+    # Notebook 05's session 2 reads it: it reruns, with the other checkpoints of its seeds (not there), and so does
+    # 04's session 2, which reads their upstream checkpoints. Session 1 of both stays done.
+    jobs = planned_jobs().split("\nrule ")
+    rerun = sorted(re.search(r"sessions/(\S+?)/findings.json", job)[1] for job in jobs if job.startswith("session:"))
+    assert rerun == ["04_zo1_zo2_augmentation_data/session2", "05_zo3_zo5_self_training/session2"], rerun
     listed = subprocess.run([sys.executable, "-m", "rethink", "parts", "--check", "zo9"], capture_output=True,
                             text=True, env=ENV, cwd=tmp_path)
     assert listed.returncode != 0 and "PART must be one of: he zo nd" in listed.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import config
 from .provenance import results_hash
 from .records import git_commit
 
@@ -18,25 +19,27 @@ CHECKPOINT_FILES = ("checkpoints.csv", "pretraining.csv")
 
 
 def read_session(folder: Path, notebook: str) -> dict:
-    """A session's run.json, once its results are there and still what the checkout would train."""
+    """A session's run.json, once its results are there and still what the checkout would train: core/, the
+    config's settings for its seeds and the notebook's sweep half give the results hash it recorded."""
     for name in ("results.csv", "run.json"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} does not exist: the session has not run here; run it with "
                                     f"`make study PART=<its session>` (python -m rethink parts lists them)")
     run = json.loads((folder / "run.json").read_text())
-    now = results_hash(run["parameters"], notebook, run["core_hash"])
+    settings = config.notebook_config(config.load(run["parameters"]["profile"]), notebook, root=".")
+    now = results_hash({**settings, "seeds": run["parameters"]["seeds"]}, notebook)
     if run.get("results_hash") != now:
-        raise ValueError(f"{folder}: the session's results were shaped by other settings or another sweep than "
-                         f"notebooks/{notebook}.py and the config give now (results hash {run.get('results_hash')} "
-                         f"against {now}); run the session again (make study PART=<its session>)")
+        raise ValueError(f"{folder}: the session's results were shaped by other code (core/ {run.get('core_hash')}), "
+                         f"settings or sweep than the checkout's (results hash {run.get('results_hash')}, now {now}); "
+                         f"run the session again (make study PART=<its session>)")
     return run
 
 
 def assemble(session_dirs, out_dir, notebook: str) -> dict:
     """The sessions' result files of `notebook` gathered into `out_dir` (results.csv in session order; each
     checkpoint's numbers once), with a run.json whose settings are the sessions' with every seed, as a run of the
-    whole part would record them, and each session's seeds and commit. The sessions must hold disjoint seeds,
-    come from one core/ (every report records one) and differ in nothing else that shapes results."""
+    whole part would record them, and each session's seeds and commit. Every session must be current (read_session)
+    and hold seeds no other one holds."""
     folders = [Path(f) for f in session_dirs]
     if not folders:
         raise ValueError(f"{notebook}: no session to assemble a report from")
@@ -45,15 +48,7 @@ def assemble(session_dirs, out_dir, notebook: str) -> dict:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"{notebook}: a seed appears in two sessions ({', '.join(map(str, folders))}: "
                          f"{[run['parameters']['seeds'] for run in runs]}); each session trains its own share")
-    cores = sorted({run["core_hash"] for run in runs})
-    if len(cores) > 1:
-        raise ValueError(f"{notebook}: the sessions were trained by different core/ code ({', '.join(cores)}); a "
-                         f"report records one: run the older sessions again (make study PART=<session>)")
     parameters = {**runs[0]["parameters"], "seeds": sorted(seeds)}
-    hashes = {results_hash({**run["parameters"], "seeds": sorted(seeds)}, notebook, cores[0]) for run in runs}
-    if len(hashes) > 1:
-        raise ValueError(f"{notebook}: the sessions differ in settings that shape results, not only in seeds; run "
-                         f"the sessions again with one config")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pd.concat([pd.read_csv(f / "results.csv") for f in folders], ignore_index=True).to_csv(
@@ -66,8 +61,8 @@ def assemble(session_dirs, out_dir, notebook: str) -> dict:
             (out / name).unlink(missing_ok=True)
     run = {k: v for k, v in runs[0].items() if k != "rendered_from_results_at"}
     run.update(parameters={**parameters, "out_dir": str(out), "results_dir": str(out)}, git_commit=git_commit(),
-               results_hash=hashes.pop(),
-               sessions=[dict(folder=str(folder), seeds=session["parameters"]["seeds"],
+               results_hash=results_hash(parameters, notebook, run["core_hash"]),
+               sessions=[dict(folder=str(folder), seeds=session["parameters"]["seeds"], cpu=session.get("cpu"),
                               git_commit=session["git_commit"]) for folder, session in zip(folders, runs)])
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     return run
