@@ -50,9 +50,8 @@ def test_a_profile_of_ones_own_runs_by_name(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_snakemake_runs_a_profile_of_ones_own(tmp_path):
-    """`--config profile=<name>` for a profile in a file of its own (digits) and one added by a --configfile."""
-    plan = snakemake("-n", "--cores", "2", "--config", "profile=digits", cwd=tmp_path)
-    assert plan.returncode == 0 and "build/digits/reports/04_zo1_zo2_augmentation_data" in plan.stdout, plan.stderr[-2000:]
+    """`--config profile=<name>` for a profile added by a --configfile (one in a file of its own, digits, runs whole
+    in tests/workflow/test_real_data.py)."""
     override = tmp_path / "mine.yaml"
     override.write_text(yaml.safe_dump({"profiles": {"mine": {"notebooks": {"01_he1_he2_schedules": None}}}}))
     plan = snakemake("-n", "--cores", "2", "--configfile", str(override), "--config", "profile=mine", cwd=tmp_path)
@@ -189,6 +188,11 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
     assert replicates["BL-2"] is None  # from scratch: no pre-training behind it
     assert {p.name for p in (tmp_path / "cache/smoke/checkpoints").glob("upstream-seed*.pt")} == \
         {"upstream-seed0.pt", "upstream-seed1.pt"}
+    # The hard world and its checkpoints are built where a profile runs ND-3, and only there (the default profile's
+    # case: the test of its three parts).
+    runs_nd3 = study_config.resolve(copy.deepcopy(CONFIG), "smoke")["notebooks"]["06_nd1_nd3_utility"]["nd3_hard_world"]
+    assert (tmp_path / "cache/smoke/world_hard").is_dir() == runs_nd3
+    assert bool(list((tmp_path / "cache/smoke/checkpoints").glob("rotation_hard-seed*.pt"))) == runs_nd3
     # ND-4's linear probe trains at its own probe_lr, fine-tuning at lr (each evaluation records its LR).
     smoke = study_config.resolve(copy.deepcopy(CONFIG), "smoke")
     zoo = pd.read_csv(reports / "07_nd4_nd5_bl1_zoo/results.csv")
@@ -223,18 +227,6 @@ def test_the_default_profile_plans_three_parts_with_a_pretraining_per_seed(tmp_p
         for nb in notebooks:  # every checkpoint the part needs, once per seed
             for name in study_config.notebook_checkpoints(default, nb):
                 assert f"cache/default/checkpoints/{name}" in text, (part, name)
-
-
-@pytest.mark.slow
-def test_the_hard_world_is_built_only_where_a_profile_runs_nd3(tmp_path):
-    """The hard world and its checkpoints are in the DAG where a profile runs ND-3 (the default profile: the test of
-    its three parts)."""
-    for profile in ("smoke",):
-        runs_nd3 = study_config.resolve(copy.deepcopy(CONFIG), profile)["notebooks"]["06_nd1_nd3_utility"]["nd3_hard_world"]
-        plan = snakemake("-n", "--cores", "2", "--config", f"profile={profile}", cwd=tmp_path)
-        assert plan.returncode == 0, plan.stderr[-2000:]
-        assert ("rule world_hard:" in plan.stdout + plan.stderr) == runs_nd3, profile
-        assert ("rotation_hard-seed" in plan.stdout + plan.stderr) == runs_nd3, profile
 
 
 @pytest.mark.slow
