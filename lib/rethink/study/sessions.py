@@ -18,32 +18,38 @@ from .records import git_commit
 CHECKPOINT_FILES = ("checkpoints.csv", "pretraining.csv")
 
 
-def read_session(folder: Path, notebook: str) -> dict:
-    """A session's run.json, once its results are there and still what the checkout would train: core/, the
-    config's settings for its seeds and the notebook's sweep half give the results hash it recorded."""
+def read_session(folder: Path) -> dict:
+    """A session's run.json, once its results are there."""
     for name in ("results.csv", "run.json"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} does not exist: the session has not run here; run it with "
                                     f"`make study PART=<its session>` (python -m rethink parts lists them)")
-    run = json.loads((folder / "run.json").read_text())
-    settings = config.notebook_config(config.load(run["parameters"]["profile"]), notebook, root=".")
+    return json.loads((folder / "run.json").read_text())
+
+
+def check_current(folder: Path, run: dict, notebook: str, settings: dict) -> None:
+    """A session is still what the checkout would train when core/, the config's `settings` of the notebook for its
+    seeds and the notebook's sweep half give the results hash it recorded."""
     now = results_hash({**settings, "seeds": run["parameters"]["seeds"]}, notebook)
     if run.get("results_hash") != now:
         raise ValueError(f"{folder}: the session's results were shaped by other code (core/ {run.get('core_hash')}), "
                          f"settings or sweep than the checkout's (results hash {run.get('results_hash')}, now {now}); "
                          f"run the session again (make study PART=<its session>)")
-    return run
 
 
 def assemble(session_dirs, out_dir, notebook: str) -> dict:
     """The sessions' result files of `notebook` gathered into `out_dir` (results.csv in session order; each
     checkpoint's numbers once), with a run.json whose settings are the sessions' with every seed, as a run of the
-    whole part would record them, and each session's seeds and commit. Every session must be current (read_session)
+    whole part would record them, and each session's seeds and commit. Every session must be current (check_current)
     and hold seeds no other one holds."""
     folders = [Path(f) for f in session_dirs]
     if not folders:
         raise ValueError(f"{notebook}: no session to assemble a report from")
-    runs = [read_session(folder, notebook) for folder in folders]
+    runs = [read_session(folder) for folder in folders]
+    profiles = {run["parameters"]["profile"] for run in runs}  # each loaded once: the config is read and checked
+    settings = {name: config.notebook_config(config.load(name), notebook, root=".") for name in profiles}
+    for folder, run in zip(folders, runs):
+        check_current(folder, run, notebook, settings[run["parameters"]["profile"]])
     seeds = [int(s) for run in runs for s in run["parameters"]["seeds"]]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"{notebook}: a seed appears in two sessions ({', '.join(map(str, folders))}: "
