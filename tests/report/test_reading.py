@@ -75,6 +75,22 @@ def test_the_readme_is_short_and_defines_its_verdict_words_under_the_table():
         assert f"]({doc})" in readme and (ROOT / doc).is_file()
 
 
+def test_the_readme_lists_each_deviation_once_with_every_finding_it_applies_to():
+    """One change recorded for several notebooks (config/protocol.yaml) is one line naming all their findings."""
+    recorded = yaml.safe_load((ROOT / "config" / "protocol.yaml").read_text())["deviations"] or {}
+    applies = {}
+    for entries in recorded.values():
+        for d in entries:
+            applies.setdefault(d["change"], set()).update(d["findings"])
+    readme = (ROOT / "README.md").read_text()
+    listed = readme[readme.index("Deviations from protocol v2:"):readme.index("The exploration's changes of design")]
+    lines = [line for line in listed.splitlines() if line.startswith("- **")]
+    assert len(lines) == len(applies)
+    for change, findings in applies.items():
+        line, = [line for line in lines if change in line]
+        assert set(re.match(r"- \*\*([^*]+)\*\*", line).group(1).split(", ")) == findings, change
+
+
 @pytest.mark.slow
 def test_the_snakemake_report_zip_resolves_every_link(tmp_path):
     """Built from the committed reports: the site (index, reports, figures, data, docs) packed whole."""

@@ -134,11 +134,13 @@ def pill(verdict: str) -> str:
 
 
 def deviations_of(found) -> list[dict]:
-    """Every deviation from protocol v2 the findings list, once each."""
+    """Every deviation from protocol v2 the findings list, once each, naming every finding it applies to (one
+    change recorded for several notebooks is one deviation)."""
     unique = {}
     for _, f, _ in found:
         for d in f.get("deviations", []):
-            unique.setdefault((d["change"], d["earlier_reports"]), d)
+            kept = unique.setdefault((d["change"], d["earlier_reports"]), {**d, "findings": []})
+            kept["findings"] += [x for x in d["findings"] if x not in kept["findings"]]
     return list(unique.values())
 
 
@@ -222,7 +224,7 @@ def findings_markdown(found, seconds: dict[str, float], out: Path) -> str:
                      f"[{folder.name}]({link}) |")
     lines += [""] + [f"- **{verdict}**: {meaning}." for verdict, meaning in VERDICT_MEANINGS.items()]
     deviations = deviations_of(found)
-    lines += ["", "Deviations from protocol v2: " + ("none." if not deviations else ""),
+    lines += ["", "Deviations from protocol v2:" + (" none." if not deviations else ""),
               *(["", *map(deviation_line, deviations), ""] if deviations else []),
               "The exploration's changes of design are recorded in [docs/exploration.md](docs/exploration.md); its "
               "findings and runs, as it committed them, are in [docs/exploration-results/](docs/exploration-results/)."]
