@@ -8,9 +8,10 @@ claim (docs/protocol.md), not read from the report: a notebook that wires anothe
 moves its effect away from the constructed one, and the test fails.
 
 An arm is made by copying the other arm's evaluations (same seed, step and split) and adding the seed's gap, so its
-training curve, and every gate that reads it, is the other arm's shifted by a constant. Notebook 06 (ND-1 to ND-3)
-has no case yet: its committed report is the exploration's, which has no ND-2 runs, and ND-1's utility is not a
-difference of two arms.
+training curve, and every gate that reads it, is the other arm's shifted by a constant; where a model is selected on
+validation, its test score moves to the step the other arm's was taken at. Every checkpoint's numbers are set to
+ones any pre-training gate passes (that gate has tests of its own), so a seed whose real pre-training failed does not
+decide a case. Notebook 06's case is ND-2 (ND-1 and ND-3 are utilities, not differences of two arms).
 """
 import json
 import math
@@ -43,16 +44,32 @@ def minimum_detectable(values) -> float:
     return (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * np.std(values, ddof=1) / math.sqrt(n)
 
 
-def selected(results: pd.DataFrame, metric: str, where: dict) -> pd.Series:
-    mask = results.metric.eq(metric) & results.split.isin(EVALUATED)
+def rows_of(results: pd.DataFrame, where: dict) -> pd.Series:
+    mask = pd.Series(True, index=results.index)
     for column, value in where.items():
         mask &= results[column].eq(value)
     return mask
 
 
+def selected(results: pd.DataFrame, metric: str, where: dict) -> pd.Series:
+    return rows_of(results, where) & results.metric.eq(metric) & results.split.isin(EVALUATED)
+
+
+def align_test_steps(results: pd.DataFrame, a: dict, b: dict) -> None:
+    """Arm a's held-out test evaluation (every metric) moved, per seed, to the step of arm b's (in place). Where a
+    model is selected on validation and scored on test (Newell & Deng), a's validation curve made from b's picks b's
+    step, so a's test score has to sit there too; where the two already agree, nothing changes."""
+    a_rows, b_rows = rows_of(results, a) & results.split.eq("test"), rows_of(results, b) & results.split.eq("test")
+    for seed in results.loc[a_rows, "seed"].unique():
+        steps = results.loc[b_rows & results.seed.eq(seed), ["step", "epoch"]].drop_duplicates()
+        assert len(steps) == 1, f"{b} has {len(steps)} test steps for seed {seed}"
+        results.loc[a_rows & results.seed.eq(seed), ["step", "epoch"]] = steps.iloc[0].to_numpy()
+
+
 def set_gap(results: pd.DataFrame, metric: str, a: dict, b: dict, gaps: dict[int, float]) -> None:
     """Arm a's `metric` := arm b's at the same seed, step and split, plus the seed's gap (in place)."""
     key = ["seed", "step", "split"]
+    align_test_steps(results, a, b)
     a_mask, b_rows = selected(results, metric, a), results[selected(results, metric, b)]
     assert a_mask.any() and len(b_rows), (a, b)
     source = b_rows.set_index(key).value
@@ -74,6 +91,16 @@ def longest(r):
 
 def strongest(r):
     return max(r.aug.unique())
+
+
+def large_finetuned(r) -> str:
+    """ND-2's large model fine-tuned (its other arm is scratch): '<method> (<arch>-<width>)'."""
+    arm, = [a for a in r[r.experiment.eq("ND-2")].arm.unique() if not a.startswith("scratch")]
+    return arm
+
+
+def fewest_large(r) -> int:
+    return r[r.experiment.eq("ND-2")].label_count.min()
 
 
 def cell_of(r, arm: str) -> dict:
@@ -121,11 +148,21 @@ CASES = {
          2.5, 0.3, "failed"),
     ],
     "05_zo3_zo5_self_training": [
-        # (ZO-4 is left out: its SimCLR arm inherits each seed's SimCLR checkpoint gate, which the construction
-        # does not touch; its verdict is tested on constructed grids in tests/study/test_study.py.)
+        # ZO-4: SimCLR's init minus scratch, in the one cell SimCLR was trained in.
+        ("ZO-4", "simclr_gain", "accuracy", lambda r: [pair({"arm": "simclr", **cell_of(r, "simclr")},
+                                                            {"arm": "scratch", **cell_of(r, "simclr")})],
+         -3.0, 0.5, "met"),
         ("ZO-5", "joint_gain", "accuracy", lambda r: [pair({"arm": "pretrained+joint", **cell_of(r, "pretrained+joint")},
                                                            {"arm": "pretrained", **cell_of(r, "pretrained+joint")})],
          0.5, 4.0, "undecided"),
+    ],
+    "06_nd1_nd3_utility": [
+        # ND-2: with the fewest labels, the large model fine-tuned minus the small one fine-tuned the same way (ND-1's
+        # runs). ND-1 and ND-3 are utilities read off the scratch curve, not differences of two arms: no case.
+        ("ND-2", "finetuned_gap", "accuracy", lambda r: [
+            pair({"arm": large_finetuned(r), "label_count": fewest_large(r)},
+                 {"arm": large_finetuned(r).split(" (")[0], "experiment": "ND-1", "label_count": fewest_large(r)})],
+         3.0, 0.5, "met"),
     ],
     "07_nd4_nd5_bl1_zoo": [
         # ND-4: the linear probe (all four stages frozen) minus fine-tuning, per method, averaged over the methods.
@@ -169,12 +206,18 @@ def render_all(jobs: list[tuple[str, Path, Path]], workers: int = 2) -> dict[str
 
 
 def construct(notebook: str, committed: Path, given: Path) -> dict:
-    """The committed report's tables in `given`, with each case's gaps written into results.csv; returns, per
-    finding, (condition, the gap per seed, the expected status)."""
+    """The committed report's tables in `given`, with each case's gaps written into results.csv and every
+    checkpoint's pretext loss and probe set to values any pre-training gate passes; returns, per finding,
+    (condition, the gap per seed, the expected status)."""
     given.mkdir(parents=True)
     for table in ("results.csv", "run.json", "checkpoints.csv", "pretraining.csv"):
         if (committed / table).is_file():
             shutil.copy(committed / table, given / table)
+    if (given / "checkpoints.csv").is_file():  # every pre-training made to have worked (its gate is tested apart)
+        checkpoints = pd.read_csv(given / "checkpoints.csv")
+        checkpoints.loc[checkpoints.metric.eq("loss"), "value"] = 0.0
+        checkpoints.loc[checkpoints.metric.str.contains("accuracy"), "value"] = 1.0
+        checkpoints.to_csv(given / "checkpoints.csv", index=False)
     results = pd.read_csv(given / "results.csv", low_memory=False)
     expected = {}
     for finding, condition, metric, pairs, center, spread, status in CASES[notebook]:
