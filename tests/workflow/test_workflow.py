@@ -190,11 +190,11 @@ def test_smoke_dag_end_to_end(tmp_path, monkeypatch):
         {"upstream-seed0.pt", "upstream-seed1.pt"}
     # The hard world and its checkpoints are built where a profile runs ND-3, and only there (the default profile's
     # case: the test of its three parts).
-    runs_nd3 = study_config.resolve(copy.deepcopy(CONFIG), "smoke")["notebooks"]["06_nd1_nd3_utility"]["nd3_hard_world"]
+    smoke = study_config.resolve(copy.deepcopy(CONFIG), "smoke")
+    runs_nd3 = smoke["notebooks"]["06_nd1_nd3_utility"]["nd3_hard_world"]
     assert (tmp_path / "cache/smoke/world_hard").is_dir() == runs_nd3
     assert bool(list((tmp_path / "cache/smoke/checkpoints").glob("rotation_hard-seed*.pt"))) == runs_nd3
     # ND-4's linear probe trains at its own probe_lr, fine-tuning at lr (each evaluation records its LR).
-    smoke = study_config.resolve(copy.deepcopy(CONFIG), "smoke")
     zoo = pd.read_csv(reports / "07_nd4_nd5_bl1_zoo/results.csv")
     lrs = zoo[(zoo.experiment == "ND-4") & (zoo.metric == "lr")].groupby("freeze").value.max()
     assert lrs[4] / lrs[0] == pytest.approx(smoke["notebooks"]["07_nd4_nd5_bl1_zoo"]["probe_lr"] / smoke["utility"]["lr"])
